@@ -1,0 +1,72 @@
+package actors
+
+import (
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// Record is one event on the data plane after extraction: the key it is
+// partitioned by, its event time and the value that is aggregated.
+//
+// Between the window operator and the sink the same type carries a window
+// result: TS is the window start, Val the sum and Count the count.
+type Record struct {
+	Key   string
+	TS    int64 // event time, milliseconds since the Unix epoch
+	Val   float64
+	Count int64
+}
+
+// Batch carries records from one sender to one receiver. In is the index of
+// the sender on the receiver's input side. Batches are the unit of flow
+// control: each one costs the sender one credit.
+type Batch struct {
+	In      int
+	Out     int        // the receiver's index among the sender's targets; echoed in the Credit
+	From    *actor.PID // where to return the credit
+	Records []Record
+}
+
+// Watermark says that no record with an event time <= TS will follow on the
+// input In (Flink semantics: records with ts <= watermark are late).
+type Watermark struct {
+	In int
+	TS int64
+}
+
+// Idle says that input In has nothing to send for now (for example a source
+// subtask without partitions); it stops holding back the combined watermark
+// until its next Watermark.
+type Idle struct {
+	In int
+}
+
+// EndOfInput says that input In is finished: no message follows on it.
+type EndOfInput struct {
+	In int
+}
+
+// Credit returns N credits to the sender for its output Out.
+type Credit struct {
+	Out int
+	N   int
+}
+
+// Failed is sent by a task to its parent when it cannot continue.
+type Failed struct {
+	Task string
+	Err  error
+}
+
+func (f *Failed) String() string { return fmt.Sprintf("task %s failed: %v", f.Task, f.Err) }
+
+// Finished is sent by a sink task to its parent when all of its inputs ended
+// and everything it wrote is acknowledged.
+type Finished struct {
+	Task string
+}
+
+// Drain asks a source task to stop at the current end of its partitions and
+// then end its output (stop with drain: every window fires).
+type Drain struct{}

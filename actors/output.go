@@ -1,0 +1,142 @@
+package actors
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// Flow-control defaults.
+const (
+	// DefaultCredits is how many batches a sender may have in flight to one
+	// receiver before it must wait for a Credit.
+	DefaultCredits = 4
+	// DefaultBatchRecords is how many records fill a batch.
+	DefaultBatchRecords = 1024
+)
+
+// Output is the sending side of one task: a buffer per downstream target,
+// credits per target and a queue per target of what waits for a credit.
+// Data and control messages to a target leave in the order they were
+// emitted. Only batches cost credits; control messages (watermarks,
+// barriers, end of input) wait behind the batches queued before them.
+//
+// An Output is owned by one actor and is not safe for concurrent use.
+type Output struct {
+	targets      []*actor.PID
+	self         int
+	selfPID      *actor.PID
+	batchRecords int
+	credits      []int
+	buf          [][]Record
+	queue        [][]any
+	sent         int64
+}
+
+// NewOutput returns an output to targets; self is this task's index on each
+// target's input side and selfPID where credits come back to.
+func NewOutput(targets []*actor.PID, self int, selfPID *actor.PID, credits, batchRecords int) *Output {
+	if credits <= 0 {
+		credits = DefaultCredits
+	}
+	if batchRecords <= 0 {
+		batchRecords = DefaultBatchRecords
+	}
+	o := &Output{
+		targets:      targets,
+		self:         self,
+		selfPID:      selfPID,
+		batchRecords: batchRecords,
+		credits:      make([]int, len(targets)),
+		buf:          make([][]Record, len(targets)),
+		queue:        make([][]any, len(targets)),
+	}
+	for i := range o.credits {
+		o.credits[i] = credits
+	}
+	return o
+}
+
+// Targets is the number of downstream targets.
+func (o *Output) Targets() int { return len(o.targets) }
+
+// Emit appends r to the batch for target t, sending the batch when full.
+func (o *Output) Emit(ctx actor.SenderContext, t int, r Record) {
+	if o.buf[t] == nil {
+		o.buf[t] = make([]Record, 0, o.batchRecords)
+	}
+	o.buf[t] = append(o.buf[t], r)
+	if len(o.buf[t]) >= o.batchRecords {
+		o.flushTarget(ctx, t)
+	}
+}
+
+// Flush sends every partly filled batch.
+func (o *Output) Flush(ctx actor.SenderContext) {
+	for t := range o.targets {
+		o.flushTarget(ctx, t)
+	}
+}
+
+func (o *Output) flushTarget(ctx actor.SenderContext, t int) {
+	if len(o.buf[t]) == 0 {
+		return
+	}
+	o.queue[t] = append(o.queue[t], &Batch{In: o.self, Out: t, From: o.selfPID, Records: o.buf[t]})
+	o.buf[t] = nil
+	o.pump(ctx, t)
+}
+
+// Broadcast flushes every target's batch and then queues the control
+// message m (built per target by mk, which receives this task's input index
+// on the target) behind it.
+func (o *Output) Broadcast(ctx actor.SenderContext, mk func(in int) any) {
+	for t := range o.targets {
+		o.flushTarget(ctx, t)
+		o.queue[t] = append(o.queue[t], mk(o.self))
+		o.pump(ctx, t)
+	}
+}
+
+// OnCredit adds credits for target c.Out and sends what waited for them.
+func (o *Output) OnCredit(ctx actor.SenderContext, c *Credit) {
+	if c.Out < 0 || c.Out >= len(o.targets) {
+		return
+	}
+	o.credits[c.Out] += c.N
+	o.pump(ctx, c.Out)
+}
+
+func (o *Output) pump(ctx actor.SenderContext, t int) {
+	q := o.queue[t]
+	i := 0
+	for ; i < len(q); i++ {
+		if b, ok := q[i].(*Batch); ok {
+			if o.credits[t] <= 0 {
+				break
+			}
+			o.credits[t]--
+			o.sent += int64(len(b.Records))
+		}
+		ctx.Send(o.targets[t], q[i])
+		q[i] = nil
+	}
+	if i == len(q) {
+		o.queue[t] = q[:0]
+	} else {
+		o.queue[t] = q[i:]
+	}
+}
+
+// Blocked reports whether some target has batches waiting for credit. A
+// task whose output is blocked stops taking input, which is how
+// backpressure travels upstream.
+func (o *Output) Blocked() bool {
+	for _, q := range o.queue {
+		if len(q) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Sent is the number of records sent so far.
+func (o *Output) Sent() int64 { return o.sent }

@@ -1,0 +1,317 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// KeyGroups is the fixed number of key groups. A key belongs to one key
+// group forever; a subtask owns a contiguous range of key groups, so a
+// later rescale moves whole key groups (Flink's max parallelism).
+const KeyGroups = 128
+
+// KeyGroup returns the key group of key.
+func KeyGroup(key string) int {
+	return int(xxhash.Sum64String(key) % KeyGroups)
+}
+
+// SubtaskForKeyGroup returns the subtask, of parallelism p, that owns key
+// group kg (Flink's computeOperatorIndexForKeyGroup).
+func SubtaskForKeyGroup(kg, p int) int {
+	return kg * p / KeyGroups
+}
+
+// Extractor turns a record's value into a Record.
+type Extractor func(value []byte) (key []byte, ts int64, v float64, err error)
+
+// JSONExtractor returns an extractor reading top-level fields of a JSON
+// object: keyField (string or number), tsField (integer milliseconds) and,
+// when valField is not empty, valField (number). It validates the whole
+// object, so malformed JSON is an error, not a guess.
+func JSONExtractor(keyField, tsField, valField string) Extractor {
+	return func(value []byte) ([]byte, int64, float64, error) {
+		var (
+			key       []byte
+			ts        int64
+			v         float64
+			haveKey   bool
+			haveTS    bool
+			haveValue = valField == ""
+		)
+		s := scanner{b: value}
+		s.ws()
+		if !s.consume('{') {
+			return nil, 0, 0, s.fail("not a JSON object")
+		}
+		s.ws()
+		if s.consume('}') {
+			goto done
+		}
+		for {
+			s.ws()
+			name, err := s.str()
+			if err != nil {
+				return nil, 0, 0, err
+			}
+			s.ws()
+			if !s.consume(':') {
+				return nil, 0, 0, s.fail("expected ':' after a field name")
+			}
+			s.ws()
+			switch string(name) {
+			case keyField:
+				k, err := s.scalar()
+				if err != nil {
+					return nil, 0, 0, fmt.Errorf("field %q: %w", keyField, err)
+				}
+				key, haveKey = k, true
+			case tsField:
+				n, err := s.number()
+				if err != nil {
+					return nil, 0, 0, fmt.Errorf("field %q: %w", tsField, err)
+				}
+				t, err := strconv.ParseInt(string(n), 10, 64)
+				if err != nil {
+					return nil, 0, 0, fmt.Errorf("field %q: %s is not whole milliseconds", tsField, n)
+				}
+				if t < 0 {
+					return nil, 0, 0, fmt.Errorf("field %q: %d is before 1970", tsField, t)
+				}
+				ts, haveTS = t, true
+			case valField:
+				n, err := s.number()
+				if err != nil {
+					return nil, 0, 0, fmt.Errorf("field %q: %w", valField, err)
+				}
+				f, err := strconv.ParseFloat(string(n), 64)
+				if err != nil || math.IsInf(f, 0) {
+					return nil, 0, 0, fmt.Errorf("field %q: %s is not a finite number", valField, n)
+				}
+				v, haveValue = f, true
+			default:
+				if err := s.skip(0); err != nil {
+					return nil, 0, 0, err
+				}
+			}
+			s.ws()
+			if s.consume(',') {
+				continue
+			}
+			if s.consume('}') {
+				break
+			}
+			return nil, 0, 0, s.fail("expected ',' or '}'")
+		}
+	done:
+		s.ws()
+		if s.i != len(s.b) {
+			return nil, 0, 0, s.fail("data after the JSON object")
+		}
+		switch {
+		case !haveKey:
+			return nil, 0, 0, fmt.Errorf("no field %q (the key)", keyField)
+		case !haveTS:
+			return nil, 0, 0, fmt.Errorf("no field %q (the event time)", tsField)
+		case !haveValue:
+			return nil, 0, 0, fmt.Errorf("no field %q (the value)", valField)
+		}
+		return key, ts, v, nil
+	}
+}
+
+const maxJSONDepth = 64
+
+var errJSONEnd = errors.New("JSON ends early")
+
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) fail(what string) error {
+	if s.i >= len(s.b) {
+		return fmt.Errorf("malformed JSON: %s at the end", what)
+	}
+	return fmt.Errorf("malformed JSON: %s at byte %d", what, s.i)
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) consume(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// str reads a JSON string and returns its raw contents (escapes are kept;
+// field names and keys with escapes are compared and used as written).
+func (s *scanner) str() ([]byte, error) {
+	if !s.consume('"') {
+		return nil, s.fail("expected a string")
+	}
+	start := s.i
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			out := s.b[start:s.i]
+			s.i++
+			return out, nil
+		case c == '\\':
+			if s.i+1 >= len(s.b) {
+				return nil, errJSONEnd
+			}
+			switch s.b[s.i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.i += 2
+			case 'u':
+				if s.i+6 > len(s.b) {
+					return nil, errJSONEnd
+				}
+				for _, h := range s.b[s.i+2 : s.i+6] {
+					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+						return nil, s.fail("bad \\u escape")
+					}
+				}
+				s.i += 6
+			default:
+				return nil, s.fail("bad escape")
+			}
+		case c < 0x20:
+			return nil, s.fail("control character in a string")
+		default:
+			s.i++
+		}
+	}
+	return nil, errJSONEnd
+}
+
+func (s *scanner) number() ([]byte, error) {
+	start := s.i
+	digits := func() int {
+		n := 0
+		for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+			s.i++
+			n++
+		}
+		return n
+	}
+	bad := func() ([]byte, error) {
+		s.i = start
+		return nil, s.fail("expected a number")
+	}
+	s.consume('-')
+	if s.consume('0') {
+		// a leading zero stands alone
+	} else if digits() == 0 {
+		return bad()
+	}
+	if s.consume('.') && digits() == 0 {
+		return bad()
+	}
+	if s.consume('e') || s.consume('E') {
+		if !s.consume('+') {
+			s.consume('-')
+		}
+		if digits() == 0 {
+			return bad()
+		}
+	}
+	return s.b[start:s.i], nil
+}
+
+// scalar reads a string or a number.
+func (s *scanner) scalar() ([]byte, error) {
+	if s.i < len(s.b) && s.b[s.i] == '"' {
+		return s.str()
+	}
+	return s.number()
+}
+
+func (s *scanner) literal(word string) bool {
+	if len(s.b)-s.i >= len(word) && string(s.b[s.i:s.i+len(word)]) == word {
+		s.i += len(word)
+		return true
+	}
+	return false
+}
+
+// skip reads over any JSON value.
+func (s *scanner) skip(depth int) error {
+	if depth > maxJSONDepth {
+		return s.fail("nested too deep")
+	}
+	if s.i >= len(s.b) {
+		return errJSONEnd
+	}
+	switch c := s.b[s.i]; {
+	case c == '"':
+		_, err := s.str()
+		return err
+	case c == '{' || c == '[':
+		closing := byte('}')
+		if c == '[' {
+			closing = ']'
+		}
+		s.i++
+		s.ws()
+		if s.consume(closing) {
+			return nil
+		}
+		for {
+			s.ws()
+			if c == '{' {
+				if _, err := s.str(); err != nil {
+					return err
+				}
+				s.ws()
+				if !s.consume(':') {
+					return s.fail("expected ':'")
+				}
+				s.ws()
+			}
+			if err := s.skip(depth + 1); err != nil {
+				return err
+			}
+			s.ws()
+			if s.consume(',') {
+				continue
+			}
+			if s.consume(closing) {
+				return nil
+			}
+			return s.fail("expected ',' or a closing bracket")
+		}
+	case c == 't':
+		if s.literal("true") {
+			return nil
+		}
+	case c == 'f':
+		if s.literal("false") {
+			return nil
+		}
+	case c == 'n':
+		if s.literal("null") {
+			return nil
+		}
+	default:
+		_, err := s.number()
+		return err
+	}
+	return s.fail("unexpected character")
+}

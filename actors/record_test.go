@@ -1,0 +1,117 @@
+package actors
+
+import (
+	"encoding/json"
+	"flag"
+	"math/rand"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestJSONExtractor(t *testing.T) {
+	ex := JSONExtractor("user", "ts", "amount")
+	for _, tc := range []struct {
+		in      string
+		key     string
+		ts      int64
+		v       float64
+		wantErr string
+	}{
+		{in: `{"user":"u1","ts":1000,"amount":5}`, key: "u1", ts: 1000, v: 5},
+		{in: ` { "amount" : -2.5e1 , "x":{"a":[1,2,{"b":null}]}, "user" : 42, "ts":7 } `, key: "42", ts: 7, v: -25},
+		{in: `{"user":"a\"b","ts":1,"amount":0,"f":true,"g":false}`, key: `a\"b`, ts: 1, v: 0},
+		{in: `[1,2]`, wantErr: "not a JSON object"},
+		{in: `{"user":"u1","ts":1000}`, wantErr: `no field "amount"`},
+		{in: `{"ts":1000,"amount":1}`, wantErr: `no field "user"`},
+		{in: `{"user":"u1","amount":1}`, wantErr: `no field "ts"`},
+		{in: `{"user":"u1","ts":"soon","amount":1}`, wantErr: `field "ts"`},
+		{in: `{"user":"u1","ts":1.5,"amount":1}`, wantErr: "not whole milliseconds"},
+		{in: `{"user":"u1","ts":-1,"amount":1}`, wantErr: "before 1970"},
+		{in: `{"user":"u1","ts":1,"amount":1} x`, wantErr: "data after"},
+		{in: `{"user":"u1","ts":1,"amount":1`, wantErr: "malformed JSON"},
+		{in: `{"user":"u1","ts":1,"amount":1,"z":tru}`, wantErr: "unexpected character"},
+		{in: ``, wantErr: "not a JSON object"},
+		{in: `{"user":{"a":1},"ts":1,"amount":1}`, wantErr: `field "user"`},
+	} {
+		key, ts, v, err := ex([]byte(tc.in))
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err = %v, want it to contain %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.in, err)
+			continue
+		}
+		if string(key) != tc.key || ts != tc.ts || v != tc.v {
+			t.Errorf("%s: got (%s,%d,%v), want (%s,%d,%v)", tc.in, key, ts, v, tc.key, tc.ts, tc.v)
+		}
+	}
+}
+
+var seedFlag = flag.Int64("seed", 0, "seed for randomized tests (0: time-based)")
+
+func testSeed(t *testing.T) *rand.Rand {
+	seed := *seedFlag
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	t.Logf("seed %d (replay with -seed %d)", seed, seed)
+	return rand.New(rand.NewSource(seed))
+}
+
+// TestJSONExtractorAgreesWithEncodingJSON: on random valid and mangled
+// objects, the extractor accepts exactly what encoding/json accepts as an
+// object with the fields, and reads the same values.
+func TestJSONExtractorAgreesWithEncodingJSON(t *testing.T) {
+	rng := testSeed(t)
+	ex := JSONExtractor("k", "ts", "v")
+	for i := 0; i < 5000; i++ {
+		obj := map[string]any{"k": "key" + string(rune('a'+rng.Intn(26))), "ts": rng.Int63n(1 << 40), "v": rng.Intn(1000) - 500}
+		if rng.Intn(2) == 0 {
+			obj["extra"] = []any{1, "two", map[string]any{"three": nil, "four": true}}
+		}
+		b, _ := json.Marshal(obj)
+		if rng.Intn(3) == 0 {
+			pos := rng.Intn(len(b))
+			b = append(b[:pos:pos], b[pos+1:]...)
+		}
+		var ref struct {
+			K  *string
+			TS *int64 `json:"ts"`
+			V  *float64
+		}
+		refErr := json.Unmarshal(b, &ref)
+		key, ts, v, err := ex(b)
+		if refErr == nil && ref.K != nil && ref.TS != nil && ref.V != nil {
+			if err != nil {
+				t.Fatalf("%s: extractor failed (%v) where encoding/json succeeded", b, err)
+			}
+			if string(key) != *ref.K || ts != *ref.TS || v != *ref.V {
+				t.Fatalf("%s: got (%s,%d,%v), want (%s,%d,%v)", b, key, ts, v, *ref.K, *ref.TS, *ref.V)
+			}
+		} else if err == nil && refErr != nil {
+			t.Fatalf("%s: extractor accepted what encoding/json refused (%v)", b, refErr)
+		}
+	}
+}
+
+func TestSubtaskForKeyGroup(t *testing.T) {
+	for p := 1; p <= KeyGroups; p++ {
+		prev := 0
+		seen := map[int]bool{}
+		for kg := 0; kg < KeyGroups; kg++ {
+			s := SubtaskForKeyGroup(kg, p)
+			if s < prev || s >= p {
+				t.Fatalf("p=%d kg=%d: subtask %d out of order or range", p, kg, s)
+			}
+			prev = s
+			seen[s] = true
+		}
+		if len(seen) != p {
+			t.Fatalf("p=%d: only %d subtasks own key groups", p, len(seen))
+		}
+	}
+}

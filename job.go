@@ -1,0 +1,224 @@
+package weir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/weirstream/weir/actors"
+	"github.com/weirstream/weir/supervisor"
+)
+
+// Job is a built job, ready to Run once.
+type Job struct {
+	spec    JobSpec
+	opts    options
+	metrics actors.Metrics
+
+	mu      sync.Mutex
+	handle  *supervisor.Handle
+	drain   bool
+	started bool
+}
+
+type options struct {
+	log          *slog.Logger
+	credits      int
+	batchRecords int
+	closeTimeout time.Duration
+}
+
+// Option configures a Job.
+type Option func(*options)
+
+// WithLogger sends the job's log to l (default: slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithFlowControl sets how many batches a task may have in flight to each
+// downstream task (credits) and how many records fill a batch.
+func WithFlowControl(credits, batchRecords int) Option {
+	return func(o *options) { o.credits, o.batchRecords = credits, batchRecords }
+}
+
+// ErrNotYet is returned for settings that are accepted in job files but not
+// implemented by this version of the engine.
+var ErrNotYet = errors.New("weir: not implemented in this version")
+
+// NewJob checks spec (filling in defaults) and returns a job that Run runs.
+func NewJob(spec JobSpec, opts ...Option) (*Job, error) {
+	spec = spec.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if spec.Delivery == ExactlyOnce {
+		return nil, fmt.Errorf("delivery: %w: exactly-once delivery; use at-least-once", ErrNotYet)
+	}
+	o := options{log: slog.Default(), closeTimeout: 30 * time.Second}
+	for _, f := range opts {
+		f(&o)
+	}
+	return &Job{spec: spec, opts: o}, nil
+}
+
+// Spec is the job's spec with defaults filled in.
+func (j *Job) Spec() JobSpec { return j.spec }
+
+// Stats are the job's counters at one moment.
+type Stats struct {
+	RecordsIn   int64 // records read from Kafka
+	ResultsOut  int64 // results acknowledged by Kafka
+	LateDropped int64 // records that came after their window had fired
+	BadRecords  int64 // records that could not be read
+}
+
+// Stats returns the job's counters; safe to call while it runs.
+func (j *Job) Stats() Stats {
+	return Stats{
+		RecordsIn:   j.metrics.RecordsIn.Load(),
+		ResultsOut:  j.metrics.ResultsOut.Load(),
+		LateDropped: j.metrics.LateDropped.Load(),
+		BadRecords:  j.metrics.BadRecords.Load(),
+	}
+}
+
+// Drain stops the job with drain, like Flink's stop --drain: every source
+// reads up to the end its partitions have now, every window fires, every
+// result is acknowledged by Kafka, and Run returns nil.
+func (j *Job) Drain() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.drain = true
+	if j.handle != nil {
+		j.handle.Drain()
+	}
+}
+
+// Run runs the job until it is drained (returns nil), fails (returns the
+// cause), or ctx ends (returns ctx's error after stopping every task).
+func (j *Job) Run(ctx context.Context) error {
+	j.mu.Lock()
+	if j.started {
+		j.mu.Unlock()
+		return errors.New("weir: a job runs once; build a new one with NewJob")
+	}
+	j.started = true
+	j.mu.Unlock()
+
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	defer system.Shutdown()
+
+	var closed sync.WaitGroup
+	plan := j.plan(&closed)
+	h, err := supervisor.Start(system, plan, j.opts.log)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	j.handle = h
+	if j.drain {
+		h.Drain()
+	}
+	j.mu.Unlock()
+
+	var runErr error
+	select {
+	case <-h.Done():
+		runErr = h.Err()
+	case <-ctx.Done():
+		h.Stop(nil)
+		select {
+		case <-h.Done():
+		case <-time.After(j.opts.closeTimeout):
+		}
+		runErr = ctx.Err()
+	}
+	// Wait for consumers and producers to close, bounded.
+	waited := make(chan struct{})
+	go func() { closed.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(j.opts.closeTimeout):
+		j.opts.log.Warn("Kafka clients did not close in time", "timeout", j.opts.closeTimeout)
+	}
+	if runErr != nil {
+		return fmt.Errorf("job %s: %w", j.spec.Name, runErr)
+	}
+	return nil
+}
+
+func merge(a, b map[string]string) map[string]string {
+	m := make(map[string]string, len(a)+len(b))
+	for k, v := range a {
+		m[k] = v
+	}
+	for k, v := range b {
+		m[k] = v
+	}
+	return m
+}
+
+// plan turns the spec into the job graph: source -> (hash by key) ->
+// window -> (forward) -> sink.
+func (j *Job) plan(closed *sync.WaitGroup) supervisor.Plan {
+	s := j.spec
+	p := s.Parallelism
+	extract := actors.Extractor(s.Extract)
+	if extract == nil {
+		extract = actors.JSONExtractor(s.KeyField, s.TimestampField, s.Aggregate.ValueField)
+	}
+	start := actors.StartPosition{
+		Mode:            string(s.Source.Start.Mode),
+		AutoOffsetReset: s.Source.Start.AutoOffsetReset,
+		Offsets:         s.Source.Start.Offsets,
+	}
+	if !s.Source.Start.Timestamp.IsZero() {
+		start.TimestampMillis = s.Source.Start.Timestamp.UnixMilli()
+	}
+	sizeMillis := s.Window.Size.Milliseconds()
+	log := j.opts.log.With("job", s.Name)
+	return supervisor.Plan{
+		Name: s.Name,
+		Stages: []supervisor.Stage{
+			{
+				Name: "source", Parallelism: p, Source: true,
+				Producer: func(i int, targets []*actor.PID) actor.Producer {
+					return actors.NewSource(actors.SourceConfig{
+						Task: fmt.Sprintf("source/%d", i), Index: i, Parallelism: p,
+						Brokers: s.Brokers, Topic: s.Source.Topic, Group: s.Source.Group,
+						Start: start, Properties: merge(s.Kafka, s.Source.Properties),
+						Extract: extract, OutOfOrderness: s.Window.OutOfOrderness, IdleTimeout: s.Window.IdleTimeout,
+						Targets: targets, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
+						Metrics: &j.metrics, Done: closed, Log: log,
+					})
+				},
+			},
+			{
+				Name: "window", Parallelism: p,
+				Producer: func(i int, targets []*actor.PID) actor.Producer {
+					return actors.NewWindow(actors.WindowConfig{
+						Task: fmt.Sprintf("window/%d", i), Index: i, Inputs: p, SizeMillis: sizeMillis,
+						Targets: targets[i : i+1], OutIndex: 0, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
+						Metrics: &j.metrics, Log: log,
+					})
+				},
+			},
+			{
+				Name: "sink", Parallelism: p, Sink: true,
+				Producer: func(i int, _ []*actor.PID) actor.Producer {
+					return actors.NewSink(actors.SinkConfig{
+						Task: fmt.Sprintf("sink/%d", i), Index: i, Inputs: 1,
+						Brokers: s.Brokers, Topic: s.Sink.Topic, Properties: merge(s.Kafka, s.Sink.Properties),
+						WindowMillis: sizeMillis, Metrics: &j.metrics, Done: closed, Log: log,
+					})
+				},
+			},
+		},
+	}
+}

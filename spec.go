@@ -1,0 +1,453 @@
+package weir
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// JobSpec describes a job: read JSON records from a Kafka topic, key them by a
+// field, assign them to event-time tumbling windows, aggregate count and sum
+// per key and window, and write one JSON result per key and window to a Kafka
+// topic.
+//
+// The job file read by `engine run --config` maps one to one onto this
+// struct; the YAML key of each field is given in its comment. Every error
+// returned by Validate names that key.
+type JobSpec struct {
+	// Name identifies the job (job file: name). It names the checkpoint
+	// directory and, with exactly-once delivery, the transactional ids.
+	// Letters, digits, '.', '_' and '-' only.
+	Name string
+
+	// Brokers is the Kafka bootstrap list, "host:port[,host:port...]"
+	// (job file: brokers).
+	Brokers string
+
+	// Source is the Kafka topic to read (job file: source).
+	Source SourceSpec
+
+	// KeyField is the top-level JSON field whose value is the key
+	// (job file: key_field). Strings and numbers are accepted.
+	KeyField string
+
+	// TimestampField is the top-level JSON field holding the event time in
+	// milliseconds since the Unix epoch (job file: timestamp_field).
+	TimestampField string
+
+	// Window is the event-time tumbling window (job file: window).
+	Window WindowSpec
+
+	// Aggregate says what is computed per key and window (job file: aggregate).
+	Aggregate AggregateSpec
+
+	// Sink is the Kafka topic results are written to (job file: sink).
+	Sink SinkSpec
+
+	// Delivery is the delivery guarantee (job file: delivery).
+	Delivery Delivery
+
+	// Checkpoint configures checkpoints (job file: checkpoint).
+	Checkpoint CheckpointSpec
+
+	// Parallelism is the number of subtasks of every operator
+	// (job file: parallelism). Default 1.
+	Parallelism int
+
+	// BadRecords says what happens to a record that is not a JSON object or
+	// lacks the key or timestamp field (job file: bad_records). Default fail.
+	BadRecords BadRecordPolicy
+
+	// Kafka holds librdkafka properties passed through to both the consumer
+	// and the producer (job file: kafka), for example security settings.
+	// Properties the engine manages itself are refused by Validate.
+	Kafka map[string]string
+
+	// Extract, when set, replaces the JSON field extraction (Go API only):
+	// it returns the key, the event time in milliseconds and the value that
+	// is summed. An error makes the record a bad record.
+	Extract func(value []byte) (key []byte, tsMillis int64, v float64, err error) `yaml:"-"`
+}
+
+// SourceSpec is the Kafka source (job file: source).
+type SourceSpec struct {
+	// Topic to read (job file: source.topic). Required.
+	Topic string
+	// Group is the consumer group id (job file: source.group). It is used
+	// for the group start position and for committing offsets for
+	// monitoring; partitions are assigned by the engine, not by the group.
+	// Default: "weir-" + job name.
+	Group string
+	// Start is where reading starts when there is no checkpoint to restore
+	// (job file: source.start).
+	Start StartSpec
+	// Properties are librdkafka consumer properties, applied after Kafka
+	// (job file: source.properties).
+	Properties map[string]string
+}
+
+// StartMode says where a source starts when no checkpoint is restored.
+type StartMode string
+
+// Start modes, as in Flink's OffsetsInitializer.
+const (
+	StartGroup     StartMode = "group"     // committed group offsets, else auto_offset_reset
+	StartEarliest  StartMode = "earliest"  // the first offset of every partition
+	StartLatest    StartMode = "latest"    // the end of every partition
+	StartTimestamp StartMode = "timestamp" // first record with timestamp >= Timestamp, else the end
+	StartOffsets   StartMode = "offsets"   // Offsets per partition; others as StartGroup
+)
+
+// StartSpec is the start position (job file: source.start).
+type StartSpec struct {
+	// Mode is group (default), earliest, latest, timestamp or offsets
+	// (job file: source.start.mode).
+	Mode StartMode
+	// AutoOffsetReset applies to partitions without a committed offset in
+	// group and offsets modes: earliest (default), latest or none; none
+	// makes such a partition an error (job file: source.start.auto_offset_reset).
+	AutoOffsetReset string
+	// Timestamp for timestamp mode (job file: source.start.timestamp,
+	// milliseconds since the epoch or RFC 3339).
+	Timestamp time.Time
+	// Offsets for offsets mode, partition to offset
+	// (job file: source.start.offsets).
+	Offsets map[int32]int64
+}
+
+// WindowSpec is an event-time tumbling window (job file: window).
+type WindowSpec struct {
+	// Size of each window (job file: window.size), e.g. 10s. Required.
+	Size time.Duration
+	// OutOfOrderness is how far behind the newest event time seen on a
+	// partition an event may arrive and still be counted
+	// (job file: window.out_of_orderness). Default 0.
+	OutOfOrderness time.Duration
+	// IdleTimeout: a partition with no records for this long stops
+	// holding back the watermark (job file: window.idle_timeout).
+	// 0 (default) disables idleness.
+	IdleTimeout time.Duration
+}
+
+// AggregateSpec says what is aggregated (job file: aggregate).
+type AggregateSpec struct {
+	// ValueField is the numeric top-level JSON field that is summed
+	// (job file: aggregate.value_field). When empty only records are
+	// counted and sum is 0.
+	ValueField string
+}
+
+// SinkSpec is the Kafka sink (job file: sink).
+type SinkSpec struct {
+	// Topic to write results to (job file: sink.topic). Required.
+	Topic string
+	// TransactionalIDPrefix prefixes the transactional ids used with
+	// exactly-once delivery (job file: sink.transactional_id_prefix).
+	// Default: "weir-" + job name.
+	TransactionalIDPrefix string
+	// Properties are librdkafka producer properties, applied after Kafka
+	// (job file: sink.properties).
+	Properties map[string]string
+}
+
+// Delivery is the delivery guarantee of the sink.
+type Delivery string
+
+// Delivery guarantees.
+const (
+	AtLeastOnce Delivery = "at-least-once"
+	ExactlyOnce Delivery = "exactly-once"
+)
+
+// BadRecordPolicy says what happens to a record the job cannot read.
+type BadRecordPolicy string
+
+// Bad record policies.
+const (
+	// BadRecordsFail stops the job with an error naming the topic,
+	// partition and offset of the record.
+	BadRecordsFail BadRecordPolicy = "fail"
+)
+
+// CheckpointSpec configures checkpoints (job file: checkpoint).
+type CheckpointSpec struct {
+	// Interval between checkpoints (job file: checkpoint.interval);
+	// 0 turns checkpointing off.
+	Interval time.Duration
+	// Dir holds the checkpoints (job file: checkpoint.dir). Required when
+	// Interval > 0.
+	Dir string
+	// Timeout after which a checkpoint is aborted
+	// (job file: checkpoint.timeout). Default 10m, as in Flink.
+	Timeout time.Duration
+	// MinPause between the end of one checkpoint and the start of the next
+	// (job file: checkpoint.min_pause). Default 0.
+	MinPause time.Duration
+	// MaxConcurrent checkpoints in flight (job file: checkpoint.max_concurrent).
+	// Default 1.
+	MaxConcurrent int
+	// Retain is how many complete checkpoints are kept
+	// (job file: checkpoint.retain). Default 3.
+	Retain int
+	// TolerableFailures is how many consecutive failed checkpoints the job
+	// tolerates before it fails (job file: checkpoint.tolerable_failures).
+	// Default 0.
+	TolerableFailures int
+}
+
+// Defaults used by WithDefaults.
+const (
+	DefaultParallelism       = 1
+	DefaultCheckpointTimeout = 10 * time.Minute
+	DefaultCheckpointRetain  = 3
+	MaxParallelism           = 128 // also the number of key groups
+)
+
+// managedKafkaProperties are set by the engine; the job may not set them.
+var managedKafkaProperties = map[string]string{
+	"bootstrap.servers": "brokers",
+	"group.id":          "source.group",
+	"transactional.id":  "sink.transactional_id_prefix",
+}
+
+// WithDefaults returns a copy of s with defaults filled in.
+func (s JobSpec) WithDefaults() JobSpec {
+	if s.Parallelism == 0 {
+		s.Parallelism = DefaultParallelism
+	}
+	if s.Source.Group == "" && s.Name != "" {
+		s.Source.Group = "weir-" + s.Name
+	}
+	if s.Source.Start.Mode == "" {
+		s.Source.Start.Mode = StartGroup
+	}
+	if s.Source.Start.AutoOffsetReset == "" {
+		s.Source.Start.AutoOffsetReset = "earliest"
+	}
+	if s.Sink.TransactionalIDPrefix == "" && s.Name != "" {
+		s.Sink.TransactionalIDPrefix = "weir-" + s.Name
+	}
+	if s.Delivery == "" {
+		s.Delivery = AtLeastOnce
+	}
+	if s.BadRecords == "" {
+		s.BadRecords = BadRecordsFail
+	}
+	if s.Checkpoint.Timeout == 0 {
+		s.Checkpoint.Timeout = DefaultCheckpointTimeout
+	}
+	if s.Checkpoint.MaxConcurrent == 0 {
+		s.Checkpoint.MaxConcurrent = 1
+	}
+	if s.Checkpoint.Retain == 0 {
+		s.Checkpoint.Retain = DefaultCheckpointRetain
+	}
+	return s
+}
+
+// SpecError is a validation error: Key is the job file key that is wrong.
+type SpecError struct {
+	Key string
+	Msg string
+}
+
+func (e *SpecError) Error() string { return e.Key + ": " + e.Msg }
+
+func specErr(key, format string, args ...any) error {
+	return &SpecError{Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Validate checks s (after WithDefaults) without touching the network. The
+// error names the job file key and says how to fix it.
+func (s JobSpec) Validate() error {
+	if s.Name == "" {
+		return specErr("name", "required: set a job name such as name: clicks-per-user")
+	}
+	for _, r := range s.Name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return specErr("name", "%q has the character %q; use only letters, digits, '.', '_' and '-'", s.Name, r)
+		}
+	}
+	if len(s.Name) > 200 {
+		return specErr("name", "is %d characters long; use at most 200", len(s.Name))
+	}
+	if strings.TrimSpace(s.Brokers) == "" {
+		return specErr("brokers", "required: set the Kafka bootstrap list, e.g. brokers: 127.0.0.1:9092")
+	}
+	for _, b := range strings.Split(s.Brokers, ",") {
+		b = strings.TrimSpace(b)
+		i := strings.LastIndex(b, ":")
+		if i <= 0 || i == len(b)-1 {
+			return specErr("brokers", "%q is not host:port; write e.g. 127.0.0.1:9092", b)
+		}
+		for _, c := range b[i+1:] {
+			if c < '0' || c > '9' {
+				return specErr("brokers", "%q has a port that is not a number; write e.g. 127.0.0.1:9092", b)
+			}
+		}
+		if port, err := strconv.Atoi(b[i+1:]); err != nil || port < 1 || port > 65535 {
+			return specErr("brokers", "%q has port %s; ports are 1 to 65535", b, b[i+1:])
+		}
+	}
+	if s.Source.Topic == "" {
+		return specErr("source.topic", "required: name the topic to read")
+	}
+	if err := validTopic("source.topic", s.Source.Topic); err != nil {
+		return err
+	}
+	if err := s.Source.Start.validate(); err != nil {
+		return err
+	}
+	if s.KeyField == "" && s.Extract == nil {
+		return specErr("key_field", "required: name the JSON field to key by, e.g. key_field: user")
+	}
+	if s.TimestampField == "" && s.Extract == nil {
+		return specErr("timestamp_field", "required: name the JSON field with the event time in milliseconds, e.g. timestamp_field: ts")
+	}
+	if s.Window.Size == 0 {
+		return specErr("window.size", "required: set the window length, e.g. window.size: 10s")
+	}
+	if s.Window.Size < 0 {
+		return specErr("window.size", "must be a positive duration such as 10s, got %v", s.Window.Size)
+	}
+	if s.Window.Size%time.Millisecond != 0 {
+		return specErr("window.size", "must be a whole number of milliseconds, got %v", s.Window.Size)
+	}
+	if s.Window.OutOfOrderness < 0 {
+		return specErr("window.out_of_orderness", "must not be negative, got %v", s.Window.OutOfOrderness)
+	}
+	if s.Window.IdleTimeout < 0 {
+		return specErr("window.idle_timeout", "must not be negative, got %v", s.Window.IdleTimeout)
+	}
+	if s.Sink.Topic == "" {
+		return specErr("sink.topic", "required: name the topic to write results to")
+	}
+	if err := validTopic("sink.topic", s.Sink.Topic); err != nil {
+		return err
+	}
+	if s.Sink.Topic == s.Source.Topic {
+		return specErr("sink.topic", "is the same topic as source.topic (%q); write results to another topic", s.Sink.Topic)
+	}
+	switch s.Delivery {
+	case AtLeastOnce, ExactlyOnce:
+	default:
+		return specErr("delivery", "%q is not a delivery guarantee; use at-least-once or exactly-once", s.Delivery)
+	}
+	switch s.BadRecords {
+	case BadRecordsFail:
+	default:
+		return specErr("bad_records", "%q is not a policy; use fail", s.BadRecords)
+	}
+	if s.Parallelism < 1 || s.Parallelism > MaxParallelism {
+		return specErr("parallelism", "must be between 1 and %d, got %d", MaxParallelism, s.Parallelism)
+	}
+	if err := s.Checkpoint.validate(s.Delivery); err != nil {
+		return err
+	}
+	for _, props := range []struct {
+		key string
+		m   map[string]string
+	}{{"kafka", s.Kafka}, {"source.properties", s.Source.Properties}, {"sink.properties", s.Sink.Properties}} {
+		keys := make([]string, 0, len(props.m))
+		for k := range props.m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if instead, ok := managedKafkaProperties[k]; ok {
+				return specErr(props.key+"."+k, "is set by the engine; use %s instead", instead)
+			}
+		}
+	}
+	return nil
+}
+
+func validTopic(key, t string) error {
+	if len(t) > 249 {
+		return specErr(key, "topic name is %d characters long; Kafka allows at most 249", len(t))
+	}
+	if t == "." || t == ".." {
+		return specErr(key, "%q is not a valid topic name", t)
+	}
+	for _, r := range t {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return specErr(key, "topic %q has the character %q; Kafka topics use only letters, digits, '.', '_' and '-'", t, r)
+		}
+	}
+	return nil
+}
+
+func (st StartSpec) validate() error {
+	switch st.Mode {
+	case StartGroup, StartEarliest, StartLatest:
+	case StartTimestamp:
+		if st.Timestamp.IsZero() {
+			return specErr("source.start.timestamp", "required with mode timestamp: give milliseconds since the epoch or an RFC 3339 time")
+		}
+	case StartOffsets:
+		if len(st.Offsets) == 0 {
+			return specErr("source.start.offsets", "required with mode offsets: map partitions to offsets, e.g. {0: 42, 1: 7}")
+		}
+		parts := make([]int32, 0, len(st.Offsets))
+		for p := range st.Offsets {
+			parts = append(parts, p)
+		}
+		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+		for _, p := range parts {
+			o := st.Offsets[p]
+			if p < 0 {
+				return specErr("source.start.offsets", "partition %d is negative; partitions start at 0", p)
+			}
+			if o < 0 {
+				return specErr("source.start.offsets", "offset %d for partition %d is negative; offsets start at 0", o, p)
+			}
+		}
+	default:
+		return specErr("source.start.mode", "%q is not a start mode; use group, earliest, latest, timestamp or offsets", st.Mode)
+	}
+	if st.Mode != StartTimestamp && !st.Timestamp.IsZero() {
+		return specErr("source.start.timestamp", "is only used with mode timestamp; set source.start.mode: timestamp or remove it")
+	}
+	if st.Mode != StartOffsets && len(st.Offsets) > 0 {
+		return specErr("source.start.offsets", "is only used with mode offsets; set source.start.mode: offsets or remove it")
+	}
+	switch st.AutoOffsetReset {
+	case "earliest", "latest", "none":
+	default:
+		return specErr("source.start.auto_offset_reset", "%q is not valid; use earliest, latest or none", st.AutoOffsetReset)
+	}
+	return nil
+}
+
+func (c CheckpointSpec) validate(d Delivery) error {
+	if c.Interval < 0 {
+		return specErr("checkpoint.interval", "must not be negative, got %v; use 0 to turn checkpoints off", c.Interval)
+	}
+	if c.Interval > 0 && c.Interval < 10*time.Millisecond {
+		return specErr("checkpoint.interval", "%v is too short; use at least 10ms", c.Interval)
+	}
+	if c.Interval > 0 && c.Dir == "" {
+		return specErr("checkpoint.dir", "required when checkpoint.interval is set: name a directory for checkpoints")
+	}
+	if d == ExactlyOnce && c.Interval == 0 {
+		return specErr("checkpoint.interval", "exactly-once delivery commits on checkpoints; set an interval such as 1s")
+	}
+	if c.Timeout <= 0 {
+		return specErr("checkpoint.timeout", "must be a positive duration, got %v", c.Timeout)
+	}
+	if c.MinPause < 0 {
+		return specErr("checkpoint.min_pause", "must not be negative, got %v", c.MinPause)
+	}
+	if c.MaxConcurrent < 1 {
+		return specErr("checkpoint.max_concurrent", "must be at least 1, got %d", c.MaxConcurrent)
+	}
+	if c.Retain < 1 {
+		return specErr("checkpoint.retain", "must be at least 1, got %d", c.Retain)
+	}
+	if c.TolerableFailures < 0 {
+		return specErr("checkpoint.tolerable_failures", "must not be negative, got %d", c.TolerableFailures)
+	}
+	return nil
+}

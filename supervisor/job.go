@@ -1,0 +1,209 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/weirstream/weir/actors"
+)
+
+// Stage is one operator of a linear job graph with its parallelism.
+type Stage struct {
+	// Name is the operator's name; subtask i is the task "Name/i".
+	Name        string
+	Parallelism int
+	// Source marks the stages that read from outside (they are told to
+	// drain); Sink marks the stages whose Finished ends the job.
+	Source, Sink bool
+	// Producer builds subtask index given the PIDs of the next stage's
+	// subtasks (nil for the last stage).
+	Producer func(index int, targets []*actor.PID) actor.Producer
+}
+
+// Plan is a job graph: stages in data-flow order, each feeding the next.
+type Plan struct {
+	Name   string
+	Stages []Stage
+}
+
+// Validate checks the plan's shape.
+func (p Plan) Validate() error {
+	if len(p.Stages) == 0 {
+		return errors.New("supervisor: plan has no stages")
+	}
+	sinks := 0
+	for i, s := range p.Stages {
+		if s.Parallelism < 1 {
+			return fmt.Errorf("supervisor: stage %q: parallelism %d < 1", s.Name, s.Parallelism)
+		}
+		if s.Producer == nil {
+			return fmt.Errorf("supervisor: stage %q has no producer", s.Name)
+		}
+		if s.Sink {
+			sinks++
+			if i != len(p.Stages)-1 {
+				return fmt.Errorf("supervisor: sink stage %q is not last", s.Name)
+			}
+		}
+	}
+	if sinks == 0 {
+		return errors.New("supervisor: plan has no sink stage")
+	}
+	return nil
+}
+
+// Handle is a running job.
+type Handle struct {
+	system *actor.ActorSystem
+	pid    *actor.PID
+	done   chan struct{}
+	mu     sync.Mutex
+	err    error
+}
+
+type drainJob struct{}
+type stopJob struct{ err error }
+
+// Start spawns the job supervisor, which spawns every task of plan as its
+// child. Done is closed when the job ends: all sinks finished, a task
+// failed, or Stop was called.
+func Start(system *actor.ActorSystem, plan Plan, log *slog.Logger) (*Handle, error) {
+	if err := plan.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	h := &Handle{system: system, done: make(chan struct{})}
+	js := &jobSupervisor{plan: plan, h: h, log: log}
+	props := actor.PropsFromProducer(func() actor.Actor { return js },
+		actor.WithSupervisor(actor.NewOneForOneStrategy(0, 0, js.decide)))
+	pid, err := system.Root.SpawnNamed(props, "job-"+plan.Name)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: spawn job %s: %w", plan.Name, err)
+	}
+	h.pid = pid
+	js.self = pid
+	return h, nil
+}
+
+// Done is closed when the job has ended; Err then says why.
+func (h *Handle) Done() <-chan struct{} { return h.done }
+
+// Err is nil when the job finished (drained), else the first failure.
+func (h *Handle) Err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
+}
+
+func (h *Handle) finish(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-h.done:
+		return
+	default:
+	}
+	h.err = err
+	close(h.done)
+}
+
+// Drain asks the sources to stop at the current end of their input; the
+// job then fires every window, flushes the sinks and finishes.
+func (h *Handle) Drain() { h.system.Root.Send(h.pid, &drainJob{}) }
+
+// Stop ends the job now with err (nil for a cancel).
+func (h *Handle) Stop(err error) { h.system.Root.Send(h.pid, &stopJob{err: err}) }
+
+// PID of the job supervisor.
+func (h *Handle) PID() *actor.PID { return h.pid }
+
+type jobSupervisor struct {
+	plan     Plan
+	h        *Handle
+	log      *slog.Logger
+	self     *actor.PID
+	sources  []*actor.PID
+	tasks    map[string]*actor.PID
+	names    map[string]string // PID id -> task name
+	sinks    int
+	finished map[string]bool
+	ended    bool
+}
+
+// decide turns a panic in a task into a job failure: the task is stopped
+// and the supervisor is told, so the whole job stops (a restart from the
+// last checkpoint comes with checkpoints).
+func (j *jobSupervisor) decide(reason any) actor.Directive {
+	j.h.system.Root.Send(j.self, &actors.Failed{Task: "?", Err: fmt.Errorf("task panicked: %v", reason)})
+	return actor.StopDirective
+}
+
+func (j *jobSupervisor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		j.spawn(ctx)
+	case *actors.Finished:
+		j.finished[m.Task] = true
+		j.log.Info("task finished", "task", m.Task)
+		if len(j.finished) == j.sinks {
+			j.end(ctx, nil)
+		}
+	case *actors.Failed:
+		j.log.Error("task failed", "task", m.Task, "err", m.Err)
+		j.end(ctx, m.Err)
+	case *drainJob:
+		for _, s := range j.sources {
+			ctx.Send(s, &actors.Drain{})
+		}
+	case *stopJob:
+		j.end(ctx, m.err)
+	case *actor.Stopped:
+		j.h.finish(j.h.Err())
+	}
+}
+
+func (j *jobSupervisor) spawn(ctx actor.Context) {
+	j.tasks = map[string]*actor.PID{}
+	j.finished = map[string]bool{}
+	var next []*actor.PID
+	for si := len(j.plan.Stages) - 1; si >= 0; si-- {
+		st := j.plan.Stages[si]
+		pids := make([]*actor.PID, st.Parallelism)
+		for i := 0; i < st.Parallelism; i++ {
+			name := fmt.Sprintf("%s/%d", st.Name, i)
+			props := actor.PropsFromProducer(st.Producer(i, next))
+			pid, err := ctx.SpawnNamed(props, fmt.Sprintf("%s-%d", st.Name, i))
+			if err != nil {
+				j.end(ctx, fmt.Errorf("supervisor: spawn %s: %w", name, err))
+				return
+			}
+			pids[i] = pid
+			j.tasks[name] = pid
+		}
+		if st.Sink {
+			j.sinks += st.Parallelism
+		}
+		if st.Source {
+			j.sources = append(j.sources, pids...)
+		}
+		next = pids
+	}
+}
+
+// end stops every task and then the supervisor; the first cause wins.
+func (j *jobSupervisor) end(ctx actor.Context, err error) {
+	if j.ended {
+		return
+	}
+	j.ended = true
+	j.h.mu.Lock()
+	j.h.err = err
+	j.h.mu.Unlock()
+	ctx.Stop(ctx.Self())
+}
