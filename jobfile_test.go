@@ -239,17 +239,19 @@ func TestJobFileExample(t *testing.T) {
 		}
 	}
 
-	doc, err := os.ReadFile("docs/jobfile.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range jobFileKeys() {
-		if !strings.Contains(string(doc), "`"+k+"`") {
-			t.Errorf("docs/jobfile.md does not document `%s`", k)
+	for _, docPath := range []string{"docs/jobfile.md", "README.md"} {
+		doc, err := os.ReadFile(docPath)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if !strings.Contains(string(doc), "```yaml\n"+string(data)+"```\n") {
-		t.Errorf("docs/jobfile.md does not hold examples/job.yaml verbatim in a yaml block")
+		for _, k := range jobFileKeys() {
+			if !strings.Contains(string(doc), "`"+k+"`") {
+				t.Errorf("%s does not document `%s`", docPath, k)
+			}
+		}
+		if !strings.Contains(string(doc), "```yaml\n"+string(data)+"```\n") {
+			t.Errorf("%s does not hold examples/job.yaml verbatim in a yaml block", docPath)
+		}
 	}
 }
 

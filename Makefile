@@ -1,0 +1,44 @@
+# weir — build and test.
+#
+#   make test         everything: unit tests, and integration tests against a
+#                     real Apache Kafka broker (fetched from Maven Central into
+#                     .cache/ on first use). A broker that cannot start fails
+#                     the run; nothing is skipped.
+#   make check        gofmt and go vet only
+#   make kafka        fetch the pinned Kafka release into .cache/ (make test does it)
+#   make demo         the demo on the embedded broker
+#
+# Knobs: CRASH_SEEDS (seeds per crash test, default 10), GOTESTFLAGS.
+
+SHELL       := /bin/bash
+GO          ?= go
+CRASH_SEEDS ?= 10
+GOTESTFLAGS ?=
+# Packages share two cores with the Kafka brokers: one package at a time.
+TESTFLAGS   := -p 1 -count=1 -timeout 28m -v $(GOTESTFLAGS)
+
+.PHONY: test check kafka demo build
+
+test: check kafka
+	@start=$$(date +%s); \
+	WEIR_CRASH_SEEDS=$(CRASH_SEEDS) $(GO) test $(TESTFLAGS) ./... 2>&1 | tee .cache/test.log | grep -E '^(=== RUN|--- (PASS|FAIL)|PASS|FAIL|ok|kafka:|verdict:|panic:)|seed' ; \
+	rc=$${PIPESTATUS[0]}; \
+	echo "make test: $$(($$(date +%s)-start))s (full log: .cache/test.log)"; \
+	passed=$$(grep -c -- '--- PASS' .cache/test.log); failed=$$(grep -c -- '--- FAIL' .cache/test.log); \
+	echo "tests: $$passed passed, $$failed failed"; \
+	exit $$rc
+
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt: these files need gofmt -w: $$out"; exit 1; fi
+	$(GO) vet ./...
+
+kafka:
+	@mkdir -p .cache
+	@./scripts/kafka.sh >/dev/null
+
+build:
+	$(GO) build -o .cache/engine ./cmd/engine
+
+demo:
+	$(GO) run ./cmd/engine demo
