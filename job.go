@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -21,6 +22,10 @@ type Job struct {
 	opts    options
 	metrics actors.Metrics
 
+	checkpoints    atomic.Int64
+	lastCheckpoint atomic.Uint64
+	restoredFrom   atomic.Uint64
+
 	mu      sync.Mutex
 	handle  *supervisor.Handle
 	drain   bool
@@ -29,9 +34,11 @@ type Job struct {
 
 type options struct {
 	log          *slog.Logger
+	savepoint    string
 	credits      int
 	batchRecords int
 	closeTimeout time.Duration
+	onCheckpoint func(id uint64, savepoint bool)
 }
 
 // Option configures a Job.
@@ -44,6 +51,17 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // downstream task (credits) and how many records fill a batch.
 func WithFlowControl(credits, batchRecords int) Option {
 	return func(o *options) { o.credits, o.batchRecords = credits, batchRecords }
+}
+
+// WithSavepoint restores the job from the checkpoint or savepoint directory
+// path (a chk-<N> directory) instead of the newest checkpoint in
+// checkpoint.dir.
+func WithSavepoint(path string) Option { return func(o *options) { o.savepoint = path } }
+
+// WithCheckpointListener calls f when a checkpoint completes (on the job
+// supervisor's goroutine: f must return quickly).
+func WithCheckpointListener(f func(id uint64, savepoint bool)) Option {
+	return func(o *options) { o.onCheckpoint = f }
 }
 
 // ErrNotYet is returned for settings that are accepted in job files but not
@@ -75,6 +93,11 @@ type Stats struct {
 	ResultsOut  int64 // results acknowledged by Kafka
 	LateDropped int64 // records that came after their window had fired
 	BadRecords  int64 // records that could not be read
+	// Checkpoints completed by this run, and the id of the newest.
+	Checkpoints    int64
+	LastCheckpoint uint64
+	// RestoredFrom is the checkpoint this run restored, 0 for none.
+	RestoredFrom uint64
 }
 
 // Stats returns the job's counters; safe to call while it runs.
@@ -84,7 +107,56 @@ func (j *Job) Stats() Stats {
 		ResultsOut:  j.metrics.ResultsOut.Load(),
 		LateDropped: j.metrics.LateDropped.Load(),
 		BadRecords:  j.metrics.BadRecords.Load(),
+
+		Checkpoints:    j.checkpoints.Load(),
+		LastCheckpoint: j.lastCheckpoint.Load(),
+		RestoredFrom:   j.restoredFrom.Load(),
 	}
+}
+
+func (j *Job) onComplete(id uint64, savepoint bool) {
+	j.checkpoints.Add(1)
+	j.lastCheckpoint.Store(id)
+	if j.opts.onCheckpoint != nil {
+		j.opts.onCheckpoint(id, savepoint)
+	}
+}
+
+// ErrNotRunning is returned by calls that need a running job.
+var ErrNotRunning = errors.New("weir: the job is not running")
+
+// Savepoint takes a checkpoint now, kept outside retention, and returns its
+// directory (give it to WithSavepoint, or --from-savepoint, to restore it).
+func (j *Job) Savepoint(ctx context.Context) (string, error) {
+	j.mu.Lock()
+	h := j.handle
+	j.mu.Unlock()
+	if h == nil {
+		return "", ErrNotRunning
+	}
+	select {
+	case r := <-h.Savepoint():
+		return r.Path, r.Err
+	case <-h.Done():
+		return "", ErrNotRunning
+	case <-ctx.Done():
+		return "", fmt.Errorf("weir: savepoint: %w", ctx.Err())
+	}
+}
+
+// StopWithSavepoint takes a savepoint and then stops the job; Run returns
+// nil. This is the graceful stop: restarting resumes from the savepoint
+// (it is also the newest checkpoint in checkpoint.dir).
+func (j *Job) StopWithSavepoint(ctx context.Context) (string, error) {
+	path, err := j.Savepoint(ctx)
+	if err != nil {
+		return "", err
+	}
+	j.mu.Lock()
+	h := j.handle
+	j.mu.Unlock()
+	h.Stop(nil)
+	return path, nil
 }
 
 // Drain stops the job with drain, like Flink's stop --drain: every source
@@ -114,10 +186,31 @@ func (j *Job) Run(ctx context.Context) error {
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
 	defer system.Shutdown()
 
+	if j.opts.savepoint != "" && j.spec.Checkpoint.Interval == 0 {
+		return errors.New("--from-savepoint needs checkpoints: set checkpoint.interval and checkpoint.dir")
+	}
+	var state *stateSetup
+	if j.spec.Checkpoint.Interval > 0 {
+		var err error
+		if state, err = j.setupState(); err != nil {
+			return fmt.Errorf("job %s: %w", j.spec.Name, err)
+		}
+		if state.restored != nil {
+			j.restoredFrom.Store(state.restored.ID)
+		}
+		defer func() {
+			if state.lock != nil {
+				state.lock.Close()
+			}
+		}()
+	}
 	var closed sync.WaitGroup
-	plan := j.plan(&closed)
+	plan := j.plan(&closed, state)
 	h, err := supervisor.Start(system, plan, j.opts.log)
 	if err != nil {
+		if state != nil {
+			state.close()
+		}
 		return err
 	}
 	j.mu.Lock()
@@ -166,8 +259,24 @@ func merge(a, b map[string]string) map[string]string {
 
 // plan turns the spec into the job graph: source -> (hash by key) ->
 // window -> (forward) -> sink.
-func (j *Job) plan(closed *sync.WaitGroup) supervisor.Plan {
+func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
 	s := j.spec
+	cp := func(task string) *actors.Checkpointing {
+		if state == nil {
+			return nil
+		}
+		return state.cps[task]
+	}
+	var ckPlan *supervisor.CheckpointPlan
+	if state != nil {
+		c := s.Checkpoint
+		ckPlan = &supervisor.CheckpointPlan{
+			Interval: c.Interval, Timeout: c.Timeout, MinPause: c.MinPause,
+			MaxConcurrent: c.MaxConcurrent, TolerableFailures: c.TolerableFailures,
+			FS: state.fs, Root: state.root, JobName: s.Name, Fingerprint: j.fingerprint(),
+			Retain: c.Retain, After: state.after, OnComplete: j.onComplete,
+		}
+	}
 	p := s.Parallelism
 	extract := actors.Extractor(s.Extract)
 	if extract == nil {
@@ -184,13 +293,15 @@ func (j *Job) plan(closed *sync.WaitGroup) supervisor.Plan {
 	sizeMillis := s.Window.Size.Milliseconds()
 	log := j.opts.log.With("job", s.Name)
 	return supervisor.Plan{
-		Name: s.Name,
+		Name:       s.Name,
+		Checkpoint: ckPlan,
 		Stages: []supervisor.Stage{
 			{
 				Name: "source", Parallelism: p, Source: true,
 				Producer: func(i int, targets []*actor.PID) actor.Producer {
 					return actors.NewSource(actors.SourceConfig{
-						Task: fmt.Sprintf("source/%d", i), Index: i, Parallelism: p,
+						Task: supervisor.TaskName("source", i), Index: i, Parallelism: p,
+						Checkpoint: cp(supervisor.TaskName("source", i)),
 						Brokers: s.Brokers, Topic: s.Source.Topic, Group: s.Source.Group,
 						Start: start, Properties: merge(s.Kafka, s.Source.Properties),
 						Extract: extract, OutOfOrderness: s.Window.OutOfOrderness, IdleTimeout: s.Window.IdleTimeout,
@@ -203,7 +314,8 @@ func (j *Job) plan(closed *sync.WaitGroup) supervisor.Plan {
 				Name: "window", Parallelism: p,
 				Producer: func(i int, targets []*actor.PID) actor.Producer {
 					return actors.NewWindow(actors.WindowConfig{
-						Task: fmt.Sprintf("window/%d", i), Index: i, Inputs: p, SizeMillis: sizeMillis,
+						Task: supervisor.TaskName("window", i), Index: i, Inputs: p, SizeMillis: sizeMillis,
+						Checkpoint: cp(supervisor.TaskName("window", i)),
 						Targets: targets[i : i+1], OutIndex: 0, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
 						Metrics: &j.metrics, Log: log,
 					})
@@ -213,7 +325,8 @@ func (j *Job) plan(closed *sync.WaitGroup) supervisor.Plan {
 				Name: "sink", Parallelism: p, Sink: true,
 				Producer: func(i int, _ []*actor.PID) actor.Producer {
 					return actors.NewSink(actors.SinkConfig{
-						Task: fmt.Sprintf("sink/%d", i), Index: i, Inputs: 1,
+						Task: supervisor.TaskName("sink", i), Index: i, Inputs: 1,
+						Checkpoint: cp(supervisor.TaskName("sink", i)),
 						Brokers: s.Brokers, Topic: s.Sink.Topic, Properties: merge(s.Kafka, s.Sink.Properties),
 						WindowMillis: sizeMillis, Metrics: &j.metrics, Done: closed, Log: log,
 					})

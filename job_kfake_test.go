@@ -2,7 +2,9 @@ package weir
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,5 +64,90 @@ func TestJobOnKfake(t *testing.T) {
 				t.Fatal(v.Report())
 			}
 		})
+	}
+}
+
+// TestCheckpointRestoreOnKfake: a job takes checkpoints and is cancelled
+// mid-stream; a second run restores the newest checkpoint and drains. The
+// latest result of every window must be right, and the second run must
+// have restored (read fewer records than the input).
+func TestCheckpointRestoreOnKfake(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "in", "out"), kfake.Ports(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	gen := verify.GenConfig{Seed: 7, Keys: 200, Partitions: 4, Events: 60000,
+		Start: 1_700_000_000_000, Step: time.Millisecond, OutOfOrderness: 200 * time.Millisecond}
+	events, err := verify.Generate(gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verify.Produce(ctx, brokers, "in", events, 4); err != nil {
+		t.Fatal(err)
+	}
+	spec := JobSpec{
+		Name: "ckpt", Brokers: brokers,
+		Source:   SourceSpec{Topic: "in", Start: StartSpec{Mode: StartEarliest}},
+		KeyField: "user", TimestampField: "ts",
+		Window:      WindowSpec{Size: time.Second, OutOfOrderness: gen.OutOfOrderness},
+		Aggregate:   AggregateSpec{ValueField: "amount"},
+		Sink:        SinkSpec{Topic: "out"},
+		Parallelism: 2,
+		Checkpoint:  CheckpointSpec{Interval: 20 * time.Millisecond, Dir: t.TempDir()},
+	}
+	// Run 1: stop (cancel, no drain) after a checkpoint completes that
+	// was triggered once at least 10,000 records had been read.
+	runCtx, stop := context.WithCancel(ctx)
+	var job1 *Job
+	var armedAt atomic.Uint64
+	job1, err = NewJob(spec, WithFlowControl(1, 64), WithCheckpointListener(func(id uint64, _ bool) {
+		if job1.Stats().RecordsIn < 10000 {
+			return
+		}
+		if armedAt.Load() == 0 {
+			armedAt.Store(id + 1) // the next one was triggered after this point
+		} else if id >= armedAt.Load() {
+			stop()
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job1.Run(runCtx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("run 1: %v, want it cancelled", err)
+	}
+	st1 := job1.Stats()
+	if armedAt.Load() == 0 || st1.LastCheckpoint < armedAt.Load() {
+		t.Fatalf("run 1 ended before a checkpoint after 10,000 records: %+v", st1)
+	}
+	// Run 2: restores and drains.
+	job2, err := NewJob(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job2.Drain()
+	if err := job2.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st2 := job2.Stats()
+	t.Logf("run 1: %+v; run 2: %+v", st1, st2)
+	if st2.RestoredFrom != st1.LastCheckpoint {
+		t.Fatalf("run 2 restored checkpoint %d, want the newest, %d", st2.RestoredFrom, st1.LastCheckpoint)
+	}
+	if st2.RecordsIn >= int64(len(events)) {
+		t.Fatalf("run 2 read %d records, all of the input: it did not resume from the checkpoint", st2.RecordsIn)
+	}
+	got, err := verify.ReadResults(ctx, brokers, "out", verify.ReadCommitted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := verify.CompareLatest(len(events), verify.Expected(events, time.Second), got)
+	t.Log(v.String())
+	if !v.OK {
+		t.Fatal(v.Report())
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/weirstream/weir/snapshot"
 )
 
 // Record is one event on the data plane after extraction: the key it is
@@ -70,3 +72,43 @@ type Finished struct {
 // Drain asks a source task to stop at the current end of its partitions and
 // then end its output (stop with drain: every window fires).
 type Drain struct{}
+
+// Barrier N travels in band, in order with the records: everything a task
+// emitted before it belongs to checkpoint N.
+type Barrier struct {
+	In int
+	ID uint64
+}
+
+// TriggerCheckpoint is sent by the coordinator to every source task: record
+// the positions, snapshot, and emit barrier ID.
+type TriggerCheckpoint struct {
+	ID        uint64
+	Savepoint bool
+}
+
+// CheckpointAck is a task's report that its snapshot for ID is durable.
+type CheckpointAck struct {
+	Task   string
+	ID     uint64
+	Handle snapshot.Handle
+}
+
+// CheckpointDecline is a task's report that it cannot snapshot ID.
+type CheckpointDecline struct {
+	Task   string
+	ID     uint64
+	Reason string
+}
+
+// CheckpointComplete tells every task that checkpoint ID exists. It is
+// subsuming: it covers every checkpoint up to ID. It may be lost.
+type CheckpointComplete struct {
+	ID uint64
+}
+
+// CheckpointAbort tells every task that checkpoint ID will never complete.
+type CheckpointAbort struct {
+	ID     uint64
+	Reason string
+}

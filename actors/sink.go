@@ -26,7 +26,9 @@ type SinkConfig struct {
 	// FlushTimeout bounds the wait for Kafka to acknowledge everything at
 	// the end of input, and for room in the producer queue.
 	FlushTimeout time.Duration
-	Metrics      *Metrics
+	// Checkpoint is nil when checkpoints are off.
+	Checkpoint *Checkpointing
+	Metrics    *Metrics
 	Done         *sync.WaitGroup
 	Log          *slog.Logger
 }
@@ -84,9 +86,24 @@ func (s *Sink) Receive(ctx actor.Context) {
 			}
 			ctx.Send(ctx.Parent(), &Finished{Task: s.cfg.Task})
 		}
+	case *Barrier:
+		if s.failed || !s.cfg.Checkpoint.Enabled() {
+			return
+		}
+		// At least once: everything before the barrier must be in Kafka
+		// before this task acks the checkpoint.
+		if err := s.flush(); err != nil {
+			ctx.Send(ctx.Parent(), &CheckpointDecline{Task: s.cfg.Task, ID: m.ID, Reason: err.Error()})
+			return
+		}
+		s.cfg.Checkpoint.snapshot(ctx, snapshotTask(s.cfg.Task), m.ID, []byte("{}"))
+	case *CheckpointComplete, *CheckpointAbort:
 	case *deliveryFailed:
 		s.fail(ctx, m.err)
 	case *actor.Stopping:
+		if err := s.cfg.Checkpoint.close(); err != nil {
+			s.cfg.Log.Warn("close state store", "task", s.cfg.Task, "err", err)
+		}
 		if s.prod != nil {
 			s.prod.Close()
 			s.prod = nil

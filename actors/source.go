@@ -1,10 +1,12 @@
 package actors
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +49,8 @@ type SourceConfig struct {
 	Credits         int
 	BatchRecords    int
 	Metrics         *Metrics
+	// Checkpoint is nil when checkpoints are off.
+	Checkpoint *Checkpointing
 	// Done, when set, is marked done when the consumer is closed.
 	Done *sync.WaitGroup
 	Log  *slog.Logger
@@ -137,11 +141,67 @@ func (s *Source) Receive(ctx actor.Context) {
 		if s.poller != nil {
 			s.poller.drain()
 		}
+	case *TriggerCheckpoint:
+		s.checkpoint(ctx, m)
 	case *actor.Stopping:
 		if s.poller != nil {
 			s.poller.stop()
 		}
+		if err := s.cfg.Checkpoint.close(); err != nil {
+			s.cfg.Log.Warn("close state store", "task", s.cfg.Task, "err", err)
+		}
 	}
+}
+
+// sourceState is a source subtask's operator state in a checkpoint.
+type sourceState struct {
+	Topic      string                    `json:"topic"`
+	Partitions map[int32]partitionRecord `json:"partitions"`
+	Watermark  int64                     `json:"watermark"`
+}
+
+type partitionRecord struct {
+	Next  int64 `json:"next"`  // next offset to read
+	MaxTS int64 `json:"maxTs"` // newest event time seen
+}
+
+// checkpoint records the position of every partition (exactly the records
+// emitted so far), snapshots it, and emits barrier N behind those records.
+func (s *Source) checkpoint(ctx actor.Context, m *TriggerCheckpoint) {
+	if !s.cfg.Checkpoint.Enabled() {
+		return
+	}
+	st := sourceState{Topic: s.cfg.Topic, Partitions: map[int32]partitionRecord{}, Watermark: s.wm}
+	for p, ps := range s.parts {
+		st.Partitions[p] = partitionRecord{Next: ps.next, MaxTS: ps.maxTS}
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		s.fail(ctx, fmt.Errorf("source %s: encode state: %w", s.cfg.Task, err))
+		return
+	}
+	s.cfg.Checkpoint.snapshot(ctx, snapshotTask(s.cfg.Task), m.ID, b)
+	if !s.ended {
+		id := m.ID
+		s.out.Broadcast(ctx, func(in int) any { return &Barrier{In: in, ID: id} })
+	}
+}
+
+// restoredState decodes the operator state restored from a checkpoint.
+func (s *Source) restoredState() (*sourceState, error) {
+	cp := s.cfg.Checkpoint
+	if !cp.Enabled() || cp.OpState == nil {
+		return nil, nil
+	}
+	var st sourceState
+	if err := json.Unmarshal(cp.OpState, &st); err != nil {
+		return nil, fmt.Errorf("source %s: state of checkpoint %d is unreadable: %w", s.cfg.Task, cp.RestoredFrom, err)
+	}
+	if st.Topic != s.cfg.Topic {
+		return nil, fmt.Errorf("source %s: checkpoint %d read topic %q, the job reads %q; use a fresh checkpoint.dir for another topic",
+			s.cfg.Task, cp.RestoredFrom, st.Topic, s.cfg.Topic)
+	}
+	return &st, nil
 }
 
 func (s *Source) fail(ctx actor.Context, err error) {
@@ -266,10 +326,46 @@ func (s *Source) start(ctx actor.Context) error {
 			mine = append(mine, p)
 		}
 	}
-	assign, err := startOffsets(cons, c, mine)
+	restored, err := s.restoredState()
 	if err != nil {
 		cons.Close()
-		return fmt.Errorf("source %s: %w", c.Task, err)
+		return err
+	}
+	// Partitions with a position in the checkpoint resume there; a
+	// partition the checkpoint does not know (added since) starts at the
+	// earliest offset, as Flink does for newly discovered partitions; one
+	// that had no position yet when the checkpoint was taken starts at the
+	// start position.
+	var assign, fromStart []kafka.TopicPartition
+	var unpositioned []int32
+	topic := c.Topic
+	for _, p := range mine {
+		r, known := partitionRecord{}, false
+		if restored != nil {
+			r, known = restored.Partitions[p]
+		}
+		switch {
+		case restored == nil || (known && r.Next < 0):
+			unpositioned = append(unpositioned, p)
+		case known:
+			assign = append(assign, kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.Offset(r.Next)})
+		default:
+			assign = append(assign, kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.OffsetBeginning})
+		}
+	}
+	if len(unpositioned) > 0 {
+		fromStart, err = startOffsets(cons, c, unpositioned)
+		if err != nil {
+			cons.Close()
+			return fmt.Errorf("source %s: %w", c.Task, err)
+		}
+		assign = append(assign, fromStart...)
+	}
+	if restored != nil {
+		c.Log.Info("source restored from checkpoint; the start position applies only to partitions without a recorded position",
+			"task", c.Task, "checkpoint", c.Checkpoint.RestoredFrom, "positions", restored.Partitions)
+	} else {
+		c.Log.Info("source starts at its start position (no checkpoint restored)", "task", c.Task, "start", c.Start.Mode)
 	}
 	if len(assign) > 0 {
 		if err := cons.Assign(assign); err != nil {
@@ -279,7 +375,16 @@ func (s *Source) start(ctx actor.Context) error {
 	}
 	now := c.Now()
 	for _, p := range mine {
-		s.parts[p] = &partState{partition: p, maxTS: math.MinInt64, lastActive: now}
+		ps := &partState{partition: p, next: -1, maxTS: math.MinInt64, lastActive: now}
+		if restored != nil {
+			if r, ok := restored.Partitions[p]; ok {
+				ps.next, ps.maxTS = r.Next, r.MaxTS
+			}
+		}
+		s.parts[p] = ps
+	}
+	if restored != nil && restored.Watermark > s.wm {
+		s.wm = restored.Watermark
 	}
 	c.Log.Info("source started", "task", c.Task, "topic", c.Topic, "partitions", mine, "start", c.Start.Mode)
 	s.poller = newPoller(ctx.ActorSystem().Root, ctx.Self(), cons, c, mine)
@@ -297,6 +402,10 @@ func (s *Source) start(ctx actor.Context) error {
 	go s.poller.run()
 	return nil
 }
+
+// snapshotTask turns a task name ("source/0") into its directory name in a
+// checkpoint ("source-0").
+func snapshotTask(task string) string { return strings.ReplaceAll(task, "/", "-") }
 
 func librdkafkaReset(r string) string {
 	if r == "none" {

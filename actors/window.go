@@ -1,10 +1,16 @@
 package actors
 
 import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/weirstream/weir/barrier"
 )
 
 // WindowConfig configures one subtask of the keyed tumbling window operator.
@@ -19,8 +25,10 @@ type WindowConfig struct {
 	Targets      []*actor.PID
 	Credits      int
 	BatchRecords int
-	Metrics      *Metrics
-	Log          *slog.Logger
+	// Checkpoint is nil when checkpoints are off.
+	Checkpoint *Checkpointing
+	Metrics    *Metrics
+	Log        *slog.Logger
 }
 
 type accumulator struct {
@@ -28,19 +36,29 @@ type accumulator struct {
 	sum   float64
 }
 
+type windowKey struct {
+	start int64
+	key   string
+}
+
 // Window is the keyed event-time tumbling window operator: count and sum
 // per key and window, fired when the combined watermark passes the window's
-// last millisecond.
+// last millisecond. Barriers are aligned across its inputs by a
+// barrier.Aligner; its keyed state is written to its Pebble store at each
+// snapshot (only what changed since the previous one).
 type Window struct {
 	cfg    WindowConfig
 	out    *Output
 	inputs []inputState
-	ended  int
 	wm     int64
 	// windows maps a window start to the accumulators of its keys.
 	windows map[int64]map[string]*accumulator
+	// dirty holds the window keys changed or fired since the last snapshot.
+	dirty   map[windowKey]struct{}
+	aligner *barrier.Aligner[any]
 	stash   []any // input held while the output is blocked
 	done    bool
+	failed  bool
 }
 
 type inputState struct {
@@ -58,7 +76,7 @@ func NewWindow(cfg WindowConfig) actor.Producer {
 		cfg.Metrics = &Metrics{}
 	}
 	return func() actor.Actor {
-		w := &Window{cfg: cfg, wm: math.MinInt64, windows: map[int64]map[string]*accumulator{}}
+		w := &Window{cfg: cfg, wm: math.MinInt64, windows: map[int64]map[string]*accumulator{}, dirty: map[windowKey]struct{}{}}
 		w.inputs = make([]inputState, cfg.Inputs)
 		for i := range w.inputs {
 			w.inputs[i].wm = math.MinInt64
@@ -72,16 +90,51 @@ func (w *Window) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		w.out = NewOutput(w.cfg.Targets, w.cfg.OutIndex, ctx.Self(), w.cfg.Credits, w.cfg.BatchRecords)
+		if err := w.start(); err != nil {
+			w.fail(ctx, err)
+		}
 	case *Credit:
 		w.out.OnCredit(ctx, m)
 		w.unstash(ctx)
-	case *Batch, *Watermark, *Idle, *EndOfInput:
+	case *Batch, *Watermark, *Idle, *EndOfInput, *Barrier:
 		if w.out.Blocked() || len(w.stash) > 0 {
 			w.stash = append(w.stash, m)
 			return
 		}
-		w.handle(ctx, m)
+		w.input(ctx, m)
+	case *CheckpointAbort:
+		w.run(ctx, w.aligner.Abort(barrier.CheckpointID(m.ID)))
+	case *CheckpointComplete:
+	case *actor.Stopping:
+		if err := w.cfg.Checkpoint.close(); err != nil {
+			w.cfg.Log.Warn("close state store", "task", w.cfg.Task, "err", err)
+		}
 	}
+}
+
+func (w *Window) fail(ctx actor.Context, err error) {
+	if !w.failed {
+		w.failed = true
+		ctx.Send(ctx.Parent(), &Failed{Task: w.cfg.Task, Err: err})
+	}
+}
+
+func (w *Window) start() error {
+	mode := barrier.AtLeastOnce
+	var maxHeld int64
+	if cp := w.cfg.Checkpoint; cp.Enabled() && cp.ExactlyOnce {
+		mode = barrier.ExactlyOnce
+		maxHeld = cp.MaxHeldBytes
+		if maxHeld <= 0 {
+			maxHeld = 64 << 20
+		}
+	}
+	a, err := barrier.New[any](barrier.Config{Inputs: w.cfg.Inputs, Mode: mode, MaxHeldBytes: maxHeld})
+	if err != nil {
+		return fmt.Errorf("window %s: %w", w.cfg.Task, err)
+	}
+	w.aligner = a
+	return w.restore()
 }
 
 func (w *Window) unstash(ctx actor.Context) {
@@ -89,12 +142,68 @@ func (w *Window) unstash(ctx actor.Context) {
 		m := w.stash[0]
 		w.stash[0] = nil
 		w.stash = w.stash[1:]
-		w.handle(ctx, m)
+		w.input(ctx, m)
 	}
 }
 
-func (w *Window) handle(ctx actor.Context, m any) {
+// input feeds one message of an input to the aligner.
+func (w *Window) input(ctx actor.Context, m any) {
+	if w.failed {
+		return
+	}
 	switch m := m.(type) {
+	case *Batch:
+		w.run(ctx, w.aligner.Data(m.In, m, int64(len(m.Records))*48))
+	case *Watermark:
+		w.run(ctx, w.aligner.Data(m.In, m, 0))
+	case *Idle:
+		w.run(ctx, w.aligner.Data(m.In, m, 0))
+	case *EndOfInput:
+		// Held in order behind the input's records while it is blocked.
+		w.run(ctx, w.aligner.Data(m.In, m, 0))
+	case *Barrier:
+		w.run(ctx, w.aligner.Barrier(m.In, barrier.CheckpointID(m.ID)))
+	}
+}
+
+// run carries out the aligner's actions in order. Processing an end of
+// input feeds the aligner again; its actions run in turn.
+func (w *Window) run(ctx actor.Context, acts []barrier.Action[any]) {
+	queue := slices.Clone(acts)
+	for len(queue) > 0 && !w.failed {
+		a := queue[0]
+		queue = queue[1:]
+		switch a.Kind {
+		case barrier.Process:
+			if eoi, ok := a.Item.(*EndOfInput); ok {
+				w.endInput(eoi.In)
+				queue = append(slices.Clone(w.aligner.EndOfInput(eoi.In)), queue...)
+				continue
+			}
+			w.process(ctx, a.Item)
+		case barrier.Snapshot:
+			w.snapshot(ctx, uint64(a.ID))
+		case barrier.ForwardBarrier:
+			id := uint64(a.ID)
+			w.out.Broadcast(ctx, func(in int) any { return &Barrier{In: in, ID: id} })
+		case barrier.AbortCheckpoint:
+			ctx.Send(ctx.Parent(), &CheckpointDecline{Task: w.cfg.Task, ID: uint64(a.ID), Reason: a.Reason})
+		case barrier.AllEnded:
+			w.fire(ctx, math.MaxInt64)
+			w.out.Broadcast(ctx, func(in int) any { return &EndOfInput{In: in} })
+			w.done = true
+		case barrier.Error:
+			w.fail(ctx, fmt.Errorf("window %s: %v", w.cfg.Task, a.Err))
+		}
+	}
+}
+
+func (w *Window) endInput(in int) {
+	w.inputs[in].ended = true
+}
+
+func (w *Window) process(ctx actor.Context, item any) {
+	switch m := item.(type) {
 	case *Batch:
 		w.add(m.Records)
 		ctx.Send(m.From, &Credit{Out: m.Out, N: 1})
@@ -108,23 +217,12 @@ func (w *Window) handle(ctx actor.Context, m any) {
 	case *Idle:
 		w.inputs[m.In].idle = true
 		w.advance(ctx)
-	case *EndOfInput:
-		if !w.inputs[m.In].ended {
-			w.inputs[m.In].ended = true
-			w.ended++
-		}
-		if w.ended == len(w.inputs) {
-			w.fire(ctx, math.MaxInt64)
-			w.out.Broadcast(ctx, func(in int) any { return &EndOfInput{In: in} })
-			w.done = true
-			return
-		}
-		w.advance(ctx)
 	}
 }
 
 func (w *Window) add(recs []Record) {
 	size := w.cfg.SizeMillis
+	track := w.cfg.Checkpoint.Enabled()
 	for i := range recs {
 		r := &recs[i]
 		start := r.TS - r.TS%size
@@ -144,6 +242,9 @@ func (w *Window) add(recs []Record) {
 		}
 		a.count++
 		a.sum += r.Val
+		if track {
+			w.dirty[windowKey{start, r.Key}] = struct{}{}
+		}
 	}
 }
 
@@ -173,15 +274,19 @@ func (w *Window) fire(ctx actor.Context, wm int64) {
 		w.wm = wm
 	}
 	size := w.cfg.SizeMillis
+	track := w.cfg.Checkpoint.Enabled()
 	// Results go to the first target: window subtask i feeds sink subtask
 	// i alone (a forward edge).
-	t := 0
+	const t = 0
 	for start, keys := range w.windows {
 		if start+size-1 > wm {
 			continue
 		}
 		for k, a := range keys {
 			w.out.Emit(ctx, t, Record{Key: k, TS: start, Val: a.sum, Count: a.count})
+			if track {
+				w.dirty[windowKey{start, k}] = struct{}{}
+			}
 		}
 		delete(w.windows, start)
 	}
@@ -190,4 +295,103 @@ func (w *Window) fire(ctx actor.Context, wm int64) {
 		out := wm
 		w.out.Broadcast(ctx, func(in int) any { return &Watermark{In: in, TS: out} })
 	}
+}
+
+// windowOpState is the window operator's state beside its keyed state.
+type windowOpState struct {
+	Watermark int64 `json:"watermark"`
+	SizeMs    int64 `json:"sizeMs"`
+}
+
+// Keyed state layout in the store: key group (2 bytes, big endian), window
+// start (8 bytes, big endian), key; value: count (8 bytes) and sum (8 bytes,
+// IEEE 754 bits).
+func stateKey(start int64, key string) []byte {
+	b := make([]byte, 0, 10+len(key))
+	b = binary.BigEndian.AppendUint16(b, uint16(KeyGroup(key)))
+	b = binary.BigEndian.AppendUint64(b, uint64(start))
+	return append(b, key...)
+}
+
+// snapshot writes what changed since the last snapshot to the store and
+// takes the store's snapshot with the operator state.
+func (w *Window) snapshot(ctx actor.Context, id uint64) {
+	cp := w.cfg.Checkpoint
+	if !cp.Enabled() {
+		return
+	}
+	b := cp.Store.NewBatch()
+	defer b.Close()
+	var val [16]byte
+	var err error
+	for wk := range w.dirty {
+		k := stateKey(wk.start, wk.key)
+		if a := w.windows[wk.start][wk.key]; a != nil {
+			binary.BigEndian.PutUint64(val[:8], uint64(a.count))
+			binary.BigEndian.PutUint64(val[8:], math.Float64bits(a.sum))
+			err = b.Set(k, val[:])
+		} else {
+			err = b.Delete(k)
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = b.Commit()
+	}
+	if err != nil {
+		ctx.Send(ctx.Parent(), &CheckpointDecline{Task: w.cfg.Task, ID: id, Reason: err.Error()})
+		return
+	}
+	clear(w.dirty)
+	op, _ := json.Marshal(windowOpState{Watermark: w.wm, SizeMs: w.cfg.SizeMillis})
+	cp.snapshot(ctx, snapshotTask(w.cfg.Task), id, op)
+}
+
+// restore rebuilds the windows from the restored store.
+func (w *Window) restore() error {
+	cp := w.cfg.Checkpoint
+	if !cp.Enabled() || cp.OpState == nil {
+		return nil
+	}
+	var op windowOpState
+	if err := json.Unmarshal(cp.OpState, &op); err != nil {
+		return fmt.Errorf("window %s: state of checkpoint %d is unreadable: %w", w.cfg.Task, cp.RestoredFrom, err)
+	}
+	if op.SizeMs != w.cfg.SizeMillis {
+		return fmt.Errorf("window %s: checkpoint %d has %dms windows, the job has %dms; use a fresh checkpoint.dir to change window.size",
+			w.cfg.Task, cp.RestoredFrom, op.SizeMs, w.cfg.SizeMillis)
+	}
+	w.wm = op.Watermark
+	it, err := cp.Store.NewIter(nil)
+	if err != nil {
+		return fmt.Errorf("window %s: read restored state: %w", w.cfg.Task, err)
+	}
+	defer it.Close()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		v, err := it.Value()
+		if err != nil {
+			return fmt.Errorf("window %s: read restored state: %w", w.cfg.Task, err)
+		}
+		if len(k) < 10 || len(v) != 16 {
+			return fmt.Errorf("window %s: checkpoint %d holds a malformed state entry (key %d bytes, value %d bytes)", w.cfg.Task, cp.RestoredFrom, len(k), len(v))
+		}
+		start := int64(binary.BigEndian.Uint64(k[2:10]))
+		key := string(k[10:])
+		keys := w.windows[start]
+		if keys == nil {
+			keys = map[string]*accumulator{}
+			w.windows[start] = keys
+		}
+		keys[key] = &accumulator{count: int64(binary.BigEndian.Uint64(v[:8])), sum: math.Float64frombits(binary.BigEndian.Uint64(v[8:]))}
+		n++
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("window %s: read restored state: %w", w.cfg.Task, err)
+	}
+	w.cfg.Log.Info("window state restored", "task", w.cfg.Task, "checkpoint", cp.RestoredFrom, "entries", n, "watermark", w.wm)
+	return nil
 }

@@ -13,7 +13,7 @@ import (
 
 // Stage is one operator of a linear job graph with its parallelism.
 type Stage struct {
-	// Name is the operator's name; subtask i is the task "Name/i".
+	// Name is the operator's name; subtask i is the task TaskName(Name, i).
 	Name        string
 	Parallelism int
 	// Source marks the stages that read from outside (they are told to
@@ -28,6 +28,8 @@ type Stage struct {
 type Plan struct {
 	Name   string
 	Stages []Stage
+	// Checkpoint is nil when checkpoints are off.
+	Checkpoint *CheckpointPlan
 }
 
 // Validate checks the plan's shape.
@@ -134,6 +136,7 @@ type jobSupervisor struct {
 	sinks    int
 	finished map[string]bool
 	ended    bool
+	ck       *ckpt
 }
 
 // decide turns a panic in a task into a job failure: the task is stopped
@@ -145,6 +148,9 @@ func (j *jobSupervisor) decide(reason any) actor.Directive {
 }
 
 func (j *jobSupervisor) Receive(ctx actor.Context) {
+	if j.checkpointMessage(ctx, ctx.Message()) {
+		return
+	}
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		j.spawn(ctx)
@@ -163,7 +169,10 @@ func (j *jobSupervisor) Receive(ctx actor.Context) {
 		}
 	case *stopJob:
 		j.end(ctx, m.err)
+	case *actor.Stopping:
+		j.stopCheckpoints()
 	case *actor.Stopped:
+		j.stopCheckpoints()
 		j.h.finish(j.h.Err())
 	}
 }
@@ -176,7 +185,7 @@ func (j *jobSupervisor) spawn(ctx actor.Context) {
 		st := j.plan.Stages[si]
 		pids := make([]*actor.PID, st.Parallelism)
 		for i := 0; i < st.Parallelism; i++ {
-			name := fmt.Sprintf("%s/%d", st.Name, i)
+			name := TaskName(st.Name, i)
 			props := actor.PropsFromProducer(st.Producer(i, next))
 			pid, err := ctx.SpawnNamed(props, fmt.Sprintf("%s-%d", st.Name, i))
 			if err != nil {
@@ -194,7 +203,20 @@ func (j *jobSupervisor) spawn(ctx actor.Context) {
 		}
 		next = pids
 	}
+	if j.plan.Checkpoint != nil {
+		names := make([]string, 0, len(j.tasks))
+		for n := range j.tasks {
+			names = append(names, n)
+		}
+		if err := j.startCheckpoints(ctx, names); err != nil {
+			j.end(ctx, err)
+		}
+	}
 }
+
+// TaskName is the name of subtask i of stage: "window-1". It names the
+// task's directory in a checkpoint.
+func TaskName(stage string, i int) string { return fmt.Sprintf("%s-%d", stage, i) }
 
 // end stops every task and then the supervisor; the first cause wins.
 func (j *jobSupervisor) end(ctx actor.Context, err error) {

@@ -1,0 +1,202 @@
+package weir
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/weirstream/weir/actors"
+	"github.com/weirstream/weir/snapshot"
+	"github.com/weirstream/weir/supervisor"
+)
+
+// fingerprint names the shape of the job graph a checkpoint belongs to; a
+// checkpoint of another shape is refused on restore.
+func (j *Job) fingerprint() string {
+	s := j.spec
+	return fmt.Sprintf("source(%s)->window(%dms)->sink(%s) parallelism=%d key_groups=%d",
+		s.Source.Topic, s.Window.Size.Milliseconds(), s.Sink.Topic, s.Parallelism, actors.KeyGroups)
+}
+
+// taskNames lists the job's tasks, as they are named in checkpoints.
+func (j *Job) taskNames() []string {
+	var names []string
+	for _, stage := range []string{"source", "window", "sink"} {
+		for i := 0; i < j.spec.Parallelism; i++ {
+			names = append(names, supervisor.TaskName(stage, i))
+		}
+	}
+	return names
+}
+
+// stateSetup is what Run prepares before the tasks start when checkpoints
+// are on: one store per task (restored or fresh), the restored operator
+// states, and the coordinator's plan.
+type stateSetup struct {
+	fs       vfs.FS
+	root     string
+	lock     *os.File
+	restored *snapshot.Metadata
+	cps      map[string]*actors.Checkpointing
+	after    uint64
+}
+
+func (st *stateSetup) close() {
+	for _, cp := range st.cps {
+		if cp.Store != nil {
+			cp.Store.Close()
+		}
+	}
+	if st.lock != nil {
+		st.lock.Close()
+	}
+}
+
+// ErrCheckpointDirInUse is returned when another process runs a job with the
+// same checkpoint directory.
+var ErrCheckpointDirInUse = errors.New("weir: checkpoint.dir is in use by another process")
+
+// setupState opens the checkpoint directory and every task's store,
+// restoring from the savepoint given with WithSavepoint, else from the
+// newest complete checkpoint, else fresh.
+func (j *Job) setupState() (*stateSetup, error) {
+	c := j.spec.Checkpoint
+	root, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint.dir: %w", err)
+	}
+	st := &stateSetup{fs: vfs.Default, root: root, cps: map[string]*actors.Checkpointing{}}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("checkpoint.dir: cannot create %s: %w", root, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(root, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint.dir: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("checkpoint.dir %s: %w; stop the other engine or use another directory", root, ErrCheckpointDirInUse)
+	}
+	st.lock = lock
+	fail := func(err error) (*stateSetup, error) {
+		st.close()
+		return nil, err
+	}
+
+	infos, err := snapshot.List(st.fs, root)
+	if err != nil {
+		return fail(fmt.Errorf("checkpoint.dir: %w", err))
+	}
+	for _, in := range infos {
+		st.after = max(st.after, in.ID)
+	}
+
+	// Which checkpoint to restore, and from which root.
+	var metaRoot string
+	if j.opts.savepoint != "" {
+		m, r, err := loadSavepoint(st.fs, j.opts.savepoint)
+		if err != nil {
+			return fail(err)
+		}
+		if m.JobName != j.spec.Name || m.GraphFingerprint != j.fingerprint() {
+			return fail(fmt.Errorf("--from-savepoint %s: it belongs to job %q with graph %q, not job %q with graph %q",
+				j.opts.savepoint, m.JobName, m.GraphFingerprint, j.spec.Name, j.fingerprint()))
+		}
+		st.restored, metaRoot = &m, r
+		st.after = max(st.after, m.ID)
+	} else {
+		m, problems, err := snapshot.Latest(st.fs, root, j.spec.Name, j.fingerprint())
+		for _, p := range problems {
+			j.opts.log.Error("skipping a broken checkpoint; the previous complete one is used", "problem", p.String())
+		}
+		switch {
+		case errors.Is(err, snapshot.ErrNoCheckpoint):
+		case err != nil:
+			return fail(fmt.Errorf("checkpoint.dir: %w", err))
+		default:
+			st.restored, metaRoot = &m, root
+		}
+	}
+	if st.restored != nil {
+		j.opts.log.Info("restoring from checkpoint", "checkpoint", st.restored.ID, "savepoint", st.restored.Savepoint,
+			"taken", st.restored.Time, "dir", snapshot.CheckpointDir(st.fs, metaRoot, st.restored.ID))
+	} else {
+		j.opts.log.Info("no checkpoint to restore; starting from the start position", "dir", root)
+	}
+
+	live := filepath.Join(root, "live")
+	for _, task := range j.taskNames() {
+		liveDir := filepath.Join(live, task)
+		opts := storeOptions(task)
+		cp := &actors.Checkpointing{FS: st.fs, Root: root, ExactlyOnce: true, SnapshotTimeout: c.Timeout}
+		if st.restored != nil {
+			store, opState, err := snapshot.Restore(st.fs, metaRoot, *st.restored, task, liveDir, opts)
+			if err != nil {
+				return fail(err)
+			}
+			cp.Store, cp.OpState, cp.RestoredFrom = store, opState, st.restored.ID
+		} else {
+			if err := os.RemoveAll(liveDir); err != nil {
+				return fail(fmt.Errorf("checkpoint.dir: clear %s: %w", liveDir, err))
+			}
+			store, err := snapshot.OpenStore(st.fs, liveDir, opts)
+			if err != nil {
+				return fail(err)
+			}
+			cp.Store = store
+		}
+		st.cps[task] = cp
+	}
+	return st, nil
+}
+
+// quietPebble drops Pebble's informational log lines (WAL replay, ...);
+// errors reach the engine as returned errors.
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}
+
+// storeOptions keeps the stores of stateless tasks small.
+func storeOptions(task string) snapshot.StoreOptions {
+	small := !strings.HasPrefix(task, "window-")
+	return snapshot.StoreOptions{Tune: func(o *pebble.Options) {
+		o.Logger = quietPebble{}
+		if small {
+			o.MemTableSize = 256 << 10
+		}
+	}}
+}
+
+// loadSavepoint reads and verifies the checkpoint or savepoint at path, a
+// chk-<N> directory.
+func loadSavepoint(fs vfs.FS, path string) (snapshot.Metadata, string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return snapshot.Metadata{}, "", fmt.Errorf("--from-savepoint %s: %w", path, err)
+	}
+	base := filepath.Base(abs)
+	id, err := strconv.ParseUint(strings.TrimPrefix(base, "chk-"), 10, 64)
+	if !strings.HasPrefix(base, "chk-") || err != nil {
+		return snapshot.Metadata{}, "", fmt.Errorf("--from-savepoint %s: not a checkpoint directory; give a chk-<N> directory as printed by engine savepoint or engine checkpoints", path)
+	}
+	root := filepath.Dir(abs)
+	m, err := snapshot.ReadMetadata(fs, root, id)
+	if err != nil {
+		return snapshot.Metadata{}, "", fmt.Errorf("--from-savepoint %s: %w", path, err)
+	}
+	if err := snapshot.Verify(fs, root, m); err != nil {
+		return snapshot.Metadata{}, "", fmt.Errorf("--from-savepoint %s: %w", path, err)
+	}
+	return m, root, nil
+}

@@ -1,0 +1,243 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/weirstream/weir/actors"
+	"github.com/weirstream/weir/snapshot"
+	"github.com/weirstream/weir/supervisor/coordinator"
+)
+
+// CheckpointPlan turns checkpoints on for a job.
+type CheckpointPlan struct {
+	Interval, Timeout, MinPause time.Duration
+	MaxConcurrent               int
+	TolerableFailures           int
+	// FS and Root: where checkpoints are written.
+	FS   vfs.FS
+	Root string
+	// JobName and Fingerprint identify the job and its graph in metadata.
+	JobName, Fingerprint string
+	// Retain complete checkpoints.
+	Retain int
+	// After: checkpoint ids start after this one (the highest id found in
+	// Root, complete or not, so no id is ever reused).
+	After uint64
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// OnComplete, if set, is called (on the supervisor's goroutine) when a
+	// checkpoint completes.
+	OnComplete func(id uint64, savepoint bool)
+}
+
+type tick struct{}
+
+type savepointRequest struct {
+	reply chan SavepointResult
+}
+
+// SavepointResult is the outcome of Handle.Savepoint.
+type SavepointResult struct {
+	ID   uint64
+	Path string
+	Err  error
+}
+
+// Savepoint asks for a savepoint and returns a channel that receives its
+// outcome once (when it completes or fails).
+func (h *Handle) Savepoint() <-chan SavepointResult {
+	reply := make(chan SavepointResult, 1)
+	h.system.Root.Send(h.pid, &savepointRequest{reply: reply})
+	return reply
+}
+
+// ckpt is the coordinator shell inside the job supervisor.
+type ckpt struct {
+	plan    *CheckpointPlan
+	core    *coordinator.Core
+	handles map[uint64]map[string]snapshot.Handle
+	times   map[uint64]time.Time
+	// waiting savepoint requests: before their trigger (queued) and by id.
+	queuedSavepoints []chan SavepointResult
+	savepoints       map[uint64][]chan SavepointResult
+	stopTicker       chan struct{}
+}
+
+func (j *jobSupervisor) startCheckpoints(ctx actor.Context, tasks []string) error {
+	p := j.plan.Checkpoint
+	if p.Now == nil {
+		p.Now = time.Now
+	}
+	ids := make([]coordinator.TaskID, len(tasks))
+	for i, t := range tasks {
+		ids[i] = coordinator.TaskID(t)
+	}
+	core, err := coordinator.New(coordinator.Config{
+		Interval: p.Interval, Timeout: p.Timeout, MinPause: p.MinPause,
+		MaxConcurrent: p.MaxConcurrent, TolerableFailures: p.TolerableFailures, Tasks: ids,
+	}, coordinator.CheckpointID(p.After), p.Now())
+	if err != nil {
+		return fmt.Errorf("supervisor: checkpoint coordinator: %w", err)
+	}
+	j.ck = &ckpt{plan: p, core: core, handles: map[uint64]map[string]snapshot.Handle{},
+		times: map[uint64]time.Time{}, savepoints: map[uint64][]chan SavepointResult{}, stopTicker: make(chan struct{})}
+	period := p.Interval / 10
+	period = max(5*time.Millisecond, min(period, 100*time.Millisecond))
+	root, self, stop := ctx.ActorSystem().Root, ctx.Self(), j.ck.stopTicker
+	go func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				root.Send(self, &tick{})
+			}
+		}
+	}()
+	return nil
+}
+
+// checkpointMessage handles the coordinator's messages; false if m is not one.
+func (j *jobSupervisor) checkpointMessage(ctx actor.Context, m any) bool {
+	c := j.ck
+	switch m := m.(type) {
+	case *tick:
+		if c != nil && !j.ended {
+			j.act(ctx, c.core.Tick(c.plan.Now()))
+		}
+	case *actors.CheckpointAck:
+		if c != nil && !j.ended {
+			hs := c.handles[m.ID]
+			if hs == nil {
+				hs = map[string]snapshot.Handle{}
+				c.handles[m.ID] = hs
+			}
+			if _, dup := hs[m.Task]; !dup {
+				hs[m.Task] = m.Handle
+			}
+			j.act(ctx, c.core.Ack(c.plan.Now(), coordinator.TaskID(m.Task), coordinator.CheckpointID(m.ID), ""))
+		}
+	case *actors.CheckpointDecline:
+		if c != nil && !j.ended {
+			j.log.Warn("checkpoint declined", "checkpoint", m.ID, "task", m.Task, "reason", m.Reason)
+			j.act(ctx, c.core.Decline(c.plan.Now(), coordinator.TaskID(m.Task), coordinator.CheckpointID(m.ID), m.Reason))
+		}
+	case *savepointRequest:
+		if c == nil {
+			m.reply <- SavepointResult{Err: errors.New("supervisor: checkpoints are off; set checkpoint.interval and checkpoint.dir to take savepoints")}
+			return true
+		}
+		if j.ended {
+			m.reply <- SavepointResult{Err: errors.New("supervisor: the job is ending")}
+			return true
+		}
+		c.queuedSavepoints = append(c.queuedSavepoints, m.reply)
+		j.act(ctx, c.core.TriggerNow(c.plan.Now(), true))
+	default:
+		return false
+	}
+	return true
+}
+
+// act carries out the core's actions in order.
+func (j *jobSupervisor) act(ctx actor.Context, acts []coordinator.Action) {
+	c := j.ck
+	for len(acts) > 0 {
+		a := acts[0]
+		acts = acts[1:]
+		id := uint64(a.ID)
+		switch a.Kind {
+		case coordinator.KindTrigger:
+			c.times[id] = c.plan.Now()
+			if a.Savepoint && len(c.queuedSavepoints) > 0 {
+				c.savepoints[id] = append(c.savepoints[id], c.queuedSavepoints...)
+				c.queuedSavepoints = nil
+			}
+			for _, s := range j.sources {
+				ctx.Send(s, &actors.TriggerCheckpoint{ID: id, Savepoint: a.Savepoint})
+			}
+		case coordinator.KindWriteMetadata:
+			m := snapshot.Metadata{
+				JobName: c.plan.JobName, GraphFingerprint: c.plan.Fingerprint,
+				ID: id, Time: c.times[id], Savepoint: a.Savepoint, Tasks: c.handles[id],
+			}
+			if err := snapshot.WriteMetadata(c.plan.FS, c.plan.Root, m); err != nil {
+				j.log.Error("checkpoint metadata write failed", "checkpoint", id, "err", err)
+				acts = append(acts, c.core.MetadataFailed(c.plan.Now(), a.ID, err.Error())...)
+			} else {
+				acts = append(acts, c.core.MetadataWritten(c.plan.Now(), a.ID)...)
+			}
+		case coordinator.KindNotifyComplete:
+			var size int64
+			for _, h := range c.handles[id] {
+				size += h.NewBytes
+			}
+			j.log.Info("checkpoint complete", "checkpoint", id, "savepoint", a.Savepoint,
+				"took", c.plan.Now().Sub(c.times[id]).Round(time.Millisecond), "new_bytes", size)
+			for _, pid := range j.tasks {
+				ctx.Send(pid, &actors.CheckpointComplete{ID: id})
+			}
+			for done := range c.handles {
+				if done <= id {
+					delete(c.handles, done)
+					delete(c.times, done)
+				}
+			}
+			for _, r := range c.savepoints[id] {
+				r <- SavepointResult{ID: id, Path: snapshot.CheckpointDir(c.plan.FS, c.plan.Root, id)}
+			}
+			delete(c.savepoints, id)
+			if err := snapshot.Retain(c.plan.FS, c.plan.Root, c.plan.Retain); err != nil {
+				j.log.Warn("checkpoint retention", "err", err)
+			}
+			if c.plan.OnComplete != nil {
+				c.plan.OnComplete(id, a.Savepoint)
+			}
+		case coordinator.KindNotifyAbort:
+			j.log.Warn("checkpoint aborted", "checkpoint", id, "reason", a.Reason)
+			for _, pid := range j.tasks {
+				ctx.Send(pid, &actors.CheckpointAbort{ID: id, Reason: a.Reason})
+			}
+			delete(c.handles, id)
+			delete(c.times, id)
+			for _, r := range c.savepoints[id] {
+				r <- SavepointResult{ID: id, Err: fmt.Errorf("supervisor: savepoint %d aborted: %s", id, a.Reason)}
+			}
+			delete(c.savepoints, id)
+		case coordinator.KindFailJob:
+			j.end(ctx, fmt.Errorf("supervisor: too many failed checkpoints in a row (checkpoint.tolerable_failures): %s", a.Reason))
+			return
+		case coordinator.KindIgnored, coordinator.KindQueued:
+			j.log.Debug("checkpoint coordinator", "action", a.String())
+		}
+	}
+}
+
+func (j *jobSupervisor) stopCheckpoints() {
+	if j.ck == nil {
+		return
+	}
+	select {
+	case <-j.ck.stopTicker:
+	default:
+		close(j.ck.stopTicker)
+	}
+	fail := func(rs []chan SavepointResult) {
+		for _, r := range rs {
+			r <- SavepointResult{Err: errors.New("supervisor: the job ended before the savepoint completed")}
+		}
+	}
+	fail(j.ck.queuedSavepoints)
+	j.ck.queuedSavepoints = nil
+	for id, rs := range j.ck.savepoints {
+		fail(rs)
+		delete(j.ck.savepoints, id)
+	}
+}
