@@ -302,7 +302,7 @@ func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
 					return actors.NewSource(actors.SourceConfig{
 						Task: supervisor.TaskName("source", i), Index: i, Parallelism: p,
 						Checkpoint: cp(supervisor.TaskName("source", i)),
-						Brokers: s.Brokers, Topic: s.Source.Topic, Group: s.Source.Group,
+						Brokers:    s.Brokers, Topic: s.Source.Topic, Group: s.Source.Group,
 						Start: start, Properties: merge(s.Kafka, s.Source.Properties),
 						Extract: extract, OutOfOrderness: s.Window.OutOfOrderness, IdleTimeout: s.Window.IdleTimeout,
 						Targets: targets, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
@@ -316,7 +316,7 @@ func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
 					return actors.NewWindow(actors.WindowConfig{
 						Task: supervisor.TaskName("window", i), Index: i, Inputs: p, SizeMillis: sizeMillis,
 						Checkpoint: cp(supervisor.TaskName("window", i)),
-						Targets: targets[i : i+1], OutIndex: 0, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
+						Targets:    targets[i : i+1], OutIndex: 0, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
 						Metrics: &j.metrics, Log: log,
 					})
 				},
@@ -327,7 +327,7 @@ func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
 					return actors.NewSink(actors.SinkConfig{
 						Task: supervisor.TaskName("sink", i), Index: i, Inputs: 1,
 						Checkpoint: cp(supervisor.TaskName("sink", i)),
-						Brokers: s.Brokers, Topic: s.Sink.Topic, Properties: merge(s.Kafka, s.Sink.Properties),
+						Brokers:    s.Brokers, Topic: s.Sink.Topic, Properties: merge(s.Kafka, s.Sink.Properties),
 						WindowMillis: sizeMillis, Metrics: &j.metrics, Done: closed, Log: log,
 					})
 				},

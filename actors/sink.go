@@ -29,8 +29,8 @@ type SinkConfig struct {
 	// Checkpoint is nil when checkpoints are off.
 	Checkpoint *Checkpointing
 	Metrics    *Metrics
-	Done         *sync.WaitGroup
-	Log          *slog.Logger
+	Done       *sync.WaitGroup
+	Log        *slog.Logger
 }
 
 type deliveryFailed struct{ err error }
