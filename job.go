@@ -215,7 +215,7 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	j.mu.Lock()
 	j.handle = h
-	if j.drain {
+	if j.drain || j.spec.Source.Bounded == BoundLatest {
 		h.Drain()
 	}
 	j.mu.Unlock()

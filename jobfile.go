@@ -242,6 +242,7 @@ func jobFileSchema(s *JobSpec) []field {
 				{name: "timestamp", kind: kindTimestamp, example: "2024-05-01T12:00:00Z", ts: &s.Source.Start.Timestamp},
 				{name: "offsets", kind: kindOffsets, example: "{0: 42, 1: 7}", offsets: &s.Source.Start.Offsets},
 			}},
+			{name: "bounded", kind: kindString, example: "latest", str: (*string)(&s.Source.Bounded)},
 			{name: "properties", kind: kindProps, example: "fetch.max.bytes: 52428800", props: &s.Source.Properties},
 		}},
 		{name: "key_field", kind: kindString, example: "user", str: &s.KeyField},

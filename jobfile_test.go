@@ -225,6 +225,7 @@ func TestJobFileExample(t *testing.T) {
 	commented := map[string]string{
 		"source.start.timestamp": `(?m)^\s*#\s*timestamp: 2024-05-01T12:00:00Z`,
 		"source.start.offsets":   `(?m)^\s*#\s*offsets: \{0: 42, 1: 7\}`,
+		"source.bounded":         `(?m)^\s*#\s*bounded: latest`,
 	}
 	for _, k := range jobFileKeys() {
 		if re, ok := commented[k]; ok {

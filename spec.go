@@ -83,10 +83,24 @@ type SourceSpec struct {
 	// Start is where reading starts when there is no checkpoint to restore
 	// (job file: source.start).
 	Start StartSpec
+	// Bounded makes the source finite (job file: source.bounded): with
+	// "latest" it stops at the offsets that were the end of each partition
+	// when the job started; the job then fires every window, flushes the
+	// sink and ends. Empty (default): unbounded.
+	Bounded Bound
 	// Properties are librdkafka consumer properties, applied after Kafka
 	// (job file: source.properties).
 	Properties map[string]string
 }
+
+// Bound says where a bounded source stops.
+type Bound string
+
+// Bounds.
+const (
+	Unbounded   Bound = ""
+	BoundLatest Bound = "latest"
+)
 
 // StartMode says where a source starts when no checkpoint is restored.
 type StartMode string
@@ -296,6 +310,11 @@ func (s JobSpec) Validate() error {
 	}
 	if err := validTopic("source.topic", s.Source.Topic); err != nil {
 		return err
+	}
+	switch s.Source.Bounded {
+	case Unbounded, BoundLatest:
+	default:
+		return specErr("source.bounded", "%q is not a bound; use latest (stop at the end offsets at start) or leave it out", s.Source.Bounded)
 	}
 	if err := s.Source.Start.validate(); err != nil {
 		return err
