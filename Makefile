@@ -21,7 +21,7 @@ TESTFLAGS   := -p 1 -count=1 -timeout 28m -v $(GOTESTFLAGS)
 
 test: check kafka
 	@start=$$(date +%s); \
-	WEIR_CRASH_SEEDS=$(CRASH_SEEDS) $(GO) test $(TESTFLAGS) ./... 2>&1 | tee .cache/test.log | grep -E '^(=== RUN|--- (PASS|FAIL)|PASS|FAIL|ok|kafka:|verdict:|panic:)|seed' ; \
+	WEIR_CRASH_SEEDS=$(CRASH_SEEDS) $(GO) test $(TESTFLAGS) ./... 2>&1 | tee .cache/test.log | grep -E '^(=== RUN|--- (PASS|FAIL)|PASS|FAIL|ok|kafka:|panic:)|verdict:|seed|    --- ' ; \
 	rc=$${PIPESTATUS[0]}; \
 	echo "make test: $$(($$(date +%s)-start))s (full log: .cache/test.log)"; \
 	passed=$$(grep -c -- '--- PASS' .cache/test.log); failed=$$(grep -c -- '--- FAIL' .cache/test.log); \

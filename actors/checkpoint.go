@@ -2,7 +2,9 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -14,6 +16,13 @@ import (
 // Checkpointing is what a task needs to take part in checkpoints. The job
 // opens (or restores) the task's Store before the task starts; the task
 // owns it from then on and closes it when it stops.
+//
+// A task's snapshot has two parts. The synchronous part runs on the task's
+// actor and only captures what changed (a copy of the changed entries and
+// the operator state). The rest — writing the entries to the store, the
+// store's snapshot (flush, hard links, checksums) and the ack — runs on the
+// task's snapshot worker, one checkpoint after the other, so processing
+// never waits for the disk.
 type Checkpointing struct {
 	FS   vfs.FS
 	Root string
@@ -30,42 +39,117 @@ type Checkpointing struct {
 	MaxHeldBytes int64
 	// SnapshotTimeout bounds the asynchronous part of a snapshot.
 	SnapshotTimeout time.Duration
+
+	once   sync.Once
+	jobs   chan snapshotJob
+	exited chan struct{}
 }
+
+// StateEntry is one changed entry of keyed state: Value nil deletes Key.
+type StateEntry struct {
+	Key, Value []byte
+}
+
+type snapshotJob struct {
+	task    string
+	id      uint64
+	entries []StateEntry
+	opState []byte
+	root    *actor.RootContext
+	parent  *actor.PID
+}
+
+// snapshotQueue bounds the snapshots a task may have waiting for its
+// worker; one more is declined.
+const snapshotQueue = 4
+
+// stateBatchEntries bounds the entries written in one store batch.
+const stateBatchEntries = 64 << 10
 
 // Enabled reports whether checkpoints are on.
 func (c *Checkpointing) Enabled() bool { return c != nil && c.Store != nil }
 
-// snapshot takes the task's snapshot for checkpoint id: the synchronous
-// capture now, the rest in the background; the ack (or decline) goes to the
+// snapshot hands checkpoint id of task to the snapshot worker: entries are
+// the keyed state changed since the previous snapshot (owned by the worker
+// from now on), opState the operator state. The ack or decline goes to the
 // task's parent, the job supervisor.
-func (c *Checkpointing) snapshot(ctx actor.Context, task string, id uint64, opState []byte) {
-	parent := ctx.Parent()
+func (c *Checkpointing) snapshot(ctx actor.Context, task string, id uint64, entries []StateEntry, opState []byte) {
+	c.once.Do(func() {
+		c.jobs = make(chan snapshotJob, snapshotQueue)
+		c.exited = make(chan struct{})
+		go c.worker()
+	})
+	job := snapshotJob{task: task, id: id, entries: entries, opState: opState, root: ctx.ActorSystem().Root, parent: ctx.Parent()}
+	select {
+	case c.jobs <- job:
+	default:
+		ctx.Send(ctx.Parent(), &CheckpointDecline{Task: task, ID: id,
+			Reason: fmt.Sprintf("%d snapshots already wait for the disk", snapshotQueue)})
+	}
+}
+
+func (c *Checkpointing) worker() {
+	defer close(c.exited)
+	for j := range c.jobs {
+		h, err := c.write(j.task, j.id, j.entries, j.opState)
+		if err != nil {
+			j.root.Send(j.parent, &CheckpointDecline{Task: j.task, ID: j.id, Reason: err.Error()})
+			continue
+		}
+		j.root.Send(j.parent, &CheckpointAck{Task: j.task, ID: j.id, Handle: h})
+	}
+}
+
+// write applies entries to the store and takes its snapshot for checkpoint
+// id, waiting (bounded) until it is durable.
+func (c *Checkpointing) write(task string, id uint64, entries []StateEntry, opState []byte) (snapshot.Handle, error) {
+	b := c.Store.NewBatch()
+	defer b.Close()
+	for i, e := range entries {
+		var err error
+		if e.Value == nil {
+			err = b.Delete(e.Key)
+		} else {
+			err = b.Set(e.Key, e.Value)
+		}
+		if err == nil && (i+1)%stateBatchEntries == 0 {
+			err = b.Commit()
+		}
+		if err != nil {
+			return snapshot.Handle{}, fmt.Errorf("write state of task %s: %w", task, err)
+		}
+	}
+	if err := b.Commit(); err != nil {
+		return snapshot.Handle{}, fmt.Errorf("write state of task %s: %w", task, err)
+	}
 	p, err := c.Store.Snapshot(snapshot.TaskDir(c.FS, c.Root, id, task), opState)
 	if err != nil {
-		ctx.Send(parent, &CheckpointDecline{Task: task, ID: id, Reason: err.Error()})
-		return
+		return snapshot.Handle{}, err
 	}
-	root := ctx.ActorSystem().Root
 	timeout := c.SnapshotTimeout
 	if timeout <= 0 {
 		timeout = 10 * time.Minute
 	}
-	go func() {
-		wctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		h, err := p.Wait(wctx)
-		if err != nil {
-			root.Send(parent, &CheckpointDecline{Task: task, ID: id, Reason: fmt.Sprintf("snapshot: %v", err)})
-			return
-		}
-		root.Send(parent, &CheckpointAck{Task: task, ID: id, Handle: h})
-	}()
+	wctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return p.Wait(wctx)
 }
 
-// close closes the task's store.
+// errWorkerStuck is returned by close when the worker does not finish.
+var errWorkerStuck = errors.New("actors: snapshot worker did not finish in time")
+
+// close stops the snapshot worker (bounded) and closes the task's store.
 func (c *Checkpointing) close() error {
 	if !c.Enabled() {
 		return nil
+	}
+	if c.jobs != nil {
+		close(c.jobs)
+		select {
+		case <-c.exited:
+		case <-time.After(time.Minute):
+			return errWorkerStuck
+		}
 	}
 	return c.Store.Close()
 }

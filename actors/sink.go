@@ -96,7 +96,7 @@ func (s *Sink) Receive(ctx actor.Context) {
 			ctx.Send(ctx.Parent(), &CheckpointDecline{Task: s.cfg.Task, ID: m.ID, Reason: err.Error()})
 			return
 		}
-		s.cfg.Checkpoint.snapshot(ctx, snapshotTask(s.cfg.Task), m.ID, []byte("{}"))
+		s.cfg.Checkpoint.snapshot(ctx, s.cfg.Task, m.ID, nil, []byte("{}"))
 	case *CheckpointComplete, *CheckpointAbort:
 	case *deliveryFailed:
 		s.fail(ctx, m.err)

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -180,7 +179,7 @@ func (s *Source) checkpoint(ctx actor.Context, m *TriggerCheckpoint) {
 		s.fail(ctx, fmt.Errorf("source %s: encode state: %w", s.cfg.Task, err))
 		return
 	}
-	s.cfg.Checkpoint.snapshot(ctx, snapshotTask(s.cfg.Task), m.ID, b)
+	s.cfg.Checkpoint.snapshot(ctx, s.cfg.Task, m.ID, nil, b)
 	if !s.ended {
 		id := m.ID
 		s.out.Broadcast(ctx, func(in int) any { return &Barrier{In: in, ID: id} })
@@ -402,10 +401,6 @@ func (s *Source) start(ctx actor.Context) error {
 	go s.poller.run()
 	return nil
 }
-
-// snapshotTask turns a task name ("source/0") into its directory name in a
-// checkpoint ("source-0").
-func snapshotTask(task string) string { return strings.ReplaceAll(task, "/", "-") }
 
 func librdkafkaReset(r string) string {
 	if r == "none" {

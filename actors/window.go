@@ -53,8 +53,9 @@ type Window struct {
 	wm     int64
 	// windows maps a window start to the accumulators of its keys.
 	windows map[int64]map[string]*accumulator
-	// dirty holds the window keys changed or fired since the last snapshot.
-	dirty   map[windowKey]struct{}
+	// dirty holds the window keys changed or fired since the last snapshot,
+	// with their accumulator (nil once fired: the entry is deleted).
+	dirty   map[windowKey]*accumulator
 	aligner *barrier.Aligner[any]
 	stash   []any // input held while the output is blocked
 	done    bool
@@ -76,7 +77,7 @@ func NewWindow(cfg WindowConfig) actor.Producer {
 		cfg.Metrics = &Metrics{}
 	}
 	return func() actor.Actor {
-		w := &Window{cfg: cfg, wm: math.MinInt64, windows: map[int64]map[string]*accumulator{}, dirty: map[windowKey]struct{}{}}
+		w := &Window{cfg: cfg, wm: math.MinInt64, windows: map[int64]map[string]*accumulator{}, dirty: map[windowKey]*accumulator{}}
 		w.inputs = make([]inputState, cfg.Inputs)
 		for i := range w.inputs {
 			w.inputs[i].wm = math.MinInt64
@@ -243,7 +244,7 @@ func (w *Window) add(recs []Record) {
 		a.count++
 		a.sum += r.Val
 		if track {
-			w.dirty[windowKey{start, r.Key}] = struct{}{}
+			w.dirty[windowKey{start, r.Key}] = a
 		}
 	}
 }
@@ -285,7 +286,7 @@ func (w *Window) fire(ctx actor.Context, wm int64) {
 		for k, a := range keys {
 			w.out.Emit(ctx, t, Record{Key: k, TS: start, Val: a.sum, Count: a.count})
 			if track {
-				w.dirty[windowKey{start, k}] = struct{}{}
+				w.dirty[windowKey{start, k}] = nil
 			}
 		}
 		delete(w.windows, start)
@@ -306,47 +307,47 @@ type windowOpState struct {
 // Keyed state layout in the store: key group (2 bytes, big endian), window
 // start (8 bytes, big endian), key; value: count (8 bytes) and sum (8 bytes,
 // IEEE 754 bits).
-func stateKey(start int64, key string) []byte {
-	b := make([]byte, 0, 10+len(key))
-	b = binary.BigEndian.AppendUint16(b, uint16(KeyGroup(key)))
-	b = binary.BigEndian.AppendUint64(b, uint64(start))
-	return append(b, key...)
-}
 
-// snapshot writes what changed since the last snapshot to the store and
-// takes the store's snapshot with the operator state.
+// snapshot captures what changed since the last snapshot (a copy, so
+// processing goes on at once) and hands it to the snapshot worker.
 func (w *Window) snapshot(ctx actor.Context, id uint64) {
 	cp := w.cfg.Checkpoint
 	if !cp.Enabled() {
 		return
 	}
-	b := cp.Store.NewBatch()
-	defer b.Close()
-	var val [16]byte
-	var err error
+	entries, op := w.captureState()
+	cp.snapshot(ctx, w.cfg.Task, id, entries, op)
+}
+
+// captureState copies the entries changed since the last capture into one
+// arena and returns them with the operator state. Its cost grows with what
+// changed, not with the whole state.
+func (w *Window) captureState() ([]StateEntry, []byte) {
+	size := 0
 	for wk := range w.dirty {
-		k := stateKey(wk.start, wk.key)
-		if a := w.windows[wk.start][wk.key]; a != nil {
-			binary.BigEndian.PutUint64(val[:8], uint64(a.count))
-			binary.BigEndian.PutUint64(val[8:], math.Float64bits(a.sum))
-			err = b.Set(k, val[:])
-		} else {
-			err = b.Delete(k)
+		size += 10 + len(wk.key) + 16
+	}
+	arena := make([]byte, 0, size)
+	entries := make([]StateEntry, 0, len(w.dirty))
+	for wk, a := range w.dirty {
+		start := len(arena)
+		arena = binary.BigEndian.AppendUint16(arena, uint16(KeyGroup(wk.key)))
+		arena = binary.BigEndian.AppendUint64(arena, uint64(wk.start))
+		arena = append(arena, wk.key...)
+		e := StateEntry{Key: arena[start:len(arena):len(arena)]}
+		if a != nil {
+			vs := len(arena)
+			arena = binary.BigEndian.AppendUint64(arena, uint64(a.count))
+			arena = binary.BigEndian.AppendUint64(arena, math.Float64bits(a.sum))
+			e.Value = arena[vs:len(arena):len(arena)]
 		}
-		if err != nil {
-			break
-		}
+		entries = append(entries, e)
 	}
-	if err == nil {
-		err = b.Commit()
-	}
-	if err != nil {
-		ctx.Send(ctx.Parent(), &CheckpointDecline{Task: w.cfg.Task, ID: id, Reason: err.Error()})
-		return
-	}
-	clear(w.dirty)
+	// A fresh map: iterating or clearing a Go map costs its peak size, so
+	// one large capture must not slow down every later one.
+	w.dirty = map[windowKey]*accumulator{}
 	op, _ := json.Marshal(windowOpState{Watermark: w.wm, SizeMs: w.cfg.SizeMillis})
-	cp.snapshot(ctx, snapshotTask(w.cfg.Task), id, op)
+	return entries, op
 }
 
 // restore rebuilds the windows from the restored store.

@@ -405,6 +405,9 @@ func (c *Cluster) writeConfig(n *node) error {
 		"share.coordinator.state.topic.replication.factor": strconv.Itoa(rf),
 		"share.coordinator.state.topic.min.isr":            strconv.Itoa(minISR),
 		"group.initial.rebalance.delay.ms":                 "0",
+		// Test records carry old event times as their timestamps; time-based
+		// retention would delete them (even the active segment) mid-test.
+		"log.retention.ms": "-1",
 
 		"num.network.threads":               "2",
 		"num.io.threads":                    "4",

@@ -1,0 +1,548 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/integration/verify"
+)
+
+var seedFlag = flag.Int64("seed", 0, "seed for the demo test (0: pick one and print it)")
+
+// engineBin is the binary built by TestMain.
+var engineBin string
+
+// execTimeout bounds every run of the binary.
+const execTimeout = 3 * time.Minute
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "engine-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "engine test: temp dir:", err)
+		os.Exit(1)
+	}
+	engineBin = filepath.Join(dir, "engine")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", engineBin, ".").CombinedOutput()
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "engine test: go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is one run of the binary.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// lines returns the non-empty lines of s.
+func lines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// engine runs the binary with args and returns its output and exit code.
+func runEngine(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, engineBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ee.Exited():
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("engine %q: %v (ctx: %v)\nstdout:\n%s\nstderr:\n%s", args, err, ctx.Err(), r.stdout, r.stderr)
+	}
+	return r
+}
+
+func TestHelp(t *testing.T) {
+	commandsListed := func(t *testing.T, out string) {
+		t.Helper()
+		for _, c := range []string{"run", "demo", "help"} {
+			if !regexp.MustCompile(`(?m)^  ` + c + ` +\S`).MatchString(out) {
+				t.Errorf("command %s not listed on its own line in:\n%s", c, out)
+			}
+		}
+	}
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"help", "help"}} {
+		r := runEngine(t, args...)
+		if r.code != 0 || r.stderr != "" {
+			t.Errorf("engine %q: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+		commandsListed(t, r.stdout)
+	}
+
+	r := runEngine(t)
+	if r.code != 2 || r.stdout != "" {
+		t.Errorf("engine without arguments: exit %d, stdout %q; want 2 and the help on stderr", r.code, r.stdout)
+	}
+	commandsListed(t, r.stderr)
+
+	for _, tc := range []struct {
+		args  []string
+		flags []string
+	}{
+		{[]string{"run", "--help"}, []string{"-config", "-check-timeout", "-log-level", "-status-interval"}},
+		{[]string{"run", "-h"}, []string{"-config"}},
+		{[]string{"help", "run"}, []string{"-config"}},
+		{[]string{"demo", "--help"}, []string{"-duration", "-rate", "-keys", "-partitions", "-parallelism", "-window", "-out-of-orderness", "-seed"}},
+		{[]string{"help", "demo"}, []string{"-rate"}},
+	} {
+		r := runEngine(t, tc.args...)
+		if r.code != 0 || r.stderr != "" {
+			t.Errorf("engine %q: exit %d, stderr %q", tc.args, r.code, r.stderr)
+		}
+		if !strings.HasPrefix(r.stdout, "Usage: engine "+tc.args[len(tc.args)-1]) && !strings.HasPrefix(r.stdout, "Usage: engine "+tc.args[0]) {
+			t.Errorf("engine %q: stdout does not start with the usage:\n%s", tc.args, r.stdout)
+		}
+		for _, f := range tc.flags {
+			if !strings.Contains(r.stdout, "  "+f+" ") {
+				t.Errorf("engine %q: flag %s not described in:\n%s", tc.args, f, r.stdout)
+			}
+		}
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, `engine: unknown command "frobnicate"`},
+		{[]string{"help", "frobnicate"}, `engine help: unknown command "frobnicate"`},
+		{[]string{"run", "--bogus"}, "engine run: flag provided but not defined: -bogus"},
+		{[]string{"demo", "extra"}, `engine demo: unexpected argument "extra"`},
+	} {
+		r := runEngine(t, tc.args...)
+		if r.code != 2 || r.stdout != "" || len(lines(r.stderr)) != 1 || !strings.HasPrefix(r.stderr, tc.want) {
+			t.Errorf("engine %q: exit %d, stdout %q, stderr %q; want exit 2 and one line starting %q", tc.args, r.code, r.stdout, r.stderr, tc.want)
+		}
+	}
+}
+
+// writeJobFile writes a job file reading topic in and writing out on
+// brokers, with extra lines appended, and returns its path.
+func writeJobFile(t *testing.T, brokers, extra string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "job.yaml")
+	body := `name: t
+brokers: ` + brokers + `
+source:
+  topic: in
+  start:
+    mode: earliest
+key_field: user
+timestamp_field: ts
+window:
+  size: 1s
+  out_of_orderness: 200ms
+aggregate:
+  value_field: amount
+sink:
+  topic: out
+` + extra
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// wantBadInput checks that r is exit 2 with nothing on stdout and exactly
+// one stderr line containing every string of want.
+func wantBadInput(t *testing.T, r result, want ...string) {
+	t.Helper()
+	if r.code != 2 || r.stdout != "" || len(lines(r.stderr)) != 1 || !strings.HasSuffix(r.stderr, "\n") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 2, no stdout and one stderr line", r.code, r.stdout, r.stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("stderr %q does not contain %q", r.stderr, w)
+		}
+	}
+}
+
+func TestRunBadInput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	valid := writeJobFile(t, "127.0.0.1:9092", "")
+	missing := filepath.Join(dir, "missing.yaml")
+	unknownKey := write("unknown.yaml", "name: t\nbrokers: 127.0.0.1:9092\nsourc:\n  topic: in\n")
+	badDuration := write("duration.yaml", strings.Replace(mustRead(t, valid), "size: 1s", "size: 10x", 1))
+	exactlyOnce := write("eo.yaml", mustRead(t, valid)+"delivery: exactly-once\ncheckpoint:\n  interval: 1s\n  dir: "+dir+"\n")
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"missing file", []string{"run", "--config", missing}, []string{"engine: job file " + missing, "no such file"}},
+		{"unknown key", []string{"run", "--config", unknownKey}, []string{"engine: job file", "line 3", "sourc: unknown key", "did you mean source?"}},
+		{"bad duration", []string{"run", "--config", badDuration}, []string{"engine: job file", "window.size", `"10x"`}},
+		{"no config", []string{"run"}, []string{"engine run: --config is required"}},
+		{"zero check timeout", []string{"run", "--config", valid, "--check-timeout", "0s"}, []string{"--check-timeout"}},
+		{"negative status interval", []string{"run", "--config", valid, "--status-interval", "-1s"}, []string{"--status-interval"}},
+		{"bad log level", []string{"run", "--config", valid, "--log-level", "loud"}, []string{"--log-level", "loud"}},
+		{"bad flag value", []string{"run", "--config", valid, "--check-timeout", "soon"}, []string{"engine run:", "check-timeout"}},
+		// Refused by NewJob after the broker check; the broker is
+		// unreachable here, so the check reports first.
+		{"exactly-once on a closed port", []string{"run", "--config", exactlyOnce, "--check-timeout", "1s"}, []string{"brokers"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantBadInput(t, runEngine(t, tc.args...), tc.want...)
+		})
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// closedPort returns a 127.0.0.1 address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestRunUnreachableBroker(t *testing.T) {
+	addr := closedPort(t)
+	job := writeJobFile(t, addr, "")
+	wantBadInput(t, runEngine(t, "run", "--config", job, "--check-timeout", "2s"), "engine: brokers:", addr)
+}
+
+// startKfake starts an in-process broker with topics in and out.
+func startKfake(t *testing.T) string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "in", "out"), kfake.Ports(0), kfake.ListenFn(loopbackListen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()[0]
+}
+
+func TestRunMissingTopic(t *testing.T) {
+	brokers := startKfake(t)
+	job := writeJobFile(t, brokers, "")
+	job2 := filepath.Join(filepath.Dir(job), "other.yaml")
+	if err := os.WriteFile(job2, []byte(strings.Replace(mustRead(t, job), "topic: in", "topic: nosuch", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantBadInput(t, runEngine(t, "run", "--config", job2, "--check-timeout", "10s"), "engine: source.topic:", `"nosuch"`)
+}
+
+func TestRunExactlyOnceRefused(t *testing.T) {
+	brokers := startKfake(t)
+	dir := t.TempDir()
+	job := writeJobFile(t, brokers, "delivery: exactly-once\ncheckpoint:\n  interval: 1s\n  dir: "+dir+"\n")
+	wantBadInput(t, runEngine(t, "run", "--config", job, "--check-timeout", "10s"), "engine: delivery:", "exactly-once")
+}
+
+// startRun starts `engine run` and returns the command, its stdout lines
+// and a function returning its stderr once it has exited.
+func startRun(t *testing.T, ctx context.Context, args ...string) (*exec.Cmd, <-chan string, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, engineBin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan string, 1024)
+	go func() {
+		defer close(out)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case out <- sc.Text():
+			case <-ctx.Done():
+				_, _ = io.Copy(io.Discard, stdout)
+				return
+			}
+		}
+	}()
+	return cmd, out, &stderr
+}
+
+var statusRE = regexp.MustCompile(`^status: t=\S+ records in=(\d+) results out=(\d+) late dropped=(\d+) rate=\d+/s$`)
+
+// TestRunStopsOnSignal runs a job on kfake until it has read every input
+// record, then stops it with SIGTERM: exit 0 and a line saying so.
+func TestRunStopsOnSignal(t *testing.T) {
+	brokers := startKfake(t)
+	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
+	defer cancel()
+	events, err := verify.Generate(verify.GenConfig{Seed: 1, Keys: 20, Partitions: 2, Events: 3000,
+		Start: 1_700_000_000_000, Step: 10 * time.Millisecond, OutOfOrderness: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verify.Produce(ctx, brokers, "in", events, 2); err != nil {
+		t.Fatal(err)
+	}
+	job := writeJobFile(t, brokers, "")
+	cmd, out, stderr := startRun(t, ctx, "run", "--config", job, "--status-interval", "100ms", "--log-level", "warn")
+
+	var last string
+	found := false
+	for l := range out {
+		m := statusRE.FindStringSubmatch(l)
+		if m == nil {
+			cmd.Process.Kill()
+			t.Fatalf("unexpected stdout line %q", l)
+		}
+		last = l
+		if in, _ := strconv.Atoi(m[1]); in == len(events) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		t.Fatalf("no status line with records in=%d (last %q, ctx %v); stderr:\n%s", len(events), last, ctx.Err(), stderr)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for range out { // drain until the process closes stdout
+	}
+	err = cmd.Wait()
+	if err != nil {
+		t.Fatalf("engine run after SIGTERM: %v (ctx %v); stderr:\n%s", err, ctx.Err(), stderr)
+	}
+	ls := lines(stderr.String())
+	if len(ls) == 0 || !strings.HasPrefix(ls[len(ls)-1], "engine: job t stopped by SIGTERM; records in=3000 ") {
+		t.Fatalf("last stderr line should say the job stopped; stderr:\n%s", stderr)
+	}
+}
+
+// TestRunFailsAtRunTime: a record that is not JSON fails the job (the
+// default bad_records: fail): exit 1 and a last line naming the cause.
+func TestRunFailsAtRunTime(t *testing.T) {
+	brokers := startKfake(t)
+	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "in", Partition: 0, Value: []byte("not json")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	job := writeJobFile(t, brokers, "")
+	cmd, out, stderr := startRun(t, ctx, "run", "--config", job, "--status-interval", "0", "--log-level", "error")
+	var stdout []string
+	for l := range out {
+		stdout = append(stdout, l)
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("engine run: %v (ctx %v), want exit 1; stderr:\n%s", err, ctx.Err(), stderr)
+	}
+	if len(stdout) != 0 {
+		t.Errorf("stdout %q with --status-interval 0", stdout)
+	}
+	ls := lines(stderr.String())
+	t.Logf("last stderr line: %s", ls[len(ls)-1])
+	if last := ls[len(ls)-1]; !strings.HasPrefix(last, "engine: job t: ") || !strings.Contains(last, "offset 0") {
+		t.Errorf("last stderr line %q should name the job and the bad record's offset; stderr:\n%s", last, stderr)
+	}
+}
+
+func TestDemoBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--rate", "0"}, "--rate 0"},
+		{[]string{"--rate", "-5"}, "--rate -5"},
+		{[]string{"--duration", "-1s"}, "--duration -1s"},
+		{[]string{"--duration", "0s"}, "--duration 0s"},
+		{[]string{"--keys", "0"}, "--keys 0"},
+		{[]string{"--partitions", "0"}, "--partitions 0"},
+		{[]string{"--parallelism", "0"}, "--parallelism 0"},
+		{[]string{"--parallelism", "129"}, "--parallelism 129"},
+		{[]string{"--window", "0s"}, "--window 0s"},
+		{[]string{"--window", "1500us"}, "--window 1.5ms"},
+		{[]string{"--out-of-orderness", "-1ms"}, "--out-of-orderness -1ms"},
+		{[]string{"--rate", "1000000", "--duration", "1m"}, "at most 20000000"},
+		{[]string{"--rate", "1", "--duration", "500ms"}, "less than one event"},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--rate", "fast"}, "engine demo: invalid value"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			wantBadInput(t, runEngine(t, append([]string{"demo"}, tc.args...)...), tc.want)
+		})
+	}
+}
+
+// TestDemo runs the demo end to end; it is randomized by its seed, which
+// is printed and replayed with -seed.
+func TestDemo(t *testing.T) {
+	seed := *seedFlag
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	t.Logf("seed=%d (replay: go test ./cmd/engine -run '^TestDemo$' -seed=%d)", seed, seed)
+	r := runEngine(t, "demo", "--duration", "3s", "--rate", "2000", "--seed", strconv.FormatInt(seed, 10))
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	ls := lines(r.stdout)
+	var verdicts, throughput, progress int
+	for _, l := range ls {
+		switch {
+		case strings.HasPrefix(l, "verdict:"):
+			verdicts++
+		case strings.HasPrefix(l, "throughput: 6000 events processed in "):
+			throughput++
+		case regexp.MustCompile(`^t=\d+s events in=\d+ results out=\d+ rate=\d+/s$`).MatchString(l):
+			progress++
+		}
+	}
+	if verdicts != 1 || throughput != 1 || progress == 0 {
+		t.Errorf("%d verdict, %d throughput and %d progress lines; want 1, 1 and some:\n%s", verdicts, throughput, progress, r.stdout)
+	}
+	if !strings.Contains(r.stdout, fmt.Sprintf("seed=%d ", seed)) {
+		t.Errorf("seed %d not printed:\n%s", seed, r.stdout)
+	}
+	last := ls[len(ls)-1]
+	if !regexp.MustCompile(`^verdict: exactly-once OK input=6000 results=\d+ duplicates=0 missing=0 wrong=0$`).MatchString(last) {
+		t.Errorf("last line %q, want the OK verdict", last)
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	events, err := verify.Generate(verify.GenConfig{Seed: 3, Keys: 5, Partitions: 2, Events: 500,
+		Start: 1_700_000_000_000, Step: 10 * time.Millisecond, OutOfOrderness: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := verify.Expected(events, time.Second)
+	if len(want) < 2 {
+		t.Fatalf("only %d expected windows", len(want))
+	}
+
+	var b bytes.Buffer
+	if code := verdict(&b, events, time.Second, want); code != 0 {
+		t.Errorf("correct output: exit code %d", code)
+	}
+	if ok := fmt.Sprintf("verdict: exactly-once OK input=500 results=%d duplicates=0 missing=0 wrong=0\n", len(want)); b.String() != ok {
+		t.Errorf("correct output printed %q, want %q", b.String(), ok)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		got     []verify.Result
+		line    string
+		example string
+	}{
+		{"duplicate", append(append([]verify.Result{}, want...), want[1]),
+			fmt.Sprintf("verdict: FAILED input=500 results=%d duplicates=1 missing=0 wrong=0", len(want)+1), "duplicate: "},
+		{"missing", want[1:],
+			fmt.Sprintf("verdict: FAILED input=500 results=%d duplicates=0 missing=1 wrong=0", len(want)-1), "missing: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if code := verdict(&b, events, time.Second, tc.got); code != 1 {
+				t.Errorf("exit code %d, want 1", code)
+			}
+			ls := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+			if ls[0] != tc.line {
+				t.Errorf("verdict line %q, want %q", ls[0], tc.line)
+			}
+			if len(ls) < 2 || !strings.HasPrefix(ls[1], "  "+tc.example) {
+				t.Errorf("no %q example after the verdict:\n%s", tc.example, b.String())
+			}
+		})
+	}
+}
+
+func TestLoopbackListen(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0", "192.0.2.1:0", "localhost:0", "nonsense"} {
+		if ln, err := loopbackListen("tcp", addr); err == nil {
+			ln.Close()
+			t.Errorf("loopbackListen(%q) listened", addr)
+		}
+	}
+	ln, err := loopbackListen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("loopbackListen(127.0.0.1:0): %v", err)
+	}
+	defer ln.Close()
+	if err := checkLoopback(ln.Addr().String()); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestDemoSpecBuilds(t *testing.T) {
+	c := demoConfig{duration: time.Second, rate: 10, keys: 1, partitions: 1, parallelism: 3,
+		window: time.Second, outOfOrderness: 200 * time.Millisecond}
+	if err := c.validate(); err != nil || c.events != 10 {
+		t.Fatalf("validate: %v, events %d", err, c.events)
+	}
+	job, err := weir.NewJob(demoSpec(c, "127.0.0.1:9092"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := job.Spec(); s.Delivery != weir.AtLeastOnce || s.Parallelism != 3 || s.Window.OutOfOrderness != c.outOfOrderness {
+		t.Errorf("spec %+v", s)
+	}
+}
