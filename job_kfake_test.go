@@ -1,9 +1,15 @@
 package weir
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -150,4 +156,114 @@ func TestCheckpointRestoreOnKfake(t *testing.T) {
 	if !v.OK {
 		t.Fatal(v.Report())
 	}
+}
+
+// TestCorruptCheckpointFallsBack: the newest checkpoint is damaged (a bit
+// flipped in its metadata, or its metadata missing); the next run reports it
+// and restores the previous complete checkpoint, and the output is right.
+func TestCorruptCheckpointFallsBack(t *testing.T) {
+	for _, damage := range []string{"bit-flip", "truncate", "missing-metadata"} {
+		t.Run(damage, func(t *testing.T) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "in", "out"), kfake.Ports(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			brokers := c.ListenAddrs()[0]
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			events, err := verify.Generate(verify.GenConfig{Seed: 3, Keys: 100, Partitions: 2, Events: 30000,
+				Start: 1_700_000_000_000, Step: time.Millisecond, OutOfOrderness: 100 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := verify.Produce(ctx, brokers, "in", events, 2); err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			spec := JobSpec{
+				Name: "corrupt", Brokers: brokers,
+				Source:   SourceSpec{Topic: "in", Start: StartSpec{Mode: StartEarliest}},
+				KeyField: "user", TimestampField: "ts",
+				Window:     WindowSpec{Size: time.Second, OutOfOrderness: 100 * time.Millisecond},
+				Aggregate:  AggregateSpec{ValueField: "amount"},
+				Sink:       SinkSpec{Topic: "out"},
+				Checkpoint: CheckpointSpec{Interval: 20 * time.Millisecond, Dir: dir, Retain: 5},
+			}
+			runCtx, stop := context.WithCancel(ctx)
+			var job1 *Job
+			job1, err = NewJob(spec, WithFlowControl(1, 64), WithCheckpointListener(func(id uint64, _ bool) {
+				if id >= 4 && job1.Stats().RecordsIn > 5000 {
+					stop()
+				}
+			}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := job1.Run(runCtx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("run 1: %v", err)
+			}
+			last := job1.Stats().LastCheckpoint
+			meta := filepath.Join(dir, fmt.Sprintf("chk-%d", last), "_metadata")
+			b, err := os.ReadFile(meta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch damage {
+			case "bit-flip":
+				b[len(b)/2] ^= 0x10
+				err = os.WriteFile(meta, b, 0o644)
+			case "truncate":
+				err = os.WriteFile(meta, b[:len(b)/3], 0o644)
+			case "missing-metadata":
+				err = os.Remove(meta)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logBuf syncBuffer
+			job2, err := NewJob(spec, WithLogger(slog.New(slog.NewTextHandler(&logBuf, nil))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			job2.Drain()
+			if err := job2.Run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			st := job2.Stats()
+			if st.RestoredFrom == 0 || st.RestoredFrom >= last {
+				t.Fatalf("run 2 restored checkpoint %d; want the one before the damaged %d", st.RestoredFrom, last)
+			}
+			if damage != "missing-metadata" && !strings.Contains(logBuf.String(), "skipping a broken checkpoint") {
+				t.Fatalf("the damaged checkpoint %d was not reported:\n%s", last, logBuf.String())
+			}
+			got, err := verify.ReadResults(ctx, brokers, "out", verify.ReadCommitted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := verify.CompareLatest(len(events), verify.Expected(events, time.Second), got)
+			t.Logf("damaged checkpoint %d, restored %d; %s", last, st.RestoredFrom, v)
+			if !v.OK {
+				t.Fatal(v.Report())
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the job's concurrent logging.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
