@@ -119,7 +119,7 @@ func (j *Job) setupState() (*stateSetup, error) {
 		switch {
 		case errors.Is(err, snapshot.ErrNoCheckpoint):
 		case err != nil:
-			return fail(fmt.Errorf("checkpoint.dir: %w", err))
+			return fail(fmt.Errorf("checkpoint.dir: %w; run with the settings the checkpoint was taken with, or use a fresh checkpoint.dir", err))
 		default:
 			st.restored, metaRoot = &m, root
 		}

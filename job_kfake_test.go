@@ -267,3 +267,64 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestRestoreRefusesOtherGraphOrJob: a checkpoint taken with parallelism 1
+// is not restored into the job with parallelism 2, nor into another job
+// using the same directory; the error says why and nothing starts.
+func TestRestoreRefusesOtherGraphOrJob(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "in", "out"), kfake.Ports(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	events, err := verify.Generate(verify.GenConfig{Seed: 5, Keys: 10, Partitions: 2, Events: 2000,
+		Start: 1_700_000_000_000, Step: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verify.Produce(ctx, brokers, "in", events, 2); err != nil {
+		t.Fatal(err)
+	}
+	spec := JobSpec{
+		Name: "graph", Brokers: brokers,
+		Source:   SourceSpec{Topic: "in", Start: StartSpec{Mode: StartEarliest}},
+		KeyField: "user", TimestampField: "ts",
+		Window:     WindowSpec{Size: time.Second},
+		Sink:       SinkSpec{Topic: "out"},
+		Checkpoint: CheckpointSpec{Interval: 20 * time.Millisecond, Dir: t.TempDir()},
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	job, err := NewJob(spec, WithCheckpointListener(func(uint64, bool) { stop() }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Run(runCtx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*JobSpec)
+		want string
+	}{
+		{"parallelism", func(s *JobSpec) { s.Parallelism = 2 }, "parallelism=2"},
+		{"job name", func(s *JobSpec) { s.Name = "other" }, `"other"`},
+	} {
+		s := spec
+		tc.edit(&s)
+		j, err := NewJob(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = j.Run(ctx)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Fatalf("%s changed: Run = %v; want a one-line refusal mentioning %s", tc.name, err, tc.want)
+		}
+		if j.Stats().RecordsIn != 0 {
+			t.Fatalf("%s changed: the job read records before refusing", tc.name)
+		}
+		t.Logf("%s changed: %v", tc.name, err)
+	}
+}

@@ -53,7 +53,7 @@ type StateEntry struct {
 type snapshotJob struct {
 	task    string
 	id      uint64
-	entries []StateEntry
+	entries func() []StateEntry
 	opState []byte
 	root    *actor.RootContext
 	parent  *actor.PID
@@ -69,11 +69,11 @@ const stateBatchEntries = 64 << 10
 // Enabled reports whether checkpoints are on.
 func (c *Checkpointing) Enabled() bool { return c != nil && c.Store != nil }
 
-// snapshot hands checkpoint id of task to the snapshot worker: entries are
-// the keyed state changed since the previous snapshot (owned by the worker
-// from now on), opState the operator state. The ack or decline goes to the
-// task's parent, the job supervisor.
-func (c *Checkpointing) snapshot(ctx actor.Context, task string, id uint64, entries []StateEntry, opState []byte) {
+// snapshot hands checkpoint id of task to the snapshot worker: entries
+// (nil for a task without keyed state) returns, on the worker, the keyed
+// state changed since the previous snapshot; opState is the operator state.
+// The ack or decline goes to the task's parent, the job supervisor.
+func (c *Checkpointing) snapshot(ctx actor.Context, task string, id uint64, entries func() []StateEntry, opState []byte) {
 	c.once.Do(func() {
 		c.jobs = make(chan snapshotJob, snapshotQueue)
 		c.exited = make(chan struct{})
@@ -100,9 +100,13 @@ func (c *Checkpointing) worker() {
 	}
 }
 
-// write applies entries to the store and takes its snapshot for checkpoint
-// id, waiting (bounded) until it is durable.
-func (c *Checkpointing) write(task string, id uint64, entries []StateEntry, opState []byte) (snapshot.Handle, error) {
+// write applies the changed entries to the store and takes its snapshot for
+// checkpoint id, waiting (bounded) until it is durable.
+func (c *Checkpointing) write(task string, id uint64, changed func() []StateEntry, opState []byte) (snapshot.Handle, error) {
+	var entries []StateEntry
+	if changed != nil {
+		entries = changed()
+	}
 	b := c.Store.NewBatch()
 	defer b.Close()
 	for i, e := range entries {

@@ -31,9 +31,14 @@ type WindowConfig struct {
 	Log        *slog.Logger
 }
 
+// accumulator is the state of one key in one window. With checkpoints on
+// it is copy-on-write across captures: one whose epoch is older than the
+// window's is read by the snapshot worker and never changed again; the
+// actor replaces it with a copy before changing it.
 type accumulator struct {
 	count int64
 	sum   float64
+	epoch uint64
 }
 
 type windowKey struct {
@@ -56,6 +61,8 @@ type Window struct {
 	// dirty holds the window keys changed or fired since the last snapshot,
 	// with their accumulator (nil once fired: the entry is deleted).
 	dirty   map[windowKey]*accumulator
+	// epoch counts captures; see accumulator.
+	epoch   uint64
 	aligner *barrier.Aligner[any]
 	stash   []any // input held while the output is blocked
 	done    bool
@@ -238,7 +245,11 @@ func (w *Window) add(recs []Record) {
 		}
 		a := keys[r.Key]
 		if a == nil {
-			a = &accumulator{}
+			a = &accumulator{epoch: w.epoch}
+			keys[r.Key] = a
+		} else if a.epoch != w.epoch {
+			// Captured by a snapshot in flight: change a copy.
+			a = &accumulator{count: a.count, sum: a.sum, epoch: w.epoch}
 			keys[r.Key] = a
 		}
 		a.count++
@@ -308,8 +319,11 @@ type windowOpState struct {
 // start (8 bytes, big endian), key; value: count (8 bytes) and sum (8 bytes,
 // IEEE 754 bits).
 
-// snapshot captures what changed since the last snapshot (a copy, so
-// processing goes on at once) and hands it to the snapshot worker.
+// snapshot captures what changed since the last snapshot and hands it to
+// the snapshot worker. The capture is O(1): the set of changed entries is
+// handed over whole (a new one starts), and the accumulators in it are
+// never changed again (see accumulator), so the worker encodes them while
+// processing goes on.
 func (w *Window) snapshot(ctx actor.Context, id uint64) {
 	cp := w.cfg.Checkpoint
 	if !cp.Enabled() {
@@ -319,17 +333,27 @@ func (w *Window) snapshot(ctx actor.Context, id uint64) {
 	cp.snapshot(ctx, w.cfg.Task, id, entries, op)
 }
 
-// captureState copies the entries changed since the last capture into one
-// arena and returns them with the operator state. Its cost grows with what
-// changed, not with the whole state.
-func (w *Window) captureState() ([]StateEntry, []byte) {
+// captureState ends the current epoch: it returns a function that encodes
+// the entries changed in it (safe to call on another goroutine) and the
+// operator state.
+func (w *Window) captureState() (func() []StateEntry, []byte) {
+	dirty := w.dirty
+	w.dirty = map[windowKey]*accumulator{}
+	w.epoch++
+	op, _ := json.Marshal(windowOpState{Watermark: w.wm, SizeMs: w.cfg.SizeMillis})
+	return func() []StateEntry { return encodeEntries(dirty) }, op
+}
+
+// encodeEntries encodes changed entries into one arena; a nil accumulator
+// (a fired window) deletes its entry.
+func encodeEntries(dirty map[windowKey]*accumulator) []StateEntry {
 	size := 0
-	for wk := range w.dirty {
+	for wk := range dirty {
 		size += 10 + len(wk.key) + 16
 	}
 	arena := make([]byte, 0, size)
-	entries := make([]StateEntry, 0, len(w.dirty))
-	for wk, a := range w.dirty {
+	entries := make([]StateEntry, 0, len(dirty))
+	for wk, a := range dirty {
 		start := len(arena)
 		arena = binary.BigEndian.AppendUint16(arena, uint16(KeyGroup(wk.key)))
 		arena = binary.BigEndian.AppendUint64(arena, uint64(wk.start))
@@ -343,11 +367,7 @@ func (w *Window) captureState() ([]StateEntry, []byte) {
 		}
 		entries = append(entries, e)
 	}
-	// A fresh map: iterating or clearing a Go map costs its peak size, so
-	// one large capture must not slow down every later one.
-	w.dirty = map[windowKey]*accumulator{}
-	op, _ := json.Marshal(windowOpState{Watermark: w.wm, SizeMs: w.cfg.SizeMillis})
-	return entries, op
+	return entries
 }
 
 // restore rebuilds the windows from the restored store.
