@@ -200,6 +200,7 @@ const (
 	kindSection                    // a map of known keys
 	kindProps                      // a map of librdkafka properties to scalars
 	kindOffsets                    // a map of partition to offset
+	kindBool                       // true or false
 )
 
 // bound restricts numbers and durations.
@@ -224,8 +225,19 @@ type field struct {
 	ts      *time.Time
 	props   *map[string]string
 	offsets *map[int32]int64
+	flag    *bool
 	sub     []field
+
+	// negate stores the opposite of a boolean (a Go field that is false by
+	// default for a key that is true by default).
+	negate bool
+	// zeroMeans, when set, is stored for a duration of 0 (a Go field whose
+	// zero value means "the default").
+	zeroMeans *time.Duration
 }
+
+// discoveryOff is what source.partition_discovery_interval: 0 stores.
+var discoveryOff = NoPartitionDiscovery
 
 // jobFileSchema is the job file: every key and the field of s it sets.
 func jobFileSchema(s *JobSpec) []field {
@@ -243,6 +255,12 @@ func jobFileSchema(s *JobSpec) []field {
 				{name: "offsets", kind: kindOffsets, example: "{0: 42, 1: 7}", offsets: &s.Source.Start.Offsets},
 			}},
 			{name: "bounded", kind: kindString, example: "latest", str: (*string)(&s.Source.Bounded)},
+			{name: "bounded_timestamp", kind: kindTimestamp, example: "2024-05-01T13:00:00Z", ts: &s.Source.BoundedTimestamp},
+			{name: "bounded_offsets", kind: kindOffsets, example: "{0: 1000, 1: 800}", offsets: &s.Source.BoundedOffsets},
+			{name: "isolation", kind: kindString, example: "read_committed", str: (*string)(&s.Source.Isolation)},
+			{name: "commit_offsets_on_checkpoint", kind: kindBool, example: "true", flag: &s.Source.DisableOffsetCommit, negate: true},
+			{name: "partition_discovery_interval", kind: kindDuration, bound: nonNegative, example: "5m",
+				dur: &s.Source.PartitionDiscoveryInterval, zeroMeans: &discoveryOff},
 			{name: "properties", kind: kindProps, example: "fetch.max.bytes: 52428800", props: &s.Source.Properties},
 		}},
 		{name: "key_field", kind: kindString, example: "user", str: &s.KeyField},
@@ -402,7 +420,16 @@ func (p *jobParser) value(key string, f *field, vn *yaml.Node) error {
 		if err != nil {
 			return err
 		}
+		if d == 0 && f.zeroMeans != nil {
+			d = *f.zeroMeans
+		}
 		*f.dur = d
+	case kindBool:
+		b, err := strconv.ParseBool(text)
+		if err != nil || n.ShortTag() != "!!bool" {
+			return errAt(line, key, "%s is not true or false; write e.g. %s: %s", quote(text), lastName(key), f.example)
+		}
+		*f.flag = b != f.negate
 	case kindTimestamp:
 		t, err := parseTimestamp(key, text, line)
 		if err != nil {
@@ -422,6 +449,9 @@ func scalar(key string, f *field, n *yaml.Node, line int) (string, error) {
 	case "!!null":
 		return "", errAt(line, key, "has no value; write e.g. %s: %s, or remove the key to use the default", lastName(key), f.example)
 	case "!!bool":
+		if f.kind == kindBool {
+			return n.Value, nil
+		}
 		if f.kind == kindString {
 			return "", errAt(line, key, "is the boolean %s, but must be a string; quote it (%q) if you mean the text", n.Value, n.Value)
 		}
@@ -443,6 +473,8 @@ func want(f *field) string {
 		return "a duration such as " + f.example
 	case kindTimestamp:
 		return "milliseconds since the epoch or an RFC 3339 time such as " + f.example
+	case kindBool:
+		return "true or false"
 	case kindSection:
 		names := make([]string, len(f.sub))
 		for i, s := range f.sub {

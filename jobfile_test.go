@@ -136,6 +136,24 @@ func dumpSpec(s JobSpec) string {
 	for _, part := range parts {
 		p(fmt.Sprintf("source.start.offsets.%d", part), s.Source.Start.Offsets[part])
 	}
+	if s.Source.Bounded != "" {
+		p("source.bounded", s.Source.Bounded)
+	}
+	if !s.Source.BoundedTimestamp.IsZero() {
+		ts := s.Source.BoundedTimestamp
+		p("source.bounded_timestamp", fmt.Sprintf("%s (%d ms)", ts.Format(time.RFC3339Nano), ts.UnixMilli()))
+	}
+	bparts := make([]int32, 0, len(s.Source.BoundedOffsets))
+	for part := range s.Source.BoundedOffsets {
+		bparts = append(bparts, part)
+	}
+	sort.Slice(bparts, func(i, j int) bool { return bparts[i] < bparts[j] })
+	for _, part := range bparts {
+		p(fmt.Sprintf("source.bounded_offsets.%d", part), s.Source.BoundedOffsets[part])
+	}
+	p("source.isolation", s.Source.Isolation)
+	p("source.commit_offsets_on_checkpoint", !s.Source.DisableOffsetCommit)
+	p("source.partition_discovery_interval", s.Source.PartitionDiscoveryInterval)
 	props("source.properties", s.Source.Properties)
 	p("key_field", s.KeyField)
 	p("timestamp_field", s.TimestampField)
@@ -166,9 +184,11 @@ func exampleSpec() JobSpec {
 		Brokers:     "127.0.0.1:9092",
 		Parallelism: 2,
 		Source: SourceSpec{
-			Topic: "clicks",
-			Group: "weir-clicks-per-user",
-			Start: StartSpec{Mode: StartGroup, AutoOffsetReset: "earliest"},
+			Topic:                      "clicks",
+			Group:                      "weir-clicks-per-user",
+			Start:                      StartSpec{Mode: StartGroup, AutoOffsetReset: "earliest"},
+			Isolation:                  ReadCommitted,
+			PartitionDiscoveryInterval: 5 * time.Minute,
 			Properties: map[string]string{
 				"fetch.max.bytes": "52428800",
 			},
@@ -223,9 +243,11 @@ func TestJobFileExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	commented := map[string]string{
-		"source.start.timestamp": `(?m)^\s*#\s*timestamp: 2024-05-01T12:00:00Z`,
-		"source.start.offsets":   `(?m)^\s*#\s*offsets: \{0: 42, 1: 7\}`,
-		"source.bounded":         `(?m)^\s*#\s*bounded: latest`,
+		"source.start.timestamp":   `(?m)^\s*#\s*timestamp: 2024-05-01T12:00:00Z`,
+		"source.start.offsets":     `(?m)^\s*#\s*offsets: \{0: 42, 1: 7\}`,
+		"source.bounded":           `(?m)^\s*#\s*bounded: latest`,
+		"source.bounded_timestamp": `(?m)^\s*#\s*bounded_timestamp: 2024-05-01T13:00:00Z`,
+		"source.bounded_offsets":   `(?m)^\s*#\s*bounded_offsets: \{0: 1000, 1: 800\}`,
 	}
 	for _, k := range jobFileKeys() {
 		if re, ok := commented[k]; ok {

@@ -85,9 +85,34 @@ type SourceSpec struct {
 	Start StartSpec
 	// Bounded makes the source finite (job file: source.bounded): with
 	// "latest" it stops at the offsets that were the end of each partition
-	// when the job started; the job then fires every window, flushes the
-	// sink and ends. Empty (default): unbounded.
+	// when the job started, with "timestamp" before the first record whose
+	// timestamp is at or after BoundedTimestamp (else at that end), with
+	// "offsets" before the offsets in BoundedOffsets (partitions not listed
+	// as latest). The job then fires every window, flushes the sink and
+	// ends. Empty (default): unbounded.
 	Bounded Bound
+	// BoundedTimestamp is where a source bounded by "timestamp" stops
+	// (job file: source.bounded_timestamp).
+	BoundedTimestamp time.Time
+	// BoundedOffsets maps partition to the offset a source bounded by
+	// "offsets" stops before (job file: source.bounded_offsets).
+	BoundedOffsets map[int32]int64
+	// Isolation is the consumer's isolation level (job file:
+	// source.isolation): read_committed (default) reads only committed
+	// transactional records, read_uncommitted reads them all.
+	Isolation Isolation
+	// DisableOffsetCommit turns off committing the offsets of a completed
+	// checkpoint to the consumer group (job file:
+	// source.commit_offsets_on_checkpoint: false). Committed offsets are for
+	// monitoring and the group start position; the engine never reads them
+	// back for fault tolerance. Without checkpoints it has no effect: the
+	// client's enable.auto.commit decides.
+	DisableOffsetCommit bool
+	// PartitionDiscoveryInterval is how often the source looks for new
+	// partitions of the topic; new ones are read from their earliest offset
+	// (job file: source.partition_discovery_interval, 0 turns it off).
+	// Default 5m, as in Flink; NoPartitionDiscovery turns it off.
+	PartitionDiscoveryInterval time.Duration
 	// Properties are librdkafka consumer properties, applied after Kafka
 	// (job file: source.properties).
 	Properties map[string]string
@@ -98,9 +123,28 @@ type Bound string
 
 // Bounds.
 const (
-	Unbounded   Bound = ""
-	BoundLatest Bound = "latest"
+	Unbounded      Bound = ""
+	BoundLatest    Bound = "latest"
+	BoundTimestamp Bound = "timestamp"
+	BoundOffsets   Bound = "offsets"
 )
+
+// Isolation is the consumer's isolation level.
+type Isolation string
+
+// Isolation levels.
+const (
+	ReadCommitted   Isolation = "read_committed"
+	ReadUncommitted Isolation = "read_uncommitted"
+)
+
+// DefaultPartitionDiscoveryInterval is the default of
+// SourceSpec.PartitionDiscoveryInterval (Flink's).
+const DefaultPartitionDiscoveryInterval = 5 * time.Minute
+
+// NoPartitionDiscovery as SourceSpec.PartitionDiscoveryInterval turns
+// partition discovery off (job file: 0).
+const NoPartitionDiscovery time.Duration = -1
 
 // StartMode says where a source starts when no checkpoint is restored.
 type StartMode string
@@ -224,6 +268,7 @@ var managedKafkaProperties = map[string]string{
 	"bootstrap.servers": "brokers",
 	"group.id":          "source.group",
 	"transactional.id":  "sink.transactional_id_prefix",
+	"isolation.level":   "source.isolation",
 }
 
 // WithDefaults returns a copy of s with defaults filled in.
@@ -239,6 +284,12 @@ func (s JobSpec) WithDefaults() JobSpec {
 	}
 	if s.Source.Start.AutoOffsetReset == "" {
 		s.Source.Start.AutoOffsetReset = "earliest"
+	}
+	if s.Source.Isolation == "" {
+		s.Source.Isolation = ReadCommitted
+	}
+	if s.Source.PartitionDiscoveryInterval == 0 {
+		s.Source.PartitionDiscoveryInterval = DefaultPartitionDiscoveryInterval
 	}
 	if s.Sink.TransactionalIDPrefix == "" && s.Name != "" {
 		s.Sink.TransactionalIDPrefix = "weir-" + s.Name
@@ -311,12 +362,7 @@ func (s JobSpec) Validate() error {
 	if err := validTopic("source.topic", s.Source.Topic); err != nil {
 		return err
 	}
-	switch s.Source.Bounded {
-	case Unbounded, BoundLatest:
-	default:
-		return specErr("source.bounded", "%q is not a bound; use latest (stop at the end offsets at start) or leave it out", s.Source.Bounded)
-	}
-	if err := s.Source.Start.validate(); err != nil {
+	if err := s.Source.validate(); err != nil {
 		return err
 	}
 	if s.KeyField == "" && s.Extract == nil {
@@ -398,6 +444,62 @@ func validTopic(key, t string) error {
 	return nil
 }
 
+func (src SourceSpec) validate() error {
+	switch src.Bounded {
+	case Unbounded, BoundLatest:
+	case BoundTimestamp:
+		if src.BoundedTimestamp.IsZero() {
+			return specErr("source.bounded_timestamp", "required with bounded: timestamp; give milliseconds since the epoch or an RFC 3339 time")
+		}
+	case BoundOffsets:
+		if len(src.BoundedOffsets) == 0 {
+			return specErr("source.bounded_offsets", "required with bounded: offsets; map partitions to the offsets to stop before, e.g. {0: 42, 1: 7}")
+		}
+		if err := validOffsets("source.bounded_offsets", src.BoundedOffsets); err != nil {
+			return err
+		}
+	default:
+		return specErr("source.bounded", "%q is not a bound; use latest (the end offsets at start), timestamp or offsets, or leave it out", src.Bounded)
+	}
+	if src.Bounded != BoundTimestamp && !src.BoundedTimestamp.IsZero() {
+		return specErr("source.bounded_timestamp", "is only used with bounded: timestamp; set source.bounded: timestamp or remove it")
+	}
+	if src.Bounded != BoundOffsets && len(src.BoundedOffsets) > 0 {
+		return specErr("source.bounded_offsets", "is only used with bounded: offsets; set source.bounded: offsets or remove it")
+	}
+	switch src.Isolation {
+	case ReadCommitted, ReadUncommitted:
+	default:
+		return specErr("source.isolation", "%q is not an isolation level; use read_committed or read_uncommitted", src.Isolation)
+	}
+	if src.PartitionDiscoveryInterval < 0 && src.PartitionDiscoveryInterval != NoPartitionDiscovery {
+		return specErr("source.partition_discovery_interval", "must not be negative, got %v; use 0 to turn discovery off", src.PartitionDiscoveryInterval)
+	}
+	if src.PartitionDiscoveryInterval > 0 && src.PartitionDiscoveryInterval < 10*time.Millisecond {
+		return specErr("source.partition_discovery_interval", "%v is too short; use at least 10ms", src.PartitionDiscoveryInterval)
+	}
+	return src.Start.validate()
+}
+
+// validOffsets checks a map of partition to offset.
+func validOffsets(key string, offsets map[int32]int64) error {
+	parts := make([]int32, 0, len(offsets))
+	for p := range offsets {
+		parts = append(parts, p)
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+	for _, p := range parts {
+		o := offsets[p]
+		if p < 0 {
+			return specErr(key, "partition %d is negative; partitions start at 0", p)
+		}
+		if o < 0 {
+			return specErr(key, "offset %d for partition %d is negative; offsets start at 0", o, p)
+		}
+	}
+	return nil
+}
+
 func (st StartSpec) validate() error {
 	switch st.Mode {
 	case StartGroup, StartEarliest, StartLatest:
@@ -409,19 +511,8 @@ func (st StartSpec) validate() error {
 		if len(st.Offsets) == 0 {
 			return specErr("source.start.offsets", "required with mode offsets: map partitions to offsets, e.g. {0: 42, 1: 7}")
 		}
-		parts := make([]int32, 0, len(st.Offsets))
-		for p := range st.Offsets {
-			parts = append(parts, p)
-		}
-		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
-		for _, p := range parts {
-			o := st.Offsets[p]
-			if p < 0 {
-				return specErr("source.start.offsets", "partition %d is negative; partitions start at 0", p)
-			}
-			if o < 0 {
-				return specErr("source.start.offsets", "offset %d for partition %d is negative; offsets start at 0", o, p)
-			}
+		if err := validOffsets("source.start.offsets", st.Offsets); err != nil {
+			return err
 		}
 	default:
 		return specErr("source.start.mode", "%q is not a start mode; use group, earliest, latest, timestamp or offsets", st.Mode)

@@ -60,7 +60,7 @@ type Window struct {
 	windows map[int64]map[string]*accumulator
 	// dirty holds the window keys changed or fired since the last snapshot,
 	// with their accumulator (nil once fired: the entry is deleted).
-	dirty   map[windowKey]*accumulator
+	dirty map[windowKey]*accumulator
 	// epoch counts captures; see accumulator.
 	epoch   uint64
 	aligner *barrier.Aligner[any]

@@ -27,6 +27,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"run", "run the job described by a job file (--config job.yaml) until SIGINT/SIGTERM or failure", runCmd},
+		{"checkpoints", "list the checkpoints and savepoints in a job's checkpoint.dir (--config job.yaml)", checkpointsCmd},
+		{"savepoint", "take a savepoint of the running job (--config job.yaml) and print its directory", savepointCmd},
 		{"demo", "run a self-checking demo: in-process Kafka, live generator, window job, verdict", demoCmd},
 		{"help", "print this help, or a command's help (engine help run)", helpCmd},
 	}
@@ -63,7 +65,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-5s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'engine <command> --help' for a command's flags.")

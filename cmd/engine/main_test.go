@@ -96,7 +96,7 @@ func runEngine(t *testing.T, args ...string) result {
 func TestHelp(t *testing.T) {
 	commandsListed := func(t *testing.T, out string) {
 		t.Helper()
-		for _, c := range []string{"run", "demo", "help"} {
+		for _, c := range []string{"run", "checkpoints", "savepoint", "demo", "help"} {
 			if !regexp.MustCompile(`(?m)^  ` + c + ` +\S`).MatchString(out) {
 				t.Errorf("command %s not listed on its own line in:\n%s", c, out)
 			}
@@ -120,7 +120,11 @@ func TestHelp(t *testing.T) {
 		args  []string
 		flags []string
 	}{
-		{[]string{"run", "--help"}, []string{"-config", "-check-timeout", "-log-level", "-status-interval"}},
+		{[]string{"run", "--help"}, []string{"-config", "-check-timeout", "-log-level", "-status-interval", "-from-savepoint"}},
+		{[]string{"checkpoints", "--help"}, []string{"-config"}},
+		{[]string{"help", "checkpoints"}, []string{"-config"}},
+		{[]string{"savepoint", "--help"}, []string{"-config", "-timeout"}},
+		{[]string{"help", "savepoint"}, []string{"-timeout"}},
 		{[]string{"run", "-h"}, []string{"-config"}},
 		{[]string{"help", "run"}, []string{"-config"}},
 		{[]string{"demo", "--help"}, []string{"-duration", "-rate", "-keys", "-partitions", "-parallelism", "-window", "-out-of-orderness", "-seed"}},

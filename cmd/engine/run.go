@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,12 +16,37 @@ import (
 )
 
 const runAbout = `Runs the job described by a job file (docs/jobfile.md, examples/job.yaml)
-until SIGINT or SIGTERM stops it or it fails. The job file is checked, then
-the brokers are asked for the source topic; a problem with either is one
-line on stderr and exit code 2, before anything runs. The log goes to
-stderr; a status line (records in, results out, late dropped, rate) goes to
-stdout every --status-interval. Exit codes: 0 stopped by a signal or ended
-normally, 1 failed at run time, 2 bad input.`
+until a signal stops it or it fails. The job file is checked, then the
+brokers are asked for the source topic; a problem with either is one line
+on stderr and exit code 2, before anything runs. The log goes to stderr; a
+status line (records in, results out, late dropped, rate) goes to stdout
+every --status-interval.
+
+With checkpoints on (checkpoint.interval and checkpoint.dir), the job
+restores the newest complete checkpoint in checkpoint.dir, or the one given
+with --from-savepoint; it writes its pid to <checkpoint.dir>/engine.pid
+while it runs (engine savepoint reads it). A checkpoint.dir held by another
+engine, or a --from-savepoint directory that is missing, not a chk-<N>
+directory, of another job or corrupt, is one line and exit code 2.
+
+Signals:
+  SIGTERM  graceful stop. With checkpoints on: take a savepoint (bounded by
+           checkpoint.timeout, at most 2m), stop, print "engine: stopped
+           with savepoint PATH" and exit 0; if the savepoint fails the job is
+           cancelled and the exit code is 1. Without checkpoints: cancel.
+  SIGINT   cancel the job now (exit 0).
+  SIGUSR1  take a savepoint and print "savepoint: PATH" on stdout; the job
+           keeps running.
+A second SIGINT or SIGTERM kills the process.
+
+Exit codes: 0 stopped by a signal or ended normally, 1 failed at run time,
+2 bad input.`
+
+// savepointTimeoutMax caps the time a signal's savepoint may take.
+const savepointTimeoutMax = 2 * time.Minute
+
+// pidFileName is the file in checkpoint.dir that names the running engine.
+const pidFileName = "engine.pid"
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("run", runAbout)
@@ -28,6 +54,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	checkTimeout := fs.Duration("check-timeout", 10*time.Second, "how long to wait for the brokers to answer before giving up")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	statusEvery := fs.Duration("status-interval", 5*time.Second, "time between status lines on stdout; 0 disables them")
+	fromSavepoint := fs.String("from-savepoint", "", "restore this checkpoint or savepoint (a chk-<N> directory, as printed by engine savepoint\nor engine checkpoints) instead of the newest checkpoint in checkpoint.dir")
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
 	}
@@ -53,12 +80,26 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
 		return exitBadInput
 	}
+	checkpoints := spec.Checkpoint.Interval > 0
+	if *fromSavepoint != "" {
+		if !checkpoints {
+			return bad("--from-savepoint needs checkpoints: set checkpoint.interval and checkpoint.dir in the job file")
+		}
+		switch fi, err := os.Stat(*fromSavepoint); {
+		case err != nil:
+			return bad("--from-savepoint %s: %s", *fromSavepoint, oneLine(pathErrCause(err)))
+		case !fi.IsDir():
+			return bad("--from-savepoint %s: not a directory; give a chk-<N> directory as printed by engine savepoint or engine checkpoints", *fromSavepoint)
+		}
+	}
 
-	ctx, stopped := signalContext()
-	defer stopped.release()
+	out := &syncWriter{w: stdout}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	ctl := startController(log, out, checkpoints, min(spec.WithDefaults().Checkpoint.Timeout, savepointTimeoutMax))
+	defer ctl.release()
 
-	if err := weir.CheckBrokers(ctx, spec, *checkTimeout); err != nil {
-		if sig := stopped.signal(); sig != "" {
+	if err := weir.CheckBrokers(ctl.ctx, spec, *checkTimeout); err != nil {
+		if sig := ctl.stopSignal(); sig != "" {
 			fmt.Fprintf(stderr, "engine: stopped by %s before the job started\n", sig)
 			return exitOK
 		}
@@ -66,36 +107,256 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return exitBadInput
 	}
 
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	job, err := weir.NewJob(spec, weir.WithLogger(log))
+	opts := []weir.Option{weir.WithLogger(log)}
+	if *fromSavepoint != "" {
+		opts = append(opts, weir.WithSavepoint(*fromSavepoint))
+	}
+	job, err := weir.NewJob(spec, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
 		return exitBadInput
 	}
-
 	spec = job.Spec()
+
+	if checkpoints {
+		root, err := checkpointRoot(spec)
+		if err != nil {
+			fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
+			return exitBadInput
+		}
+		// Refuse a directory held by another engine before touching its
+		// engine.pid (the job's own lock comes too late for that).
+		switch held, err := lockHeld(root); {
+		case err != nil:
+			fmt.Fprintf(stderr, "engine: checkpoint.dir %s: %s\n", root, oneLine(err.Error()))
+			return exitBadInput
+		case held:
+			fmt.Fprintf(stderr, "engine: checkpoint.dir %s: %v; stop the other engine or use another directory\n", root, weir.ErrCheckpointDirInUse)
+			return exitBadInput
+		}
+		pidFile, err := writePidFile(root)
+		if err != nil {
+			fmt.Fprintf(stderr, "engine: checkpoint.dir %s: %s\n", root, oneLine(err.Error()))
+			return exitBadInput
+		}
+		defer removePidFile(pidFile)
+	}
+
 	log.Info("job starting", "job", spec.Name, "brokers", spec.Brokers, "source", spec.Source.Topic,
 		"sink", spec.Sink.Topic, "parallelism", spec.Parallelism, "delivery", spec.Delivery)
 	start := time.Now()
 	stopStatus := make(chan struct{})
-	statusDone := every(*statusEvery, stopStatus, statusLine(stdout, job, start))
-	err = job.Run(ctx)
+	statusDone := every(*statusEvery, stopStatus, statusLine(out, job, start))
+	ctl.setJob(job)
+	err = job.Run(ctl.ctx)
+	ctl.release()
 	close(stopStatus)
 	<-statusDone
 
 	st := job.Stats()
 	summary := fmt.Sprintf("records in=%d results out=%d late dropped=%d after %v",
 		st.RecordsIn, st.ResultsOut, st.LateDropped, time.Since(start).Round(time.Millisecond))
-	if sig := stopped.signal(); sig != "" {
+	sig := ctl.stopSignal()
+	savepoint, savepointErr := ctl.stopSavepoint()
+	switch {
+	case savepointErr != nil:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			savepointErr = err // the job failed meanwhile: that is the cause
+		}
+		fmt.Fprintf(stderr, "engine: job %s cancelled by %s without a savepoint: %s; %s\n",
+			spec.Name, sig, oneLine(savepointErr.Error()), summary)
+		return exitFailed
+	case savepoint != "" && err == nil:
+		fmt.Fprintf(stderr, "engine: job %s stopped by %s; %s\n", spec.Name, sig, summary)
+		fmt.Fprintf(stderr, "engine: stopped with savepoint %s\n", savepoint)
+		return exitOK
+	case sig != "" && savepoint == "":
 		fmt.Fprintf(stderr, "engine: job %s stopped by %s; %s\n", spec.Name, sig, summary)
 		return exitOK
-	}
-	if err != nil {
+	case err != nil:
 		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
+		// Run refuses a held checkpoint.dir and a bad --from-savepoint
+		// before any task starts: bad input. A refused savepoint is told
+		// by RestoredFrom, which Run sets once the restore is set up.
+		if errors.Is(err, weir.ErrCheckpointDirInUse) || (*fromSavepoint != "" && st.RestoredFrom == 0) {
+			return exitBadInput
+		}
 		return exitFailed
 	}
 	fmt.Fprintf(stderr, "engine: job %s ended; %s\n", spec.Name, summary)
 	return exitOK
+}
+
+// controller receives the signals run acts on, from before the broker check
+// until the job has ended. Before the job runs, SIGINT and SIGTERM cancel
+// ctx. While it runs: SIGTERM stops it with a savepoint when checkpoints
+// are on (else cancels), SIGINT cancels, SIGUSR1 takes a savepoint. After
+// the first SIGINT or SIGTERM their default handling is restored, so a
+// second one kills the process.
+type controller struct {
+	ctx         context.Context // the job's context
+	cancel      context.CancelFunc
+	log         *slog.Logger
+	out         io.Writer
+	checkpoints bool
+	timeout     time.Duration // bound of one savepoint
+
+	stop     chan os.Signal // SIGINT, SIGTERM
+	usr1     chan os.Signal // SIGUSR1
+	runDone  chan struct{}  // closed by release: Run has returned
+	loopDone chan struct{}  // closed when the loop has returned
+	once     sync.Once
+
+	mu            sync.Mutex
+	job           *weir.Job // set just before Run
+	sig           os.Signal // the first SIGINT or SIGTERM
+	savepointPath string    // the SIGTERM savepoint
+	savepointErr  error     // why the SIGTERM savepoint failed
+}
+
+// startController starts receiving the signals; release must be called when
+// the command ends. timeout bounds each savepoint.
+func startController(log *slog.Logger, out io.Writer, checkpoints bool, timeout time.Duration) *controller {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &controller{ctx: ctx, cancel: cancel, log: log, out: out, checkpoints: checkpoints, timeout: timeout,
+		stop: make(chan os.Signal, 1), usr1: make(chan os.Signal, 1),
+		runDone: make(chan struct{}), loopDone: make(chan struct{})}
+	signal.Notify(c.usr1, syscall.SIGUSR1)
+	signal.Notify(c.stop, syscall.SIGINT, syscall.SIGTERM)
+	go c.loop()
+	return c
+}
+
+// setJob hands the job about to run to the controller.
+func (c *controller) setJob(j *weir.Job) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.job = j
+}
+
+func (c *controller) loop() {
+	defer close(c.loopDone)
+	for {
+		select {
+		case <-c.runDone:
+			return
+		case sig := <-c.stop:
+			signal.Stop(c.stop)
+			c.mu.Lock()
+			c.sig = sig
+			job := c.job
+			c.mu.Unlock()
+			if sig != syscall.SIGTERM || !c.checkpoints || job == nil {
+				c.cancel()
+				continue
+			}
+			path, err := c.savepoint(job.StopWithSavepoint)
+			if err != nil {
+				c.log.Error("SIGTERM: the savepoint failed; cancelling the job", "err", err)
+				c.cancel()
+			} else {
+				c.log.Info("SIGTERM: savepoint taken; stopping the job", "savepoint", path)
+			}
+			c.mu.Lock()
+			c.savepointPath, c.savepointErr = path, err
+			c.mu.Unlock()
+		case <-c.usr1:
+			c.mu.Lock()
+			job := c.job
+			c.mu.Unlock()
+			switch {
+			case !c.checkpoints:
+				c.log.Warn("SIGUSR1: checkpoints are off for this job; no savepoint taken")
+				continue
+			case job == nil:
+				c.log.Warn("SIGUSR1: the job has not started yet; no savepoint taken")
+				continue
+			}
+			path, err := c.savepoint(job.Savepoint)
+			if err != nil {
+				c.log.Error("SIGUSR1: the savepoint failed; the job keeps running", "err", err)
+				continue
+			}
+			fmt.Fprintf(c.out, "savepoint: %s\n", path)
+		}
+	}
+}
+
+// savepoint calls take, bounded by c.timeout and by Run's return. A job
+// that is not running yet (still restoring) is asked again every 100ms.
+func (c *controller) savepoint(take func(context.Context) (string, error)) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.runDone:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	retry := time.NewTicker(100 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		path, err := take(ctx)
+		if !errors.Is(err, weir.ErrNotRunning) {
+			return path, err
+		}
+		select {
+		case <-retry.C:
+		case <-c.runDone:
+			return "", err
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w (still after %v)", err, c.timeout)
+		}
+	}
+}
+
+// stopSignal returns the name of the signal that stopped the command, or "".
+func (c *controller) stopSignal() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.sig {
+	case nil:
+		return ""
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return c.sig.String()
+}
+
+// stopSavepoint returns the SIGTERM savepoint, or why it failed.
+func (c *controller) stopSavepoint() (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.savepointPath, c.savepointErr
+}
+
+// release ends the controller once Run has returned (or will not run) and
+// waits for it. Later SIGUSR1s are ignored; SIGINT and SIGTERM get their
+// default handling back.
+func (c *controller) release() {
+	c.once.Do(func() {
+		close(c.runDone)
+		<-c.loopDone
+		signal.Stop(c.stop)
+		signal.Ignore(syscall.SIGUSR1)
+		signal.Stop(c.usr1)
+		c.cancel()
+	})
+}
+
+// syncWriter serializes writes to w (status and savepoint lines).
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
 
 // statusLine returns the function that prints run's status line.
