@@ -1,0 +1,589 @@
+package txsink
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// KafkaConfig configures the Kafka backend of one sink subtask.
+type KafkaConfig struct {
+	// Brokers is the bootstrap list. Required.
+	Brokers string
+	// Topic receives the records. Required; it must exist.
+	Topic string
+	// ProgressTopic receives the progress markers (key: owner, value:
+	// epoch in decimal). Required; it must exist and should be compacted
+	// (see CreateProgressTopic).
+	ProgressTopic string
+	// TransactionalIDPrefix, Job and Sink name the transactional ids
+	// (TransactionalID). All required; keep them stable across restarts.
+	TransactionalIDPrefix, Job, Sink string
+	// Subtask is this sink subtask's index.
+	Subtask int
+	// Pool is the number of transactional producers (slots) of the
+	// subtask: one for the open epoch, the others for epochs waiting for
+	// their commit. Default 2.
+	Pool int
+	// TransactionTimeout is transaction.timeout.ms. It must be at least
+	// CheckpointInterval + CheckpointTimeout (an epoch's transaction stays
+	// open that long) and at most the broker's transaction.max.timeout.ms.
+	// Zero picks max(60s, CheckpointInterval+CheckpointTimeout+30s), cut to
+	// the broker's maximum when that still fits.
+	TransactionTimeout time.Duration
+	// CheckpointInterval and CheckpointTimeout are the job's; the timeout
+	// is required.
+	CheckpointInterval, CheckpointTimeout time.Duration
+	// RequestTimeout bounds each metadata, admin and offsets request.
+	// Default 30s.
+	RequestTimeout time.Duration
+	// Properties are extra librdkafka producer properties. The
+	// transactional ones are set by the backend and cannot be overridden.
+	Properties map[string]string
+}
+
+// TransactionalID returns the transactional id of slot of a sink subtask:
+// "<prefix>-<job>-<sink>-<subtask>-<slot>".
+func TransactionalID(prefix, job, sink string, subtask, slot int) string {
+	return fmt.Sprintf("%s-%s-%s-%d-%d", prefix, job, sink, subtask, slot)
+}
+
+// TransactionalIDs returns the ids of every slot of subtasks [from, to):
+// pass them as Config.FenceIDs to fence subtasks of a larger parallelism
+// that ran after the checkpoint being restored.
+func TransactionalIDs(prefix, job, sink string, from, to, pool int) []string {
+	var ids []string
+	for st := from; st < to; st++ {
+		for slot := range pool {
+			ids = append(ids, TransactionalID(prefix, job, sink, st, slot))
+		}
+	}
+	return ids
+}
+
+// Owner returns the progress-marker owner of a sink subtask:
+// "<job>/<sink>/<subtask>". Use it as Config.Owner.
+func Owner(job, sink string, subtask int) string {
+	return fmt.Sprintf("%s/%s/%d", job, sink, subtask)
+}
+
+// Kafka is the Backend on confluent-kafka-go transactions. Slot i uses
+// transactional id TransactionalID(prefix, job, sink, subtask, i).
+type Kafka struct {
+	cfg   KafkaConfig
+	tt    time.Duration
+	ids   []string
+	slots []*kproducer
+	// openProducers counts producers created and not yet closed.
+	openProducers atomic.Int64
+}
+
+// kproducer is one transactional producer and the fatal error its event
+// reader saw.
+type kproducer struct {
+	id    string
+	p     *kafka.Producer
+	fatal atomic.Pointer[kafka.Error]
+	done  chan struct{}
+}
+
+// NewKafka validates cfg, checks both topics, and checks the transaction
+// timeout against the checkpoint timeout and the broker's
+// transaction.max.timeout.ms (ErrTransactionTimeout). Producers are
+// created by Fence, which Sink.Recover calls.
+func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
+	switch {
+	case cfg.Brokers == "", cfg.Topic == "", cfg.ProgressTopic == "":
+		return nil, fmt.Errorf("%w: Brokers, Topic and ProgressTopic are required", ErrConfig)
+	case cfg.TransactionalIDPrefix == "", cfg.Job == "", cfg.Sink == "":
+		return nil, fmt.Errorf("%w: TransactionalIDPrefix, Job and Sink are required", ErrConfig)
+	case cfg.Subtask < 0:
+		return nil, fmt.Errorf("%w: Subtask %d", ErrConfig, cfg.Subtask)
+	case cfg.CheckpointTimeout <= 0:
+		return nil, fmt.Errorf("%w: CheckpointTimeout is required to check the transaction timeout", ErrConfig)
+	}
+	if cfg.Pool <= 0 {
+		cfg.Pool = 2
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	k := &Kafka{cfg: cfg}
+	for i := range cfg.Pool {
+		k.ids = append(k.ids, TransactionalID(cfg.TransactionalIDPrefix, cfg.Job, cfg.Sink, cfg.Subtask, i))
+	}
+	k.slots = make([]*kproducer, cfg.Pool)
+
+	a, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": cfg.Brokers, "log_level": 3})
+	if err != nil {
+		return nil, fmt.Errorf("txsink: kafka: admin client: %w", err)
+	}
+	defer a.Close()
+	md, err := a.GetMetadata(nil, true, int(cfg.RequestTimeout.Milliseconds()))
+	if err != nil {
+		return nil, fmt.Errorf("txsink: kafka: metadata: %w", err)
+	}
+	for _, t := range []string{cfg.Topic, cfg.ProgressTopic} {
+		tm, ok := md.Topics[t]
+		if !ok || tm.Error.Code() != kafka.ErrNoError || len(tm.Partitions) == 0 {
+			return nil, fmt.Errorf("%w: topic %q does not exist (%v)", ErrConfig, t, tm.Error)
+		}
+	}
+	if len(md.Brokers) == 0 {
+		return nil, fmt.Errorf("txsink: kafka: metadata lists no broker")
+	}
+	brokerMax, err := k.brokerMaxTimeout(ctx, a, md.Brokers[0].ID)
+	if err != nil {
+		return nil, err
+	}
+	if k.tt, err = transactionTimeout(cfg, brokerMax); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// transactionTimeout picks and checks transaction.timeout.ms.
+func transactionTimeout(cfg KafkaConfig, brokerMax time.Duration) (time.Duration, error) {
+	need := cfg.CheckpointInterval + cfg.CheckpointTimeout
+	tt := cfg.TransactionTimeout
+	if tt == 0 {
+		tt = max(time.Minute, need+30*time.Second)
+		if tt > brokerMax && brokerMax >= need {
+			tt = brokerMax
+		}
+	}
+	if tt < need {
+		return 0, fmt.Errorf("%w: transaction.timeout.ms %v is shorter than the checkpoint interval %v plus the checkpoint timeout %v: "+
+			"the broker would abort epochs that wait that long for their checkpoint (raise TransactionTimeout or lower the checkpoint timeout)",
+			ErrTransactionTimeout, tt, cfg.CheckpointInterval, cfg.CheckpointTimeout)
+	}
+	if tt > brokerMax {
+		return 0, fmt.Errorf("%w: transaction.timeout.ms %v exceeds the broker's transaction.max.timeout.ms %v "+
+			"(lower TransactionTimeout and the checkpoint timeout, or raise the broker's maximum)", ErrTransactionTimeout, tt, brokerMax)
+	}
+	return tt, nil
+}
+
+// brokerMaxTimeout reads transaction.max.timeout.ms of broker id.
+func (k *Kafka) brokerMaxTimeout(ctx context.Context, a *kafka.AdminClient, id int32) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
+	defer cancel()
+	res, err := a.DescribeConfigs(ctx, []kafka.ConfigResource{{Type: kafka.ResourceBroker, Name: strconv.Itoa(int(id))}})
+	if err != nil {
+		return 0, fmt.Errorf("txsink: kafka: describe config of broker %d: %w", id, err)
+	}
+	for _, r := range res {
+		if r.Error.Code() != kafka.ErrNoError {
+			return 0, fmt.Errorf("txsink: kafka: describe config of broker %d: %w", id, r.Error)
+		}
+		if e, ok := r.Config["transaction.max.timeout.ms"]; ok && e.Value != "" {
+			ms, err := strconv.ParseInt(e.Value, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("txsink: kafka: broker %d transaction.max.timeout.ms %q: %w", id, e.Value, err)
+			}
+			return time.Duration(ms) * time.Millisecond, nil
+		}
+	}
+	return 0, fmt.Errorf("txsink: kafka: broker %d does not report transaction.max.timeout.ms", id)
+}
+
+// TransactionTimeout returns the transaction.timeout.ms in use.
+func (k *Kafka) TransactionTimeout() time.Duration { return k.tt }
+
+// IDs implements Backend.
+func (k *Kafka) IDs() []string { return append([]string(nil), k.ids...) }
+
+func (k *Kafka) newProducer(id string) (*kproducer, error) {
+	conf := kafka.ConfigMap{
+		"linger.ms":           5,
+		"log_level":           3,
+		"enable.metrics.push": false,
+	}
+	for key, v := range k.cfg.Properties {
+		conf[key] = v
+	}
+	conf["bootstrap.servers"] = k.cfg.Brokers
+	conf["transactional.id"] = id
+	conf["transaction.timeout.ms"] = int(k.tt.Milliseconds())
+	conf["enable.idempotence"] = true
+	conf["acks"] = "all"
+	conf["go.delivery.reports"] = false
+	p, err := kafka.NewProducer(&conf)
+	if err != nil {
+		return nil, fmt.Errorf("txsink: kafka: producer %s: %w", id, err)
+	}
+	k.openProducers.Add(1)
+	kp := &kproducer{id: id, p: p, done: make(chan struct{})}
+	go func() {
+		defer close(kp.done)
+		for ev := range p.Events() {
+			if e, ok := ev.(kafka.Error); ok && e.IsFatal() {
+				kp.fatal.CompareAndSwap(nil, &e)
+			}
+		}
+	}()
+	return kp, nil
+}
+
+func (k *Kafka) closeProducer(kp *kproducer) {
+	_ = kp.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
+	kp.p.Close()
+	<-kp.done
+	k.openProducers.Add(-1)
+}
+
+// Fence implements Backend: InitTransactions on every id, which aborts the
+// open transaction of an earlier instance (and waits for one committing)
+// and fences it. The producers of this subtask's own ids stay as the pool.
+func (k *Kafka) Fence(ctx context.Context, ids []string) error {
+	for i, kp := range k.slots {
+		if kp != nil {
+			k.closeProducer(kp)
+			k.slots[i] = nil
+		}
+	}
+	own := map[string]int{}
+	for i, id := range k.ids {
+		own[id] = i
+	}
+	for _, id := range append(append([]string(nil), ids...), k.ids...) {
+		slot, isOwn := own[id]
+		if isOwn && k.slots[slot] != nil {
+			continue
+		}
+		kp, err := k.newProducer(id)
+		if err != nil {
+			return err
+		}
+		if err := retry(ctx, func(ctx context.Context) error { return kp.p.InitTransactions(ctx) }); err != nil {
+			k.closeProducer(kp)
+			return fmt.Errorf("txsink: kafka: init transactions of %s: %w", id, classify(err))
+		}
+		if isOwn {
+			k.slots[slot] = kp
+		} else {
+			k.closeProducer(kp)
+		}
+	}
+	return nil
+}
+
+// retry runs fn until it succeeds, fails with an error that is not
+// retriable, or ctx ends.
+func retry(ctx context.Context, fn func(context.Context) error) error {
+	for {
+		err := fn(ctx)
+		var ke kafka.Error
+		if err == nil || !errors.As(err, &ke) || !ke.IsRetriable() {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %w)", context.Cause(ctx), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// classify wraps fencing errors in ErrFenced.
+func classify(err error) error {
+	var ke kafka.Error
+	if errors.As(err, &ke) {
+		switch ke.Code() {
+		case kafka.ErrFenced, kafka.ErrProducerFenced, kafka.ErrInvalidProducerEpoch:
+			return fmt.Errorf("%w: %w", ErrFenced, err)
+		}
+	}
+	return err
+}
+
+// Committed implements Backend: it waits until the progress topic's last
+// stable offset reaches its high watermark as of the call (every
+// transaction that wrote markers before is decided), then reads it
+// read_committed to that end.
+func (k *Kafka) Committed(ctx context.Context, owners []string) (map[string]uint64, error) {
+	want := make(map[string]bool, len(owners))
+	for _, o := range owners {
+		want[o] = true
+	}
+	topic := k.cfg.ProgressTopic
+	a, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": k.cfg.Brokers, "log_level": 3})
+	if err != nil {
+		return nil, fmt.Errorf("txsink: kafka: admin client: %w", err)
+	}
+	defer a.Close()
+	md, err := a.GetMetadata(&topic, false, k.requestMs(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("txsink: kafka: metadata of %q: %w", topic, err)
+	}
+	tm := md.Topics[topic]
+	if tm.Error.Code() != kafka.ErrNoError || len(tm.Partitions) == 0 {
+		return nil, fmt.Errorf("txsink: kafka: progress topic %q: %v", topic, tm.Error)
+	}
+	hwm, err := k.listEnds(ctx, a, tm.Partitions, kafka.IsolationLevelReadUncommitted)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		lso, err := k.listEnds(ctx, a, tm.Partitions, kafka.IsolationLevelReadCommitted)
+		if err != nil {
+			return nil, err
+		}
+		behind := ""
+		for p, h := range hwm {
+			if lso[p] < h {
+				behind += fmt.Sprintf(" partition %d at %d of %d", p, lso[p], h)
+			}
+		}
+		if behind == "" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %q: an open transaction of another writer holds the last stable offset:%s: %w",
+				ErrProgress, topic, behind, context.Cause(ctx))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{
+		"bootstrap.servers":    k.cfg.Brokers,
+		"group.id":             "weir-txsink-progress-" + hex.EncodeToString(rnd[:]),
+		"enable.auto.commit":   false,
+		"auto.offset.reset":    "earliest",
+		"isolation.level":      "read_committed",
+		"enable.partition.eof": true,
+		"enable.metrics.push":  false,
+		"log_level":            3,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("txsink: kafka: progress reader: %w", err)
+	}
+	defer c.Close()
+	next := map[int32]int64{}
+	var assign []kafka.TopicPartition
+	for p, h := range hwm {
+		if h > 0 {
+			next[p] = 0
+			assign = append(assign, kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.OffsetBeginning})
+		}
+	}
+	out := make(map[string]uint64, len(owners))
+	if len(assign) == 0 {
+		return out, nil
+	}
+	if err := c.Assign(assign); err != nil {
+		return nil, fmt.Errorf("txsink: kafka: progress reader: assign: %w", err)
+	}
+	left := len(assign)
+	advance := func(p int32, off int64) {
+		if n, ok := next[p]; ok && off > n {
+			next[p] = off
+			if off >= hwm[p] {
+				delete(next, p)
+				left--
+			}
+		}
+	}
+	for left > 0 {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%w: %q: %d partitions not read to the end: %w", ErrProgress, topic, left, context.Cause(ctx))
+		}
+		switch ev := c.Poll(50).(type) {
+		case nil:
+			var q []kafka.TopicPartition
+			for p := range next {
+				q = append(q, kafka.TopicPartition{Topic: &topic, Partition: p})
+			}
+			if pos, err := c.Position(q); err == nil {
+				for _, tp := range pos {
+					if tp.Offset >= 0 {
+						advance(tp.Partition, int64(tp.Offset))
+					}
+				}
+			}
+		case *kafka.Message:
+			if ev.TopicPartition.Error != nil {
+				return nil, fmt.Errorf("txsink: kafka: read %q: %w", topic, ev.TopicPartition.Error)
+			}
+			if o := string(ev.Key); want[o] {
+				e, err := strconv.ParseUint(string(ev.Value), 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("%w: %q partition %d offset %d: marker %q of %s: %v", ErrProgress, topic,
+						ev.TopicPartition.Partition, ev.TopicPartition.Offset, ev.Value, o, err)
+				}
+				out[o] = max(out[o], e)
+			}
+			advance(ev.TopicPartition.Partition, int64(ev.TopicPartition.Offset)+1)
+		case kafka.PartitionEOF:
+			advance(ev.Partition, int64(ev.Offset))
+		case kafka.Error:
+			if ev.IsFatal() {
+				return nil, fmt.Errorf("txsink: kafka: read %q: %w", topic, ev)
+			}
+		}
+	}
+	return out, nil
+}
+
+// listEnds returns the end offset of every partition at isolation.
+func (k *Kafka) listEnds(ctx context.Context, a *kafka.AdminClient, parts []kafka.PartitionMetadata, iso kafka.IsolationLevel) (map[int32]int64, error) {
+	rctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
+	defer cancel()
+	topic := k.cfg.ProgressTopic
+	q := make(map[kafka.TopicPartition]kafka.OffsetSpec, len(parts))
+	for _, p := range parts {
+		q[kafka.TopicPartition{Topic: &topic, Partition: p.ID}] = kafka.LatestOffsetSpec
+	}
+	res, err := a.ListOffsets(rctx, q, kafka.SetAdminIsolationLevel(iso))
+	if err != nil {
+		return nil, fmt.Errorf("txsink: kafka: list offsets of %q: %w", topic, err)
+	}
+	out := make(map[int32]int64, len(parts))
+	for tp, r := range res.ResultInfos {
+		if r.Error.Code() != kafka.ErrNoError {
+			return nil, fmt.Errorf("txsink: kafka: list offsets of %q partition %d: %w", topic, tp.Partition, r.Error)
+		}
+		out[tp.Partition] = int64(r.Offset)
+	}
+	return out, nil
+}
+
+func (k *Kafka) requestMs(ctx context.Context) int {
+	d := k.cfg.RequestTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl))
+	}
+	return int(max(d.Milliseconds(), 1))
+}
+
+// Begin implements Backend.
+func (k *Kafka) Begin(_ context.Context, slot int) (Txn, error) {
+	if slot < 0 || slot >= len(k.slots) || k.slots[slot] == nil {
+		return nil, fmt.Errorf("txsink: kafka: begin on slot %d: no producer (Fence first)", slot)
+	}
+	kp := k.slots[slot]
+	if e := kp.fatal.Load(); e != nil {
+		return nil, fmt.Errorf("txsink: kafka: begin on %s: %w", kp.id, classify(*e))
+	}
+	if err := kp.p.BeginTransaction(); err != nil {
+		return nil, fmt.Errorf("txsink: kafka: begin on %s: %w", kp.id, classify(err))
+	}
+	return &kafkaTxn{k: k, kp: kp}, nil
+}
+
+// Close implements Backend: it closes every producer without aborting.
+func (k *Kafka) Close() error {
+	for i, kp := range k.slots {
+		if kp != nil {
+			k.closeProducer(kp)
+			k.slots[i] = nil
+		}
+	}
+	return nil
+}
+
+type kafkaTxn struct {
+	k  *Kafka
+	kp *kproducer
+}
+
+func (t *kafkaTxn) produce(ctx context.Context, msg *kafka.Message) error {
+	for {
+		err := t.kp.p.Produce(msg, nil)
+		var ke kafka.Error
+		if err == nil || !errors.As(err, &ke) || ke.Code() != kafka.ErrQueueFull {
+			return classify(err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("producer queue full: %w", context.Cause(ctx))
+		}
+		t.kp.p.Flush(100)
+	}
+}
+
+// Write implements Txn.
+func (t *kafkaTxn) Write(ctx context.Context, recs []Record) error {
+	topic := t.k.cfg.Topic
+	for _, r := range recs {
+		msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny}, Key: r.Key, Value: r.Value}
+		if err := t.produce(ctx, msg); err != nil {
+			return fmt.Errorf("txsink: kafka: produce to %q on %s: %w", topic, t.kp.id, err)
+		}
+	}
+	return nil
+}
+
+// Prepare implements Txn: it writes the marker and flushes.
+func (t *kafkaTxn) Prepare(ctx context.Context, owner string, epoch uint64) error {
+	topic := t.k.cfg.ProgressTopic
+	msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
+		Key: []byte(owner), Value: strconv.AppendUint(nil, epoch, 10)}
+	if err := t.produce(ctx, msg); err != nil {
+		return fmt.Errorf("txsink: kafka: marker of %s epoch %d on %s: %w", owner, epoch, t.kp.id, err)
+	}
+	for t.kp.p.Flush(100) > 0 {
+		if ctx.Err() != nil {
+			return fmt.Errorf("txsink: kafka: flush %s: %d records not acknowledged: %w", t.kp.id, t.kp.p.Len(), context.Cause(ctx))
+		}
+	}
+	if e := t.kp.fatal.Load(); e != nil {
+		return fmt.Errorf("txsink: kafka: flush %s: %w", t.kp.id, classify(*e))
+	}
+	return nil
+}
+
+// Commit implements Txn. A commit that fails with an error requiring an
+// abort is aborted, so the producer stays usable until the caller
+// restarts.
+func (t *kafkaTxn) Commit(ctx context.Context) error {
+	err := retry(ctx, func(ctx context.Context) error { return t.kp.p.CommitTransaction(ctx) })
+	if err == nil {
+		return nil
+	}
+	var ke kafka.Error
+	if errors.As(err, &ke) && ke.TxnRequiresAbort() {
+		if aerr := t.kp.p.AbortTransaction(ctx); aerr != nil {
+			err = fmt.Errorf("%w; abort: %w", err, aerr)
+		}
+	}
+	return fmt.Errorf("txsink: kafka: commit on %s: %w", t.kp.id, classify(err))
+}
+
+// Abort implements Txn.
+func (t *kafkaTxn) Abort(ctx context.Context) error {
+	if err := retry(ctx, func(ctx context.Context) error { return t.kp.p.AbortTransaction(ctx) }); err != nil {
+		return fmt.Errorf("txsink: kafka: abort on %s: %w", t.kp.id, classify(err))
+	}
+	return nil
+}
+
+// CreateProgressTopic creates a compacted progress topic with one
+// partition, if it does not exist.
+func CreateProgressTopic(ctx context.Context, brokers, topic string, replication int) error {
+	a, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": brokers, "log_level": 3})
+	if err != nil {
+		return fmt.Errorf("txsink: kafka: admin client: %w", err)
+	}
+	defer a.Close()
+	res, err := a.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: topic, NumPartitions: 1, ReplicationFactor: replication,
+		Config: map[string]string{"cleanup.policy": "compact"}}})
+	if err != nil {
+		return fmt.Errorf("txsink: kafka: create progress topic %q: %w", topic, err)
+	}
+	for _, r := range res {
+		if c := r.Error.Code(); c != kafka.ErrNoError && c != kafka.ErrTopicAlreadyExists {
+			return fmt.Errorf("txsink: kafka: create progress topic %q: %w", topic, r.Error)
+		}
+	}
+	return nil
+}

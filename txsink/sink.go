@@ -1,0 +1,466 @@
+package txsink
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Record is one output record. The sink keeps Key and Value until the
+// record's epoch is committed; the caller must not modify them after Write.
+type Record struct {
+	Key, Value []byte
+}
+
+func (r Record) size() int { return len(r.Key) + len(r.Value) }
+
+// Backend is a transactional system as one sink subtask sees it. Kafka is
+// one (NewKafka); MemSystem is an in-memory one for tests. The Sink calls a
+// Backend from one goroutine at a time.
+type Backend interface {
+	// IDs returns this subtask's transactional identities, one per slot of
+	// its pool; slot i is IDs()[i]. They are stable across restarts.
+	IDs() []string
+	// Fence makes every earlier holder of any of ids unable to commit and
+	// aborts its open transaction; a commit already in flight is waited
+	// for. Afterwards the slots of this subtask are ready for Begin.
+	Fence(ctx context.Context, ids []string) error
+	// Committed returns, for each owner, the highest epoch whose progress
+	// marker is committed (0 for none). It must see every commit that
+	// completed before the call.
+	Committed(ctx context.Context, owners []string) (map[string]uint64, error)
+	// Begin opens a transaction on slot.
+	Begin(ctx context.Context, slot int) (Txn, error)
+	// Close releases everything; open transactions are left to be aborted
+	// by the next Fence or the system's timeout.
+	Close() error
+}
+
+// Txn is one open transaction of a Backend.
+type Txn interface {
+	// Write adds records. It should not wait for the system.
+	Write(ctx context.Context, recs []Record) error
+	// Prepare writes the progress marker (owner, epoch) and waits until
+	// every record and the marker are durable in the open transaction.
+	Prepare(ctx context.Context, owner string, epoch uint64) error
+	// Commit commits the prepared transaction: records and marker become
+	// visible together.
+	Commit(ctx context.Context) error
+	// Abort aborts the transaction.
+	Abort(ctx context.Context) error
+}
+
+// Config configures a Sink.
+type Config struct {
+	// Owner names this sink subtask in progress markers, e.g.
+	// "job/sink/3". It must be stable across restarts and unique among all
+	// writers of the progress topic. Required.
+	Owner string
+	// FenceIDs are transactional identities to fence in Recover besides
+	// the backend's own and those named by restored states, e.g. those of
+	// subtasks of a larger parallelism used since the checkpoint.
+	FenceIDs []string
+	// MaxPendingBytes bounds the key and value bytes held for the open
+	// epoch and the pre-committed ones. Default 256 MiB.
+	MaxPendingBytes int64
+	// OpTimeout bounds each call to the backend. Default 1 minute.
+	OpTimeout time.Duration
+}
+
+// epochBuf is an epoch's records and, once it has a slot, its transaction.
+type epochBuf struct {
+	epoch   uint64 // 0 while open
+	recs    []Record
+	bytes   int64
+	txn     Txn // nil until the epoch has a slot
+	slot    int
+	written int // records handed to txn
+}
+
+// Sink is the two-phase-commit protocol for one sink subtask, over a
+// Backend. Its methods must be called from one goroutine (the sink actor).
+//
+// An epoch is the records between barrier N-1 and barrier N. Records are
+// written to the epoch's transaction as they come when a slot of the pool
+// is free, else they are buffered and written as soon as a commit frees a
+// slot; so a commit never stalls the data path and the pool bounds the
+// transactions in flight.
+type Sink struct {
+	b      Backend
+	cfg    Config
+	ids    []string
+	free   []int // free slots, lowest first
+	cur    *epochBuf
+	pend   []*epochBuf // pre-committed, oldest first
+	last   uint64      // highest epoch pre-committed or recovered
+	bytes  int64
+	ready  bool
+	err    error // first failure; sticky
+	closed bool
+}
+
+// New returns a sink over b. Recover must run before anything else.
+func New(b Backend, cfg Config) (*Sink, error) {
+	if cfg.Owner == "" {
+		return nil, fmt.Errorf("%w: Owner is required", ErrConfig)
+	}
+	if cfg.MaxPendingBytes <= 0 {
+		cfg.MaxPendingBytes = 256 << 20
+	}
+	if cfg.OpTimeout <= 0 {
+		cfg.OpTimeout = time.Minute
+	}
+	ids := b.IDs()
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: backend has no transactional ids", ErrConfig)
+	}
+	s := &Sink{b: b, cfg: cfg, ids: ids, cur: &epochBuf{}}
+	for i := range ids {
+		s.free = append(s.free, i)
+	}
+	return s, nil
+}
+
+// Recover runs once, before any Write: it fences every transactional
+// identity this subtask or the writers of states may have used (aborting
+// their open transactions), reads which epochs are committed, and replays
+// and commits every pending epoch of states that is not, in epoch order.
+// states are the sink states restored for this subtask (none on a fresh
+// start; on a parallelism change, each old subtask's state must be given
+// to exactly one new subtask). After an error the caller restarts and
+// calls Recover again on a new Sink; nothing is committed twice.
+func (s *Sink) Recover(ctx context.Context, states ...[]byte) error {
+	if s.ready || s.err != nil || s.closed {
+		return fmt.Errorf("txsink: recover %s: %w", s.cfg.Owner, ErrNotRecovered)
+	}
+	fence := slices.Clone(s.ids)
+	fence = append(fence, s.cfg.FenceIDs...)
+	type key struct {
+		epoch uint64
+		owner string
+	}
+	seen := map[key]bool{}
+	var pending []PendingEpoch
+	owners := map[string]bool{}
+	for i, raw := range states {
+		st, err := DecodeState(raw)
+		if err != nil {
+			return s.fail(fmt.Errorf("txsink: recover %s: state %d: %w", s.cfg.Owner, i, err))
+		}
+		fence = append(fence, st.IDs...)
+		for _, p := range st.Pending {
+			k := key{p.Epoch, p.Owner}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			owners[p.Owner] = true
+			pending = append(pending, p)
+		}
+	}
+	slices.Sort(fence)
+	fence = slices.Compact(fence)
+	if err := s.call(ctx, func(ctx context.Context) error { return s.b.Fence(ctx, fence) }); err != nil {
+		return s.fail(fmt.Errorf("txsink: recover %s: fence %d transactional ids: %w", s.cfg.Owner, len(fence), err))
+	}
+	var committed map[string]uint64
+	if len(pending) > 0 {
+		names := make([]string, 0, len(owners))
+		for o := range owners {
+			names = append(names, o)
+		}
+		slices.Sort(names)
+		err := s.call(ctx, func(ctx context.Context) (err error) {
+			committed, err = s.b.Committed(ctx, names)
+			return err
+		})
+		if err != nil {
+			return s.fail(fmt.Errorf("txsink: recover %s: read progress: %w", s.cfg.Owner, err))
+		}
+	}
+	slices.SortFunc(pending, func(a, b PendingEpoch) int {
+		if a.Epoch != b.Epoch {
+			if a.Epoch < b.Epoch {
+				return -1
+			}
+			return 1
+		}
+		switch {
+		case a.Owner < b.Owner:
+			return -1
+		case a.Owner > b.Owner:
+			return 1
+		}
+		return 0
+	})
+	for _, p := range pending {
+		s.last = max(s.last, p.Epoch)
+		if committed[p.Owner] >= p.Epoch || len(p.Records) == 0 {
+			continue
+		}
+		e := &epochBuf{epoch: p.Epoch, recs: p.Records}
+		if err := s.replay(ctx, e, p.Owner); err != nil {
+			return s.fail(fmt.Errorf("txsink: recover %s: replay epoch %d of %s: %w", s.cfg.Owner, p.Epoch, p.Owner, err))
+		}
+	}
+	s.ready = true
+	return nil
+}
+
+// replay writes e in a fresh transaction on the lowest free slot, with the
+// marker of owner, and commits it.
+func (s *Sink) replay(ctx context.Context, e *epochBuf, owner string) error {
+	if err := s.start(ctx, e); err != nil {
+		return err
+	}
+	if err := s.prepare(ctx, e, owner); err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
+	return s.commit(ctx, e)
+}
+
+// Write adds recs to the open epoch. It writes them to the epoch's
+// transaction when the epoch has a slot, and otherwise only buffers them.
+func (s *Sink) Write(ctx context.Context, recs []Record) error {
+	if err := s.usable("write"); err != nil {
+		return err
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	var n int64
+	for _, r := range recs {
+		n += int64(r.size())
+	}
+	if s.bytes+n > s.cfg.MaxPendingBytes {
+		return s.fail(fmt.Errorf("txsink: write %s: %d bytes held, %d more exceed MaxPendingBytes %d: %w",
+			s.cfg.Owner, s.bytes, n, s.cfg.MaxPendingBytes, ErrPendingFull))
+	}
+	s.bytes += n
+	e := s.cur
+	e.recs = append(e.recs, recs...)
+	e.bytes += n
+	if e.txn == nil && len(s.free) > 0 && len(s.pendUnstarted()) == 0 {
+		if err := s.start(ctx, e); err != nil {
+			return s.fail(fmt.Errorf("txsink: write %s: %w", s.cfg.Owner, err))
+		}
+		return nil
+	}
+	if e.txn != nil {
+		if err := s.flushTo(ctx, e); err != nil {
+			return s.fail(fmt.Errorf("txsink: write %s: %w", s.cfg.Owner, err))
+		}
+	}
+	return nil
+}
+
+// PreCommit seals the open epoch as epoch at barrier epoch: it writes the
+// progress marker, flushes, and returns the sink state to save with
+// checkpoint epoch (every pre-committed epoch not yet committed, with its
+// records). An epoch without records opens no transaction and is not kept.
+func (s *Sink) PreCommit(ctx context.Context, epoch uint64) ([]byte, error) {
+	if err := s.usable("pre-commit"); err != nil {
+		return nil, err
+	}
+	if epoch <= s.last {
+		return nil, s.fail(fmt.Errorf("txsink: pre-commit %s: epoch %d after %d: %w", s.cfg.Owner, epoch, s.last, ErrEpochOrder))
+	}
+	s.last = epoch
+	e := s.cur
+	s.cur = &epochBuf{}
+	if len(e.recs) > 0 {
+		e.epoch = epoch
+		if e.txn != nil {
+			if err := s.prepare(ctx, e, s.cfg.Owner); err != nil {
+				return nil, s.fail(fmt.Errorf("txsink: pre-commit %s epoch %d: %w", s.cfg.Owner, epoch, err))
+			}
+		}
+		s.pend = append(s.pend, e)
+	} else if e.txn != nil {
+		s.cur = e // nothing written: the transaction serves the next epoch
+	}
+	return EncodeState(s.State()), nil
+}
+
+// State returns the sink state as of the last PreCommit.
+func (s *Sink) State() State {
+	st := State{IDs: slices.Clone(s.ids)}
+	for _, e := range s.pend {
+		st.Pending = append(st.Pending, PendingEpoch{Epoch: e.epoch, Owner: s.cfg.Owner, Records: e.recs})
+	}
+	return st
+}
+
+// Commit commits, in order, every pre-committed epoch <= upTo (checkpoint
+// upTo is complete; complete is subsuming, so a lost notification is made
+// up by the next). Epochs that never had a slot are written now. Freed
+// slots go to the next epochs. A failed commit leaves the sink failed: the
+// caller restarts from the latest complete checkpoint and Recover commits
+// what is missing.
+func (s *Sink) Commit(ctx context.Context, upTo uint64) error {
+	if err := s.usable("commit"); err != nil {
+		return err
+	}
+	for len(s.pend) > 0 && s.pend[0].epoch <= upTo {
+		e := s.pend[0]
+		if e.txn == nil {
+			if err := s.replay(ctx, e, s.cfg.Owner); err != nil {
+				return s.fail(fmt.Errorf("txsink: commit %s epoch %d: %w", s.cfg.Owner, e.epoch, err))
+			}
+		} else if err := s.commit(ctx, e); err != nil {
+			return s.fail(fmt.Errorf("txsink: commit %s epoch %d: %w", s.cfg.Owner, e.epoch, err))
+		}
+		s.pend = s.pend[1:]
+		s.bytes -= e.bytes
+	}
+	// Give freed slots to the epochs waiting for one, oldest first.
+	for _, e := range s.pendUnstarted() {
+		if len(s.free) == 0 {
+			return nil
+		}
+		if err := s.start(ctx, e); err != nil {
+			return s.fail(fmt.Errorf("txsink: commit %s: start epoch %d: %w", s.cfg.Owner, e.epoch, err))
+		}
+		if err := s.prepare(ctx, e, s.cfg.Owner); err != nil {
+			return s.fail(fmt.Errorf("txsink: commit %s: pre-commit epoch %d: %w", s.cfg.Owner, e.epoch, err))
+		}
+	}
+	if s.cur.txn == nil && len(s.cur.recs) > 0 && len(s.free) > 0 {
+		if err := s.start(ctx, s.cur); err != nil {
+			return s.fail(fmt.Errorf("txsink: commit %s: start open epoch: %w", s.cfg.Owner, err))
+		}
+	}
+	return nil
+}
+
+// Pending returns the epochs pre-committed and not yet committed, oldest
+// first.
+func (s *Sink) Pending() []uint64 {
+	out := make([]uint64, len(s.pend))
+	for i, e := range s.pend {
+		out[i] = e.epoch
+	}
+	return out
+}
+
+// Abort aborts the open and every pre-committed transaction, for a job
+// that stops or fails; the sink is closed afterwards. Pre-committed epochs
+// are not lost: the checkpoints that hold them replay them in Recover. It
+// tries every transaction even when one fails and returns the first error.
+func (s *Sink) Abort(ctx context.Context) error {
+	var first error
+	for _, e := range append(slices.Clone(s.pend), s.cur) {
+		if e.txn == nil {
+			continue
+		}
+		err := s.call(ctx, e.txn.Abort)
+		e.txn = nil
+		if err != nil && first == nil {
+			first = fmt.Errorf("txsink: abort %s epoch %d: %w", s.cfg.Owner, e.epoch, err)
+		}
+	}
+	s.pend, s.cur, s.bytes = nil, &epochBuf{}, 0
+	s.closed = true
+	return first
+}
+
+// Close aborts what is open (bounded by OpTimeout) and releases the
+// backend, even if the abort fails.
+func (s *Sink) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.OpTimeout)
+	defer cancel()
+	err := s.Abort(ctx)
+	if cerr := s.b.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("txsink: close %s: %w", s.cfg.Owner, cerr)
+	}
+	return err
+}
+
+// Err returns the error that failed the sink, or nil.
+func (s *Sink) Err() error { return s.err }
+
+func (s *Sink) usable(op string) error {
+	switch {
+	case s.closed:
+		return fmt.Errorf("txsink: %s %s: %w", op, s.cfg.Owner, ErrClosed)
+	case s.err != nil:
+		return fmt.Errorf("txsink: %s %s: %w (%w)", op, s.cfg.Owner, ErrFailed, s.err)
+	case !s.ready:
+		return fmt.Errorf("txsink: %s %s: %w", op, s.cfg.Owner, ErrNotRecovered)
+	}
+	return nil
+}
+
+func (s *Sink) fail(err error) error {
+	if s.err == nil {
+		s.err = err
+	}
+	return err
+}
+
+// call runs fn with ctx bounded by OpTimeout.
+func (s *Sink) call(ctx context.Context, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
+	defer cancel()
+	return fn(ctx)
+}
+
+// start gives e the lowest free slot, opens its transaction and writes its
+// records so far.
+func (s *Sink) start(ctx context.Context, e *epochBuf) error {
+	if len(s.free) == 0 {
+		return fmt.Errorf("txsink: no free slot of %d (invariant broken)", len(s.ids))
+	}
+	slot := s.free[0]
+	var t Txn
+	err := s.call(ctx, func(ctx context.Context) (err error) {
+		t, err = s.b.Begin(ctx, slot)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("begin on slot %d: %w", slot, err)
+	}
+	s.free = s.free[1:]
+	e.txn, e.slot, e.written = t, slot, 0
+	return s.flushTo(ctx, e)
+}
+
+// prepare writes e's marker under owner and flushes.
+func (s *Sink) prepare(ctx context.Context, e *epochBuf, owner string) error {
+	return s.call(ctx, func(ctx context.Context) error { return e.txn.Prepare(ctx, owner, e.epoch) })
+}
+
+// flushTo hands e's records not yet written to its transaction.
+func (s *Sink) flushTo(ctx context.Context, e *epochBuf) error {
+	if e.written == len(e.recs) {
+		return nil
+	}
+	err := s.call(ctx, func(ctx context.Context) error { return e.txn.Write(ctx, e.recs[e.written:]) })
+	if err != nil {
+		return fmt.Errorf("write %d records: %w", len(e.recs)-e.written, err)
+	}
+	e.written = len(e.recs)
+	return nil
+}
+
+// commit commits e's transaction and frees its slot.
+func (s *Sink) commit(ctx context.Context, e *epochBuf) error {
+	if err := s.call(ctx, e.txn.Commit); err != nil {
+		return fmt.Errorf("%w: %w", ErrCommit, err)
+	}
+	e.txn = nil
+	s.free = append(s.free, e.slot)
+	slices.Sort(s.free)
+	return nil
+}
+
+// pendUnstarted returns the pre-committed epochs without a slot.
+func (s *Sink) pendUnstarted() []*epochBuf {
+	for i, e := range s.pend {
+		if e.txn == nil {
+			return s.pend[i:]
+		}
+	}
+	return nil
+}
