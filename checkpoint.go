@@ -135,7 +135,7 @@ func (j *Job) setupState() (*stateSetup, error) {
 	for _, task := range j.taskNames() {
 		liveDir := filepath.Join(live, task)
 		opts := storeOptions(task)
-		cp := &actors.Checkpointing{FS: st.fs, Root: root, ExactlyOnce: true, SnapshotTimeout: c.Timeout}
+		cp := &actors.Checkpointing{FS: st.fs, Root: root, ExactlyOnce: true, SnapshotTimeout: c.Timeout, Failpoint: j.opts.failpoint}
 		if st.restored != nil {
 			store, opState, err := snapshot.Restore(st.fs, metaRoot, *st.restored, task, liveDir, opts)
 			if err != nil {

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/weirstream/weir/actors"
 	"github.com/weirstream/weir/supervisor"
+	"github.com/weirstream/weir/txsink"
 )
 
 // Job is a built job, ready to Run once.
@@ -39,6 +41,7 @@ type options struct {
 	batchRecords int
 	closeTimeout time.Duration
 	onCheckpoint func(id uint64, savepoint bool)
+	failpoint    func(name string)
 }
 
 // Option configures a Job.
@@ -74,9 +77,6 @@ func NewJob(spec JobSpec, opts ...Option) (*Job, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	if spec.Delivery == ExactlyOnce {
-		return nil, fmt.Errorf("delivery: %w: exactly-once delivery; use at-least-once", ErrNotYet)
-	}
 	o := options{log: slog.Default(), closeTimeout: 30 * time.Second}
 	for _, f := range opts {
 		f(&o)
@@ -96,8 +96,21 @@ type Stats struct {
 	// Checkpoints completed by this run, and the id of the newest.
 	Checkpoints    int64
 	LastCheckpoint uint64
-	// RestoredFrom is the checkpoint this run restored, 0 for none.
+	// RestoredFrom is the checkpoint the newest run restored, 0 for none.
 	RestoredFrom uint64
+	// Restarts counts the restarts after failures.
+	Restarts int64
+	// OffsetCommits and OffsetCommitFailures count the source's commits of
+	// offsets to the consumer group (a failed one never fails the job).
+	OffsetCommits        int64
+	OffsetCommitFailures int64
+	// PartitionsDiscovered counts source partitions assigned after the
+	// start (partition discovery).
+	PartitionsDiscovered int64
+	// Lag is, per source partition, the end offset the consumer last saw
+	// minus the position of the source (records not read yet). A
+	// partition appears once both are known.
+	Lag map[int32]int64
 }
 
 // Stats returns the job's counters; safe to call while it runs.
@@ -111,12 +124,23 @@ func (j *Job) Stats() Stats {
 		Checkpoints:    j.checkpoints.Load(),
 		LastCheckpoint: j.lastCheckpoint.Load(),
 		RestoredFrom:   j.restoredFrom.Load(),
+		Restarts:       j.metrics.Restarts.Load(),
+
+		OffsetCommits:        j.metrics.OffsetCommits.Load(),
+		OffsetCommitFailures: j.metrics.OffsetCommitFailures.Load(),
+		PartitionsDiscovered: j.metrics.PartitionsDiscovered.Load(),
+		Lag:                  j.metrics.Lag(),
 	}
 }
 
 func (j *Job) onComplete(id uint64, savepoint bool) {
 	j.checkpoints.Add(1)
 	j.lastCheckpoint.Store(id)
+	// From now on a restart restores the newest checkpoint in
+	// checkpoint.dir, which is at least as new as the savepoint started from.
+	j.mu.Lock()
+	j.opts.savepoint = ""
+	j.mu.Unlock()
 	if j.opts.onCheckpoint != nil {
 		j.opts.onCheckpoint(id, savepoint)
 	}
@@ -181,19 +205,79 @@ func (j *Job) Run(ctx context.Context) error {
 	}
 	j.started = true
 	j.mu.Unlock()
+	if j.opts.savepoint != "" && j.spec.Checkpoint.Interval == 0 {
+		return errors.New("--from-savepoint needs checkpoints: set checkpoint.interval and checkpoint.dir")
+	}
+	policy := supervisor.NewRestartPolicy(j.spec.Restart, time.Now().UnixNano())
+	for {
+		started := time.Now()
+		err := j.runOnce(ctx)
+		var setup *setupError
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("job %s: %w", j.spec.Name, ctx.Err())
+		case errors.As(err, &setup):
+			return fmt.Errorf("job %s: %w", j.spec.Name, setup.err)
+		}
+		delay, ok, why := policy.OnFailure(time.Now(), started)
+		if !ok {
+			if policy.Restarts() > 0 {
+				return fmt.Errorf("job %s: %w (gave up after %d restarts: %s)", j.spec.Name, err, policy.Restarts(), why)
+			}
+			return fmt.Errorf("job %s: %w", j.spec.Name, err)
+		}
+		j.metrics.Restarts.Add(1)
+		j.opts.log.Error("job failed; restarting from the latest complete checkpoint",
+			"job", j.spec.Name, "err", err, "restart", policy.Restarts(), "strategy", policy.Config().Strategy, "delay", delay.Round(time.Millisecond))
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return fmt.Errorf("job %s: %w", j.spec.Name, ctx.Err())
+		}
+	}
+}
 
+// ensureProgressTopic creates the exactly-once progress topic (compacted)
+// when it is missing, replicated like the cluster allows (up to 3).
+func (j *Job) ensureProgressTopic(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	brokers, err := countBrokers(cctx, j.spec)
+	if err != nil {
+		return fmt.Errorf("sink.progress_topic: %w", err)
+	}
+	if err := txsink.CreateProgressTopic(cctx, j.spec.Brokers, j.spec.Sink.ProgressTopic, min(3, brokers)); err != nil {
+		return fmt.Errorf("sink.progress_topic: %w; create it (compacted) yourself or fix the broker's permissions", err)
+	}
+	return nil
+}
+
+// setupError marks a failure before any task ran (bad checkpoint
+// directory, a refused checkpoint): restarting cannot help.
+type setupError struct{ err error }
+
+func (e *setupError) Error() string { return e.err.Error() }
+
+// runOnce runs the job's actors once: restore, run until they end, stop
+// them, wait (bounded) for the Kafka clients to close. A restart calls it
+// again, so two runs never overlap.
+func (j *Job) runOnce(ctx context.Context) error {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
 	defer system.Shutdown()
 
-	if j.opts.savepoint != "" && j.spec.Checkpoint.Interval == 0 {
-		return errors.New("--from-savepoint needs checkpoints: set checkpoint.interval and checkpoint.dir")
+	if j.spec.Delivery == ExactlyOnce {
+		if err := j.ensureProgressTopic(ctx); err != nil {
+			return &setupError{err}
+		}
 	}
 	var state *stateSetup
 	if j.spec.Checkpoint.Interval > 0 {
 		var err error
 		if state, err = j.setupState(); err != nil {
-			return fmt.Errorf("job %s: %w", j.spec.Name, err)
+			return &setupError{err}
 		}
 		if state.restored != nil {
 			j.restoredFrom.Store(state.restored.ID)
@@ -211,14 +295,19 @@ func (j *Job) Run(ctx context.Context) error {
 		if state != nil {
 			state.close()
 		}
-		return err
+		return &setupError{err}
 	}
 	j.mu.Lock()
 	j.handle = h
-	if j.drain || j.spec.Source.Bounded == BoundLatest {
+	if j.drain { // a bounded source stops by itself
 		h.Drain()
 	}
 	j.mu.Unlock()
+	defer func() {
+		j.mu.Lock()
+		j.handle = nil
+		j.mu.Unlock()
+	}()
 
 	var runErr error
 	select {
@@ -232,7 +321,8 @@ func (j *Job) Run(ctx context.Context) error {
 		}
 		runErr = ctx.Err()
 	}
-	// Wait for consumers and producers to close, bounded.
+	// Wait for consumers and producers to close, bounded: a restart must
+	// never overlap the clients of the run before it.
 	waited := make(chan struct{})
 	go func() { closed.Wait(); close(waited) }()
 	select {
@@ -240,10 +330,7 @@ func (j *Job) Run(ctx context.Context) error {
 	case <-time.After(j.opts.closeTimeout):
 		j.opts.log.Warn("Kafka clients did not close in time", "timeout", j.opts.closeTimeout)
 	}
-	if runErr != nil {
-		return fmt.Errorf("job %s: %w", j.spec.Name, runErr)
-	}
-	return nil
+	return runErr
 }
 
 func merge(a, b map[string]string) map[string]string {
@@ -290,6 +377,14 @@ func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
 	if !s.Source.Start.Timestamp.IsZero() {
 		start.TimestampMillis = s.Source.Start.Timestamp.UnixMilli()
 	}
+	stop := actors.StopPosition{Mode: string(s.Source.Bounded), Offsets: s.Source.BoundedOffsets}
+	if !s.Source.BoundedTimestamp.IsZero() {
+		stop.TimestampMillis = s.Source.BoundedTimestamp.UnixMilli()
+	}
+	discovery := s.Source.PartitionDiscoveryInterval
+	if s.Source.Bounded != Unbounded {
+		discovery = 0
+	}
 	sizeMillis := s.Window.Size.Milliseconds()
 	log := j.opts.log.With("job", s.Name)
 	return supervisor.Plan{
@@ -303,8 +398,10 @@ func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
 						Task: supervisor.TaskName("source", i), Index: i, Parallelism: p,
 						Checkpoint: cp(supervisor.TaskName("source", i)),
 						Brokers:    s.Brokers, Topic: s.Source.Topic, Group: s.Source.Group,
-						Start: start, Properties: merge(s.Kafka, s.Source.Properties),
-						Extract: extract, OutOfOrderness: s.Window.OutOfOrderness, IdleTimeout: s.Window.IdleTimeout,
+						Start: start, Stop: stop, Isolation: string(s.Source.Isolation),
+						CommitOnCheckpoint: !s.Source.DisableOffsetCommit, DiscoveryInterval: discovery,
+						Properties: merge(s.Kafka, s.Source.Properties),
+						Extract:    extract, OutOfOrderness: s.Window.OutOfOrderness, IdleTimeout: s.Window.IdleTimeout,
 						Targets: targets, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
 						Metrics: &j.metrics, Done: closed, Log: log,
 					})
@@ -324,8 +421,19 @@ func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
 			{
 				Name: "sink", Parallelism: p, Sink: true,
 				Producer: func(i int, _ []*actor.PID) actor.Producer {
+					var tx *txsink.KafkaConfig
+					if s.Delivery == ExactlyOnce {
+						tx = &txsink.KafkaConfig{
+							Brokers: s.Brokers, Topic: s.Sink.Topic, ProgressTopic: s.Sink.ProgressTopic,
+							TransactionalIDPrefix: s.Sink.TransactionalIDPrefix, Job: s.Name, Sink: "sink", Subtask: i,
+							TransactionTimeout: s.Sink.TransactionTimeout,
+							CheckpointInterval: s.Checkpoint.Interval, CheckpointTimeout: s.Checkpoint.Timeout,
+							Properties: merge(s.Kafka, s.Sink.Properties), Failpoint: j.opts.failpoint,
+						}
+					}
 					return actors.NewSink(actors.SinkConfig{
 						Task: supervisor.TaskName("sink", i), Index: i, Inputs: 1,
+						Transactional: tx, Failpoint: j.opts.failpoint,
 						Checkpoint: cp(supervisor.TaskName("sink", i)),
 						Brokers:    s.Brokers, Topic: s.Sink.Topic, Properties: merge(s.Kafka, s.Sink.Properties),
 						WindowMillis: sizeMillis, Metrics: &j.metrics, Done: closed, Log: log,
@@ -334,4 +442,34 @@ func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
 			},
 		},
 	}
+}
+
+// JSONExtract returns the extraction the job uses by default: the key from
+// the top-level JSON field keyField (string or number), the event time in
+// milliseconds from tsField, and the summed value from valueField (none when
+// empty). Use it to wrap your own JobSpec.Extract around the default.
+func JSONExtract(keyField, tsField, valueField string) func(value []byte) (key []byte, tsMillis int64, v float64, err error) {
+	return actors.JSONExtractor(keyField, tsField, valueField)
+}
+
+// countBrokers asks the cluster how many brokers it has.
+func countBrokers(ctx context.Context, s JobSpec) (int, error) {
+	conf := kafka.ConfigMap{"bootstrap.servers": s.Brokers, "log_level": 3}
+	for k, v := range s.Kafka {
+		conf[k] = v
+	}
+	a, err := kafka.NewAdminClient(&conf)
+	if err != nil {
+		return 0, fmt.Errorf("admin client: %w", err)
+	}
+	defer a.Close()
+	timeout := 30 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	md, err := a.GetMetadata(nil, false, int(timeout.Milliseconds()))
+	if err != nil {
+		return 0, fmt.Errorf("metadata from %s: %w", s.Brokers, err)
+	}
+	return max(1, len(md.Brokers)), nil
 }

@@ -328,3 +328,147 @@ func TestRestoreRefusesOtherGraphOrJob(t *testing.T) {
 		t.Logf("%s changed: %v", tc.name, err)
 	}
 }
+
+// TestRestartFromCheckpoint: a task fails once mid-stream; the restart
+// strategy restarts the job in the same process from the latest complete
+// checkpoint and the output is right. A failure that repeats makes the
+// strategy give up with the cause and the number of restarts.
+func TestRestartFromCheckpoint(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "in", "out"), kfake.Ports(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	events, err := verify.Generate(verify.GenConfig{Seed: 11, Keys: 100, Partitions: 2, Events: 40000,
+		Start: 1_700_000_000_000, Step: time.Millisecond, OutOfOrderness: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verify.Produce(ctx, brokers, "in", events, 2); err != nil {
+		t.Fatal(err)
+	}
+	json := JSONExtract("user", "ts", "amount")
+	var calls atomic.Int64
+	failAt := int64(20000)
+	spec := JobSpec{
+		Name: "restart", Brokers: brokers,
+		Source:     SourceSpec{Topic: "in", Start: StartSpec{Mode: StartEarliest}},
+		Window:     WindowSpec{Size: time.Second, OutOfOrderness: 100 * time.Millisecond},
+		Sink:       SinkSpec{Topic: "out"},
+		Restart:    RestartSpec{Strategy: "fixed-delay", Attempts: 2, Delay: 10 * time.Millisecond},
+		Checkpoint: CheckpointSpec{Interval: 20 * time.Millisecond, Dir: t.TempDir()},
+		Extract: func(v []byte) ([]byte, int64, float64, error) {
+			if calls.Add(1) == failAt {
+				return nil, 0, 0, errors.New("injected failure")
+			}
+			return json(v)
+		},
+	}
+	job, err := NewJob(spec, WithFlowControl(1, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Drain()
+	if err := job.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := job.Stats()
+	if st.Restarts != 1 || st.RestoredFrom == 0 {
+		t.Fatalf("stats %+v: want one restart from a checkpoint", st)
+	}
+	got, err := verify.ReadResults(ctx, brokers, "out", verify.ReadCommitted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := verify.CompareLatest(len(events), verify.Expected(events, time.Second), got)
+	t.Logf("restored from %d after the injected failure; %s", st.RestoredFrom, v)
+	if !v.OK {
+		t.Fatal(v.Report())
+	}
+
+	// Every run fails: the strategy gives up after its 2 restarts.
+	spec.Name, spec.Sink.Topic, spec.Checkpoint.Dir = "restart-give-up", "out2", t.TempDir()
+	spec.Extract = func([]byte) ([]byte, int64, float64, error) { return nil, 0, 0, errors.New("always broken") }
+	job, err = NewJob(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = job.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "always broken") || !strings.Contains(err.Error(), "gave up after 2 restarts") {
+		t.Fatalf("Run = %v; want the cause and that the strategy gave up after 2 restarts", err)
+	}
+}
+
+// TestExactlyOnceOnKfake: the exactly-once sink commits every window once
+// (read_committed), also when the first run is stopped mid-stream and a
+// second run restores and recommits.
+func TestExactlyOnceOnKfake(t *testing.T) {
+	for _, interrupt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("interrupted=%v", interrupt), func(t *testing.T) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "in", "out"), kfake.Ports(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			brokers := c.ListenAddrs()[0]
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			events, err := verify.Generate(verify.GenConfig{Seed: 13, Keys: 100, Partitions: 2, Events: 40000,
+				Start: 1_700_000_000_000, Step: time.Millisecond, OutOfOrderness: 100 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := verify.Produce(ctx, brokers, "in", events, 2); err != nil {
+				t.Fatal(err)
+			}
+			spec := JobSpec{
+				Name: "eos", Brokers: brokers,
+				Source:   SourceSpec{Topic: "in", Start: StartSpec{Mode: StartEarliest}},
+				KeyField: "user", TimestampField: "ts",
+				Window:      WindowSpec{Size: time.Second, OutOfOrderness: 100 * time.Millisecond},
+				Aggregate:   AggregateSpec{ValueField: "amount"},
+				Sink:        SinkSpec{Topic: "out"},
+				Delivery:    ExactlyOnce,
+				Parallelism: 2,
+				Checkpoint:  CheckpointSpec{Interval: 30 * time.Millisecond, Dir: t.TempDir(), Timeout: time.Minute},
+			}
+			if interrupt {
+				runCtx, stop := context.WithCancel(ctx)
+				var job1 *Job
+				job1, err = NewJob(spec, WithFlowControl(1, 64), WithCheckpointListener(func(id uint64, _ bool) {
+					if job1.Stats().RecordsIn > 15000 {
+						stop()
+					}
+				}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := job1.Run(runCtx); !errors.Is(err, context.Canceled) {
+					t.Fatalf("run 1: %v", err)
+				}
+				t.Logf("run 1: %+v", job1.Stats())
+			}
+			job, err := NewJob(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			job.Drain()
+			if err := job.Run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("last run: %+v", job.Stats())
+			got, err := verify.ReadResults(ctx, brokers, "out", verify.ReadCommitted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := verify.Compare(len(events), verify.Expected(events, time.Second), got)
+			t.Log(v.String())
+			if !v.OK {
+				t.Fatal(v.Report())
+			}
+		})
+	}
+}

@@ -199,8 +199,8 @@ func exampleSpec() JobSpec {
 		Aggregate:      AggregateSpec{ValueField: "amount"},
 		Sink: SinkSpec{
 			Topic:                 "clicks-per-user",
-			TransactionalIDPrefix: "weir-clicks-per-user",
-			Properties:            map[string]string{"linger.ms": "5"},
+			TransactionalIDPrefix: "weir", ProgressTopic: "clicks-per-user.weir-progress", TransactionTimeout: 15 * time.Minute,
+			Properties: map[string]string{"linger.ms": "5"},
 		},
 		Delivery: ExactlyOnce,
 		Checkpoint: CheckpointSpec{
@@ -212,6 +212,8 @@ func exampleSpec() JobSpec {
 			Retain:            3,
 			TolerableFailures: 0,
 		},
+		Restart: RestartSpec{Strategy: "exponential-delay", Delay: time.Second, MaxDelay: time.Minute,
+			ResetAfter: time.Hour, Multiplier: 1.5, Jitter: 0.1},
 		BadRecords: BadRecordsFail,
 		Kafka:      map[string]string{"security.protocol": "plaintext"},
 	}
@@ -248,6 +250,9 @@ func TestJobFileExample(t *testing.T) {
 		"source.bounded":           `(?m)^\s*#\s*bounded: latest`,
 		"source.bounded_timestamp": `(?m)^\s*#\s*bounded_timestamp: 2024-05-01T13:00:00Z`,
 		"source.bounded_offsets":   `(?m)^\s*#\s*bounded_offsets: \{0: 1000, 1: 800\}`,
+		"restart.attempts":         `(?m)^\s*#\s*attempts: 3`,
+		"restart.max_failures":     `(?m)^\s*#\s*max_failures: 1`,
+		"restart.interval":         `(?m)^\s*#\s*interval: 1m`,
 	}
 	for _, k := range jobFileKeys() {
 		if re, ok := commented[k]; ok {

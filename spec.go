@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weirstream/weir/supervisor"
 )
 
 // JobSpec describes a job: read JSON records from a Kafka topic, key them by a
@@ -59,6 +61,11 @@ type JobSpec struct {
 	// BadRecords says what happens to a record that is not a JSON object or
 	// lacks the key or timestamp field (job file: bad_records). Default fail.
 	BadRecords BadRecordPolicy
+
+	// Restart says how the job restarts after a failure, from the latest
+	// complete checkpoint (job file: restart). Default: exponential-delay
+	// when checkpoints are on, none when they are off (as in Flink).
+	Restart RestartSpec
 
 	// Kafka holds librdkafka properties passed through to both the consumer
 	// and the producer (job file: kafka), for example security settings.
@@ -202,9 +209,20 @@ type SinkSpec struct {
 	// Topic to write results to (job file: sink.topic). Required.
 	Topic string
 	// TransactionalIDPrefix prefixes the transactional ids used with
-	// exactly-once delivery (job file: sink.transactional_id_prefix).
-	// Default: "weir-" + job name.
+	// exactly-once delivery (job file: sink.transactional_id_prefix). The
+	// ids are <prefix>-<job>-sink-<subtask>-<slot>, stable across restarts.
+	// Default: "weir".
 	TransactionalIDPrefix string
+	// ProgressTopic receives the exactly-once progress markers, written in
+	// the same transaction as the results (job file: sink.progress_topic).
+	// Created (compacted) when missing. Default: <topic>.weir-progress.
+	ProgressTopic string
+	// TransactionTimeout is transaction.timeout.ms of the exactly-once
+	// producers (job file: sink.transaction_timeout). It must cover a
+	// checkpoint interval plus the checkpoint timeout and stay within the
+	// broker's transaction.max.timeout.ms; both are checked at start.
+	// Default: chosen from those.
+	TransactionTimeout time.Duration
 	// Properties are librdkafka producer properties, applied after Kafka
 	// (job file: sink.properties).
 	Properties map[string]string
@@ -255,6 +273,12 @@ type CheckpointSpec struct {
 	TolerableFailures int
 }
 
+// RestartSpec configures the restart strategy (job file: restart):
+// strategy none, fixed-delay (attempts, delay), exponential-delay (delay,
+// max_delay, multiplier, reset_after, jitter) or failure-rate (max_failures
+// per interval, delay). Zero fields take Flink's defaults.
+type RestartSpec = supervisor.RestartConfig
+
 // Defaults used by WithDefaults.
 const (
 	DefaultParallelism       = 1
@@ -291,8 +315,11 @@ func (s JobSpec) WithDefaults() JobSpec {
 	if s.Source.PartitionDiscoveryInterval == 0 {
 		s.Source.PartitionDiscoveryInterval = DefaultPartitionDiscoveryInterval
 	}
-	if s.Sink.TransactionalIDPrefix == "" && s.Name != "" {
-		s.Sink.TransactionalIDPrefix = "weir-" + s.Name
+	if s.Sink.TransactionalIDPrefix == "" {
+		s.Sink.TransactionalIDPrefix = "weir"
+	}
+	if s.Sink.ProgressTopic == "" && s.Sink.Topic != "" {
+		s.Sink.ProgressTopic = s.Sink.Topic + ".weir-progress"
 	}
 	if s.Delivery == "" {
 		s.Delivery = AtLeastOnce
@@ -309,6 +336,13 @@ func (s JobSpec) WithDefaults() JobSpec {
 	if s.Checkpoint.Retain == 0 {
 		s.Checkpoint.Retain = DefaultCheckpointRetain
 	}
+	if s.Restart.Strategy == "" {
+		s.Restart.Strategy = supervisor.RestartNone
+		if s.Checkpoint.Interval > 0 {
+			s.Restart.Strategy = supervisor.RestartExponentialDelay
+		}
+	}
+	s.Restart = s.Restart.WithDefaults()
 	return s
 }
 
@@ -392,6 +426,15 @@ func (s JobSpec) Validate() error {
 	if err := validTopic("sink.topic", s.Sink.Topic); err != nil {
 		return err
 	}
+	if err := validTopic("sink.progress_topic", s.Sink.ProgressTopic); err != nil {
+		return err
+	}
+	if s.Sink.ProgressTopic == s.Sink.Topic || s.Sink.ProgressTopic == s.Source.Topic {
+		return specErr("sink.progress_topic", "%q is also the source or sink topic; progress markers need a topic of their own", s.Sink.ProgressTopic)
+	}
+	if s.Sink.TransactionTimeout < 0 {
+		return specErr("sink.transaction_timeout", "must not be negative, got %v", s.Sink.TransactionTimeout)
+	}
 	if s.Sink.Topic == s.Source.Topic {
 		return specErr("sink.topic", "is the same topic as source.topic (%q); write results to another topic", s.Sink.Topic)
 	}
@@ -410,6 +453,10 @@ func (s JobSpec) Validate() error {
 	}
 	if err := s.Checkpoint.validate(s.Delivery); err != nil {
 		return err
+	}
+	if err := s.Restart.Validate("restart"); err != nil {
+		key, msg, _ := strings.Cut(err.Error(), ": ")
+		return specErr(key, "%s", msg)
 	}
 	for _, props := range []struct {
 		key string

@@ -39,6 +39,8 @@ type Checkpointing struct {
 	MaxHeldBytes int64
 	// SnapshotTimeout bounds the asynchronous part of a snapshot.
 	SnapshotTimeout time.Duration
+	// Failpoint, when set, is called at "after-snapshot-before-ack".
+	Failpoint func(name string)
 
 	once   sync.Once
 	jobs   chan snapshotJob
@@ -95,6 +97,9 @@ func (c *Checkpointing) worker() {
 		if err != nil {
 			j.root.Send(j.parent, &CheckpointDecline{Task: j.task, ID: j.id, Reason: err.Error()})
 			continue
+		}
+		if c.Failpoint != nil {
+			c.Failpoint("after-snapshot-before-ack")
 		}
 		j.root.Send(j.parent, &CheckpointAck{Task: j.task, ID: j.id, Handle: h})
 	}

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/weirstream/weir/txsink"
 )
 
 // SinkConfig configures one Kafka sink subtask.
@@ -28,9 +31,18 @@ type SinkConfig struct {
 	FlushTimeout time.Duration
 	// Checkpoint is nil when checkpoints are off.
 	Checkpoint *Checkpointing
-	Metrics    *Metrics
-	Done       *sync.WaitGroup
-	Log        *slog.Logger
+	// Transactional, when set, makes the sink exactly-once: results are
+	// written in Kafka transactions pre-committed at each barrier and
+	// committed when the checkpoint completes (see txsink).
+	Transactional *txsink.KafkaConfig
+	// OpTimeout bounds each transactional operation (default 1m).
+	OpTimeout time.Duration
+	// Failpoint, when set, is called at the named protocol steps (tests
+	// arm it to crash the process there).
+	Failpoint func(name string)
+	Metrics   *Metrics
+	Done      *sync.WaitGroup
+	Log       *slog.Logger
 }
 
 type deliveryFailed struct{ err error }
@@ -43,6 +55,15 @@ type Sink struct {
 	prod   *kafka.Producer
 	ended  int
 	failed bool
+	// Exactly-once state: the transactional sink, whether every input has
+	// ended, the newest checkpoint triggered (to snapshot once ended), the
+	// epoch pre-committed last, and whether Finished was sent.
+	tx          *txsink.Sink
+	allEnded    bool
+	triggered   uint64
+	preparedTo  uint64
+	finalEpoch  uint64 // the epoch pre-committed after every input ended
+	finishedOut bool
 	// deliveryErr is set by the delivery report reader; flush checks it.
 	deliveryErr atomic.Pointer[error]
 }
@@ -72,7 +93,13 @@ func (s *Sink) Receive(ctx actor.Context) {
 		if s.failed {
 			return
 		}
-		if err := s.write(m.Records); err != nil {
+		var err error
+		if s.tx != nil {
+			err = s.writeTx(m.Records)
+		} else {
+			err = s.write(m.Records)
+		}
+		if err != nil {
 			s.fail(ctx, err)
 			return
 		}
@@ -80,14 +107,34 @@ func (s *Sink) Receive(ctx actor.Context) {
 	case *EndOfInput:
 		s.ended++
 		if s.ended == s.cfg.Inputs && !s.failed {
+			if s.tx != nil {
+				// The last epoch is committed by the next checkpoint (the
+				// supervisor keeps triggering them): finished tasks ack
+				// with their final state.
+				s.allEnded = true
+				s.prepareFinal(ctx)
+				return
+			}
 			if err := s.flush(); err != nil {
 				s.fail(ctx, err)
 				return
 			}
 			ctx.Send(ctx.Parent(), &Finished{Task: s.cfg.Task})
 		}
+	case *TriggerCheckpoint:
+		if m.ID > s.triggered {
+			s.triggered = m.ID
+		}
+		s.prepareFinal(ctx)
 	case *Barrier:
+		if m.ID > s.triggered {
+			s.triggered = m.ID
+		}
 		if s.failed || !s.cfg.Checkpoint.Enabled() {
+			return
+		}
+		if s.tx != nil {
+			s.preCommit(ctx, m.ID)
 			return
 		}
 		// At least once: everything before the barrier must be in Kafka
@@ -97,10 +144,36 @@ func (s *Sink) Receive(ctx actor.Context) {
 			return
 		}
 		s.cfg.Checkpoint.snapshot(ctx, s.cfg.Task, m.ID, nil, []byte("{}"))
-	case *CheckpointComplete, *CheckpointAbort:
+	case *CheckpointComplete:
+		if s.tx == nil || s.failed {
+			return
+		}
+		s.failpoint("after-complete-before-commit")
+		octx, cancel := s.opContext()
+		err := s.tx.Commit(octx, m.ID)
+		cancel()
+		if err != nil {
+			s.fail(ctx, fmt.Errorf("sink %s: commit up to checkpoint %d: %w", s.cfg.Task, m.ID, err))
+			return
+		}
+		s.failpoint("after-commit")
+		if !s.finishedOut && s.finalEpoch > 0 && m.ID >= s.finalEpoch && len(s.tx.Pending()) == 0 {
+			s.finishedOut = true
+			ctx.Send(ctx.Parent(), &Finished{Task: s.cfg.Task})
+		}
+	case *CheckpointAbort:
 	case *deliveryFailed:
 		s.fail(ctx, m.err)
 	case *actor.Stopping:
+		if s.tx != nil {
+			if err := s.tx.Close(); err != nil {
+				s.cfg.Log.Warn("close transactional sink", "task", s.cfg.Task, "err", err)
+			}
+			s.tx = nil
+			if s.cfg.Done != nil {
+				s.cfg.Done.Done()
+			}
+		}
 		if err := s.cfg.Checkpoint.close(); err != nil {
 			s.cfg.Log.Warn("close state store", "task", s.cfg.Task, "err", err)
 		}
@@ -122,7 +195,93 @@ func (s *Sink) fail(ctx actor.Context, err error) {
 	ctx.Send(ctx.Parent(), &Failed{Task: s.cfg.Task, Err: err})
 }
 
+func (s *Sink) opContext() (context.Context, context.CancelFunc) {
+	d := s.cfg.OpTimeout
+	if d <= 0 {
+		d = time.Minute
+	}
+	return context.WithTimeout(context.Background(), d)
+}
+
+func (s *Sink) failpoint(name string) {
+	if s.cfg.Failpoint != nil {
+		s.cfg.Failpoint(name)
+	}
+}
+
+// startTx builds the transactional sink and recovers it from the restored
+// state before any record flows: fence, read the progress markers, replay
+// and commit what the checkpoint pre-committed but Kafka does not have.
+func (s *Sink) startTx() error {
+	octx, cancel := s.opContext()
+	defer cancel()
+	k, err := txsink.NewKafka(octx, *s.cfg.Transactional)
+	if err != nil {
+		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
+	}
+	tx, err := txsink.New(k, txsink.Config{Owner: txsink.Owner(s.cfg.Transactional.Job, s.cfg.Transactional.Sink, s.cfg.Index), OpTimeout: s.cfg.OpTimeout})
+	if err != nil {
+		k.Close()
+		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
+	}
+	var states [][]byte
+	if cp := s.cfg.Checkpoint; cp.Enabled() && cp.OpState != nil && string(cp.OpState) != "{}" {
+		states = append(states, cp.OpState)
+	}
+	if err := tx.Recover(octx, states...); err != nil {
+		tx.Close()
+		return fmt.Errorf("sink %s: recover transactions: %w", s.cfg.Task, err)
+	}
+	s.tx = tx
+	if s.cfg.Done != nil {
+		s.cfg.Done.Add(1)
+	}
+	return nil
+}
+
+// preCommit ends epoch id: the transaction is flushed with its progress
+// marker, and its records go into the sink's state in checkpoint id.
+func (s *Sink) preCommit(ctx actor.Context, id uint64) {
+	s.failpoint("mid-epoch")
+	octx, cancel := s.opContext()
+	st, err := s.tx.PreCommit(octx, id)
+	cancel()
+	if err != nil {
+		s.fail(ctx, fmt.Errorf("sink %s: pre-commit checkpoint %d: %w", s.cfg.Task, id, err))
+		return
+	}
+	s.preparedTo = id
+	s.cfg.Checkpoint.snapshot(ctx, s.cfg.Task, id, nil, st)
+}
+
+// prepareFinal pre-commits the last epoch once every input has ended and a
+// checkpoint newer than the last one prepared was triggered.
+func (s *Sink) prepareFinal(ctx actor.Context) {
+	if s.tx == nil || s.failed || !s.allEnded || s.triggered <= s.preparedTo {
+		return
+	}
+	s.finalEpoch = s.triggered
+	s.preCommit(ctx, s.triggered)
+}
+
+func (s *Sink) writeTx(recs []Record) error {
+	out := make([]txsink.Record, len(recs))
+	for i, r := range recs {
+		out[i] = txsink.Record{Key: []byte(r.Key), Value: AppendResultJSON(make([]byte, 0, 96), r, s.cfg.WindowMillis)}
+	}
+	octx, cancel := s.opContext()
+	defer cancel()
+	if err := s.tx.Write(octx, out); err != nil {
+		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
+	}
+	s.cfg.Metrics.ResultsOut.Add(int64(len(recs)))
+	return nil
+}
+
 func (s *Sink) start(ctx actor.Context) error {
+	if s.cfg.Transactional != nil {
+		return s.startTx()
+	}
 	conf := kafka.ConfigMap{
 		"bootstrap.servers":  s.cfg.Brokers,
 		"enable.idempotence": true,

@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
 // StartPosition says where a source starts when nothing is restored.
@@ -19,6 +17,15 @@ type StartPosition struct {
 	AutoOffsetReset string // earliest, latest, none
 	TimestampMillis int64
 	Offsets         map[int32]int64
+}
+
+// StopPosition says where a bounded source stops; Mode "" is unbounded.
+type StopPosition struct {
+	Mode            string // "", latest, timestamp, offsets
+	TimestampMillis int64
+	// Offsets to stop before, per partition; partitions not named stop at
+	// the end they had at start (latest).
+	Offsets map[int32]int64
 }
 
 // SourceConfig configures one Kafka source subtask.
@@ -30,6 +37,17 @@ type SourceConfig struct {
 	Topic       string
 	Group       string
 	Start       StartPosition
+	// Stop, when its Mode is set, makes the source bounded.
+	Stop StopPosition
+	// Isolation is read_committed (default) or read_uncommitted.
+	Isolation string
+	// CommitOnCheckpoint commits the offsets of each completed checkpoint
+	// to the group (checkpoints on). Without checkpoints the client's
+	// enable.auto.commit decides.
+	CommitOnCheckpoint bool
+	// DiscoveryInterval is how often new partitions are looked for; <= 0
+	// turns discovery off.
+	DiscoveryInterval time.Duration
 	// Properties are librdkafka consumer properties applied last.
 	Properties map[string]string
 	Extract    Extractor
@@ -75,6 +93,9 @@ func (c *SourceConfig) defaults() {
 	if c.Metrics == nil {
 		c.Metrics = &Metrics{}
 	}
+	if c.Isolation == "" {
+		c.Isolation = "read_committed"
+	}
 }
 
 // polled is what the poller hands the source actor: records of one poll
@@ -82,6 +103,7 @@ func (c *SourceConfig) defaults() {
 type polled struct {
 	records []Record
 	parts   []partProgress
+	added   []partProgress // partitions discovered and assigned, with their start
 	done    bool
 	err     error
 }
@@ -110,13 +132,20 @@ type Source struct {
 	idle   bool
 	ended  bool
 	held   []*polled // batches received while the output was blocked
+	// pending are the offsets of checkpoints taken and not yet complete,
+	// committed to the group when one completes (at most maxPendingCommits).
+	pending map[uint64]map[int32]int64
 }
+
+// maxPendingCommits bounds the checkpoints whose offsets wait for their
+// completion; the oldest is dropped (a newer completion subsumes it).
+const maxPendingCommits = 32
 
 // NewSource returns the producer of a source actor.
 func NewSource(cfg SourceConfig) actor.Producer {
 	cfg.defaults()
 	return func() actor.Actor {
-		return &Source{cfg: cfg, wm: math.MinInt64, parts: map[int32]*partState{}}
+		return &Source{cfg: cfg, wm: math.MinInt64, parts: map[int32]*partState{}, pending: map[uint64]map[int32]int64{}}
 	}
 }
 
@@ -142,6 +171,10 @@ func (s *Source) Receive(ctx actor.Context) {
 		}
 	case *TriggerCheckpoint:
 		s.checkpoint(ctx, m)
+	case *CheckpointComplete:
+		s.commitCheckpoint(m.ID)
+	case *CheckpointAbort:
+		delete(s.pending, m.ID)
 	case *actor.Stopping:
 		if s.poller != nil {
 			s.poller.stop()
@@ -180,10 +213,47 @@ func (s *Source) checkpoint(ctx actor.Context, m *TriggerCheckpoint) {
 		return
 	}
 	s.cfg.Checkpoint.snapshot(ctx, s.cfg.Task, m.ID, nil, b)
+	if s.cfg.CommitOnCheckpoint {
+		offsets := make(map[int32]int64, len(s.parts))
+		for p, ps := range s.parts {
+			if ps.next >= 0 {
+				offsets[p] = ps.next
+			}
+		}
+		s.pending[m.ID] = offsets
+		if len(s.pending) > maxPendingCommits {
+			oldest := uint64(math.MaxUint64)
+			for id := range s.pending {
+				oldest = min(oldest, id)
+			}
+			delete(s.pending, oldest)
+		}
+	}
 	if !s.ended {
 		id := m.ID
 		s.out.Broadcast(ctx, func(in int) any { return &Barrier{In: in, ID: id} })
 	}
+}
+
+// commitCheckpoint hands the offsets of the newest checkpoint <= id to the
+// poller, which stores them for the client to commit to the group; the
+// notification is subsuming, so older checkpoints are forgotten.
+func (s *Source) commitCheckpoint(id uint64) {
+	var newest uint64
+	var offsets map[int32]int64
+	for cid, o := range s.pending {
+		if cid > id {
+			continue
+		}
+		if offsets == nil || cid > newest {
+			newest, offsets = cid, o
+		}
+		delete(s.pending, cid)
+	}
+	if offsets == nil || s.poller == nil || len(offsets) == 0 {
+		return
+	}
+	s.poller.commit(newest, offsets)
 }
 
 // restoredState decodes the operator state restored from a checkpoint.
@@ -234,12 +304,17 @@ func (s *Source) handle(ctx actor.Context, p *polled) {
 		s.fail(ctx, p.err)
 		return
 	}
+	now := s.cfg.Now()
+	for _, a := range p.added {
+		if s.parts[a.partition] == nil {
+			s.parts[a.partition] = &partState{partition: a.partition, next: a.next, maxTS: math.MinInt64, lastActive: now}
+		}
+	}
 	n := s.out.Targets()
 	for _, r := range p.records {
 		s.out.Emit(ctx, SubtaskForKeyGroup(KeyGroup(r.Key), n), r)
 	}
 	s.cfg.Metrics.RecordsIn.Add(int64(len(p.records)))
-	now := s.cfg.Now()
 	for _, pp := range p.parts {
 		st := s.parts[pp.partition]
 		if st == nil {
@@ -253,10 +328,11 @@ func (s *Source) handle(ctx actor.Context, p *polled) {
 	}
 	s.out.Flush(ctx)
 	if p.done {
+		// The poller stays, its partitions paused, so that the offsets of
+		// checkpoints completing from now on are still committed; it
+		// stops with the actor.
 		s.ended = true
 		s.out.Broadcast(ctx, func(in int) any { return &EndOfInput{In: in} })
-		s.poller.stop()
-		s.poller = nil
 		return
 	}
 	s.advanceWatermark(ctx, now)
@@ -296,361 +372,4 @@ func (s *Source) advanceWatermark(ctx actor.Context, now time.Time) {
 		w := s.wm
 		s.out.Broadcast(ctx, func(in int) any { return &Watermark{In: in, TS: w} })
 	}
-}
-
-func (s *Source) start(ctx actor.Context) error {
-	c := s.cfg
-	conf := kafka.ConfigMap{
-		"bootstrap.servers":    c.Brokers,
-		"group.id":             c.Group,
-		"enable.partition.eof": true,
-		"auto.offset.reset":    librdkafkaReset(c.Start.AutoOffsetReset),
-		"log_level":            3,
-	}
-	for k, v := range c.Properties {
-		conf[k] = v
-	}
-	cons, err := kafka.NewConsumer(&conf)
-	if err != nil {
-		return fmt.Errorf("source %s: create consumer: %w", c.Task, err)
-	}
-	parts, err := topicPartitions(cons, c.Topic, c.MetadataTimeout)
-	if err != nil {
-		cons.Close()
-		return fmt.Errorf("source %s: %w", c.Task, err)
-	}
-	var mine []int32
-	for _, p := range parts {
-		if int(p)%c.Parallelism == c.Index {
-			mine = append(mine, p)
-		}
-	}
-	restored, err := s.restoredState()
-	if err != nil {
-		cons.Close()
-		return err
-	}
-	// Partitions with a position in the checkpoint resume there; a
-	// partition the checkpoint does not know (added since) starts at the
-	// earliest offset, as Flink does for newly discovered partitions; one
-	// that had no position yet when the checkpoint was taken starts at the
-	// start position.
-	var assign, fromStart []kafka.TopicPartition
-	var unpositioned []int32
-	topic := c.Topic
-	for _, p := range mine {
-		r, known := partitionRecord{}, false
-		if restored != nil {
-			r, known = restored.Partitions[p]
-		}
-		switch {
-		case restored == nil || (known && r.Next < 0):
-			unpositioned = append(unpositioned, p)
-		case known:
-			assign = append(assign, kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.Offset(r.Next)})
-		default:
-			assign = append(assign, kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.OffsetBeginning})
-		}
-	}
-	if len(unpositioned) > 0 {
-		fromStart, err = startOffsets(cons, c, unpositioned)
-		if err != nil {
-			cons.Close()
-			return fmt.Errorf("source %s: %w", c.Task, err)
-		}
-		assign = append(assign, fromStart...)
-	}
-	if restored != nil {
-		c.Log.Info("source restored from checkpoint; the start position applies only to partitions without a recorded position",
-			"task", c.Task, "checkpoint", c.Checkpoint.RestoredFrom, "positions", restored.Partitions)
-	} else {
-		c.Log.Info("source starts at its start position (no checkpoint restored)", "task", c.Task, "start", c.Start.Mode)
-	}
-	if len(assign) > 0 {
-		if err := cons.Assign(assign); err != nil {
-			cons.Close()
-			return fmt.Errorf("source %s: assign %v: %w", c.Task, mine, err)
-		}
-	}
-	now := c.Now()
-	for _, p := range mine {
-		ps := &partState{partition: p, next: -1, maxTS: math.MinInt64, lastActive: now}
-		if restored != nil {
-			if r, ok := restored.Partitions[p]; ok {
-				ps.next, ps.maxTS = r.Next, r.MaxTS
-			}
-		}
-		s.parts[p] = ps
-	}
-	if restored != nil && restored.Watermark > s.wm {
-		s.wm = restored.Watermark
-	}
-	c.Log.Info("source started", "task", c.Task, "topic", c.Topic, "partitions", mine, "start", c.Start.Mode)
-	s.poller = newPoller(ctx.ActorSystem().Root, ctx.Self(), cons, c, mine)
-	if len(mine) == 0 {
-		s.idle = true
-		s.out.Broadcast(ctx, func(in int) any { return &Idle{In: in} })
-	}
-	s.tokens = pollerTokens
-	for i := 0; i < pollerTokens; i++ {
-		s.poller.grant()
-	}
-	if c.Done != nil {
-		c.Done.Add(1)
-	}
-	go s.poller.run()
-	return nil
-}
-
-func librdkafkaReset(r string) string {
-	if r == "none" {
-		return "error"
-	}
-	if r == "" {
-		return "earliest"
-	}
-	return r
-}
-
-func topicPartitions(cons *kafka.Consumer, topic string, timeout time.Duration) ([]int32, error) {
-	md, err := cons.GetMetadata(&topic, false, int(timeout.Milliseconds()))
-	if err != nil {
-		return nil, fmt.Errorf("metadata of topic %q: %w", topic, err)
-	}
-	tm, ok := md.Topics[topic]
-	if !ok || tm.Error.Code() == kafka.ErrUnknownTopicOrPart || tm.Error.Code() == kafka.ErrUnknownTopic {
-		return nil, fmt.Errorf("topic %q does not exist; create it or fix source.topic", topic)
-	}
-	if tm.Error.Code() != kafka.ErrNoError {
-		return nil, fmt.Errorf("metadata of topic %q: %w", topic, tm.Error)
-	}
-	ps := make([]int32, 0, len(tm.Partitions))
-	for _, p := range tm.Partitions {
-		ps = append(ps, p.ID)
-	}
-	sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
-	return ps, nil
-}
-
-func startOffsets(cons *kafka.Consumer, c SourceConfig, parts []int32) ([]kafka.TopicPartition, error) {
-	topic := c.Topic
-	tps := make([]kafka.TopicPartition, 0, len(parts))
-	for _, p := range parts {
-		tp := kafka.TopicPartition{Topic: &topic, Partition: p}
-		switch c.Start.Mode {
-		case "earliest":
-			tp.Offset = kafka.OffsetBeginning
-		case "latest":
-			tp.Offset = kafka.OffsetEnd
-		case "timestamp":
-			tp.Offset = kafka.Offset(c.Start.TimestampMillis)
-		case "offsets":
-			if o, ok := c.Start.Offsets[p]; ok {
-				tp.Offset = kafka.Offset(o)
-			} else {
-				tp.Offset = kafka.OffsetStored
-			}
-		default: // group
-			tp.Offset = kafka.OffsetStored
-		}
-		tps = append(tps, tp)
-	}
-	if c.Start.Mode == "timestamp" && len(tps) > 0 {
-		res, err := cons.OffsetsForTimes(tps, int(c.MetadataTimeout.Milliseconds()))
-		if err != nil {
-			return nil, fmt.Errorf("offsets for timestamp %d: %w", c.Start.TimestampMillis, err)
-		}
-		for i := range res {
-			if res[i].Error != nil {
-				return nil, fmt.Errorf("offset for timestamp %d on partition %d: %w", c.Start.TimestampMillis, res[i].Partition, res[i].Error)
-			}
-			if res[i].Offset < 0 {
-				res[i].Offset = kafka.OffsetEnd
-			}
-		}
-		tps = res
-	}
-	return tps, nil
-}
-
-// poller owns the consumer: it polls in its own goroutine (librdkafka's
-// poll blocks), extracts records, and hands one batch at a time to the
-// source actor, at most as many as it holds tokens for.
-type poller struct {
-	root    *actor.RootContext
-	self    *actor.PID
-	cons    *kafka.Consumer
-	cfg     SourceConfig
-	parts   []int32
-	tokens  chan struct{}
-	quit    chan struct{}
-	drainCh chan struct{}
-	exited  chan struct{}
-	once    sync.Once
-	dOnce   sync.Once
-}
-
-func newPoller(root *actor.RootContext, self *actor.PID, cons *kafka.Consumer, cfg SourceConfig, parts []int32) *poller {
-	return &poller{
-		root: root, self: self, cons: cons, cfg: cfg, parts: parts,
-		tokens:  make(chan struct{}, pollerTokens),
-		quit:    make(chan struct{}),
-		drainCh: make(chan struct{}),
-		exited:  make(chan struct{}),
-	}
-}
-
-func (p *poller) grant() {
-	select {
-	case p.tokens <- struct{}{}:
-	default:
-	}
-}
-
-func (p *poller) drain() { p.dOnce.Do(func() { close(p.drainCh) }) }
-
-// stop ends the poller and closes the consumer; it waits at most for one
-// poll timeout plus the consumer's close.
-func (p *poller) stop() {
-	p.once.Do(func() { close(p.quit) })
-}
-
-func (p *poller) run() {
-	defer func() {
-		p.cons.Close()
-		close(p.exited)
-		if p.cfg.Done != nil {
-			p.cfg.Done.Done()
-		}
-	}()
-	var (
-		draining bool
-		targets  map[int32]int64 // partition -> end offset to stop at
-		next     = map[int32]int64{}
-	)
-	done := func() bool {
-		for part, end := range targets {
-			if n, ok := next[part]; !ok || n < end {
-				return false
-			}
-		}
-		return true
-	}
-	for {
-		select {
-		case <-p.quit:
-			return
-		case <-p.tokens:
-		}
-		if !draining {
-			select {
-			case <-p.drainCh:
-				draining = true
-				t, err := p.endOffsets()
-				if err != nil {
-					p.root.Send(p.self, &polled{err: err})
-					return
-				}
-				targets = t
-				p.cfg.Log.Info("source draining", "task", p.cfg.Task, "end_offsets", t)
-			default:
-			}
-		}
-		if draining && done() {
-			p.root.Send(p.self, &polled{done: true})
-			return
-		}
-		b, err := p.pollBatch(next, targets)
-		if err != nil {
-			p.root.Send(p.self, &polled{err: err})
-			return
-		}
-		if draining && done() {
-			b.done = true
-		}
-		p.root.Send(p.self, b)
-		if b.done {
-			return
-		}
-	}
-}
-
-func (p *poller) endOffsets() (map[int32]int64, error) {
-	t := map[int32]int64{}
-	for _, part := range p.parts {
-		lo, hi, err := p.cons.QueryWatermarkOffsets(p.cfg.Topic, part, int(p.cfg.MetadataTimeout.Milliseconds()))
-		if err != nil {
-			return nil, fmt.Errorf("source %s: end offset of partition %d: %w", p.cfg.Task, part, err)
-		}
-		if hi > lo {
-			t[part] = hi
-		}
-	}
-	return t, nil
-}
-
-func (p *poller) pollBatch(next map[int32]int64, targets map[int32]int64) (*polled, error) {
-	b := &polled{records: make([]Record, 0, 256)}
-	prog := map[int32]*partProgress{}
-	progress := func(part int32) *partProgress {
-		pp := prog[part]
-		if pp == nil {
-			pp = &partProgress{partition: part, maxTS: math.MinInt64}
-			prog[part] = pp
-		}
-		return pp
-	}
-	timeout := int(p.cfg.PollTimeout.Milliseconds())
-	for len(b.records) < p.cfg.PollRecords {
-		ev := p.cons.Poll(timeout)
-		if ev == nil {
-			break
-		}
-		timeout = 0
-		switch e := ev.(type) {
-		case *kafka.Message:
-			part := e.TopicPartition.Partition
-			off := int64(e.TopicPartition.Offset)
-			if end, ok := targets[part]; ok && off >= end {
-				next[part] = off + 1
-				continue // past the drain point
-			}
-			key, ts, v, err := p.cfg.Extract(e.Value)
-			if err != nil {
-				p.cfg.Metrics.BadRecords.Add(1)
-				return nil, fmt.Errorf("source %s: bad record at %s/%d offset %d: %w (bad_records: fail stops the job; fix the producer or the field names)",
-					p.cfg.Task, p.cfg.Topic, part, off, err)
-			}
-			b.records = append(b.records, Record{Key: string(key), TS: ts, Val: v})
-			pp := progress(part)
-			pp.next = off + 1
-			next[part] = off + 1
-			if ts > pp.maxTS {
-				pp.maxTS = ts
-			}
-		case kafka.PartitionEOF:
-			part := e.Partition
-			if int64(e.Offset) > next[part] {
-				next[part] = int64(e.Offset)
-			}
-			pp := progress(part)
-			if next[part] > pp.next {
-				pp.next = next[part]
-			}
-		case kafka.Error:
-			if e.Code() == kafka.ErrAutoOffsetReset {
-				return nil, fmt.Errorf("source %s: %v: a partition has no committed offset and source.start.auto_offset_reset is none; set it to earliest or latest, or commit offsets for group %q",
-					p.cfg.Task, e, p.cfg.Group)
-			}
-			if e.IsFatal() {
-				return nil, fmt.Errorf("source %s: fatal consumer error: %w", p.cfg.Task, e)
-			}
-			// Transient errors (broker down, ...) are retried by librdkafka.
-			p.cfg.Log.Warn("consumer error", "task", p.cfg.Task, "err", e)
-		}
-	}
-	for _, pp := range prog {
-		b.parts = append(b.parts, *pp)
-	}
-	return b, nil
 }

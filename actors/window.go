@@ -66,7 +66,10 @@ type Window struct {
 	aligner *barrier.Aligner[any]
 	stash   []any // input held while the output is blocked
 	done    bool
-	failed  bool
+	// triggered is the newest checkpoint triggered, lastSnap the newest
+	// snapshotted: a finished window snapshots the ones it missed.
+	triggered, lastSnap uint64
+	failed              bool
 }
 
 type inputState struct {
@@ -112,6 +115,13 @@ func (w *Window) Receive(ctx actor.Context) {
 		w.input(ctx, m)
 	case *CheckpointAbort:
 		w.run(ctx, w.aligner.Abort(barrier.CheckpointID(m.ID)))
+	case *TriggerCheckpoint:
+		// Barriers come in band; a finished window gets no more of them
+		// and acks later checkpoints with its final state.
+		if m.ID > w.triggered {
+			w.triggered = m.ID
+		}
+		w.snapshotFinished(ctx)
 	case *CheckpointComplete:
 	case *actor.Stopping:
 		if err := w.cfg.Checkpoint.close(); err != nil {
@@ -200,6 +210,7 @@ func (w *Window) run(ctx actor.Context, acts []barrier.Action[any]) {
 			w.fire(ctx, math.MaxInt64)
 			w.out.Broadcast(ctx, func(in int) any { return &EndOfInput{In: in} })
 			w.done = true
+			w.snapshotFinished(ctx)
 		case barrier.Error:
 			w.fail(ctx, fmt.Errorf("window %s: %v", w.cfg.Task, a.Err))
 		}
@@ -330,7 +341,16 @@ func (w *Window) snapshot(ctx actor.Context, id uint64) {
 		return
 	}
 	entries, op := w.captureState()
+	w.lastSnap = id
 	cp.snapshot(ctx, w.cfg.Task, id, entries, op)
+}
+
+// snapshotFinished snapshots the newest triggered checkpoint once the
+// window has finished, if no barrier brought it.
+func (w *Window) snapshotFinished(ctx actor.Context) {
+	if w.done && !w.failed && w.triggered > w.lastSnap {
+		w.snapshot(ctx, w.triggered)
+	}
 }
 
 // captureState ends the current epoch: it returns a function that encodes

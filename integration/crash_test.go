@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -143,7 +144,7 @@ func crashOneSeed(t *testing.T, bin string, seed int64) (restores int) {
 		t.Fatal(err)
 	}
 
-	const maxKills, maxRuns = 4, 20
+	const maxKills, maxRuns = 3, 20
 	kills := 0
 	for run := 1; ; run++ {
 		if run > maxRuns {
@@ -155,15 +156,50 @@ func crashOneSeed(t *testing.T, bin string, seed int64) (restores int) {
 			t.Fatal(err)
 		}
 		cmd := exec.Command(bin, "run", "--config", jobFile, "--status-interval", "0")
-		cmd.Stdout, cmd.Stderr = logFile, logFile
+		cmd.Stdout = logFile
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// The kill lands after a random number (0-3) of checkpoints of
+		// this run have completed, plus a random 0-80 ms: before any
+		// checkpoint, between checkpoints, or mid-way through one.
+		afterCheckpoints := rng.Intn(4)
+		extra := time.Duration(rng.Intn(80)) * time.Millisecond
+		reached := make(chan struct{})
+		logged := make(chan struct{})
+		go func() {
+			defer close(logged)
+			sc := bufio.NewScanner(stderr)
+			n := 0
+			for sc.Scan() {
+				line := sc.Text()
+				fmt.Fprintln(logFile, line)
+				if strings.Contains(line, "checkpoint complete") {
+					n++
+				}
+				if n == afterCheckpoints && afterCheckpoints >= 0 {
+					close(reached)
+					afterCheckpoints = -1
+				}
+			}
+		}()
 		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
+		go func() {
+			<-logged
+			exited <- cmd.Wait()
+		}()
 		var kill <-chan time.Time
 		if kills < maxKills {
-			kill = time.After(time.Duration(50+rng.Intn(1500)) * time.Millisecond)
+			select {
+			case <-reached:
+				kill = time.After(extra)
+			case err := <-exited:
+				exited <- err
+			}
 		}
 		var runErr error
 		killed := false
@@ -192,6 +228,9 @@ func crashOneSeed(t *testing.T, bin string, seed int64) (restores int) {
 			t.Fatalf("run %d failed: %v\n%s", run, runErr, tail(string(logText), 20))
 		}
 		t.Logf("run %d: finished; %d kills, %d runs restored from a checkpoint", run, kills, restores)
+		if kills == 0 {
+			t.Fatalf("run 1 finished before it could be killed: nothing was tested")
+		}
 		break
 	}
 	got, err := verify.ReadResults(ctx, broker.Shared().Bootstrap(), out, verify.ReadCommitted)

@@ -160,8 +160,10 @@ func (j *jobSupervisor) act(ctx actor.Context, acts []coordinator.Action) {
 				c.savepoints[id] = append(c.savepoints[id], c.queuedSavepoints...)
 				c.queuedSavepoints = nil
 			}
-			for _, s := range j.sources {
-				ctx.Send(s, &actors.TriggerCheckpoint{ID: id, Savepoint: a.Savepoint})
+			// Sources start the checkpoint; the other tasks only use the
+			// trigger once they have finished (no barrier reaches them then).
+			for _, pid := range j.tasks {
+				ctx.Send(pid, &actors.TriggerCheckpoint{ID: id, Savepoint: a.Savepoint})
 			}
 		case coordinator.KindWriteMetadata:
 			m := snapshot.Metadata{

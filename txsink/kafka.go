@@ -47,6 +47,10 @@ type KafkaConfig struct {
 	// Properties are extra librdkafka producer properties. The
 	// transactional ones are set by the backend and cannot be overridden.
 	Properties map[string]string
+	// Failpoint, when set, is called at the named protocol steps
+	// "between-data-and-marker" and "during-commit" (tests arm it to crash
+	// the process there).
+	Failpoint func(name string) `json:"-"`
 }
 
 // TransactionalID returns the transactional id of slot of a sink subtask:
@@ -525,6 +529,9 @@ func (t *kafkaTxn) Write(ctx context.Context, recs []Record) error {
 
 // Prepare implements Txn: it writes the marker and flushes.
 func (t *kafkaTxn) Prepare(ctx context.Context, owner string, epoch uint64) error {
+	if f := t.k.cfg.Failpoint; f != nil {
+		f("between-data-and-marker")
+	}
 	topic := t.k.cfg.ProgressTopic
 	msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
 		Key: []byte(owner), Value: strconv.AppendUint(nil, epoch, 10)}
@@ -546,6 +553,9 @@ func (t *kafkaTxn) Prepare(ctx context.Context, owner string, epoch uint64) erro
 // abort is aborted, so the producer stays usable until the caller
 // restarts.
 func (t *kafkaTxn) Commit(ctx context.Context) error {
+	if f := t.k.cfg.Failpoint; f != nil {
+		f("during-commit")
+	}
 	err := retry(ctx, func(ctx context.Context) error { return t.kp.p.CommitTransaction(ctx) })
 	if err == nil {
 		return nil

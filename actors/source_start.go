@@ -1,0 +1,404 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// autoCommitInterval is how soon after a checkpoint completes the client
+// commits its offsets (they are stored for it at once).
+const autoCommitInterval = "100"
+
+// consumerConfig builds the librdkafka configuration of the subtask.
+//
+// Offsets are never stored by the client itself (enable.auto.offset.store
+// is false): with checkpoints off the poller stores the position of what
+// it has handed over and the client's auto-commit, as configured by the
+// job, commits it; with checkpoints on the source stores the offsets of a
+// completed checkpoint, and the client commits them within
+// autoCommitInterval (or never, without CommitOnCheckpoint).
+func consumerConfig(c SourceConfig) kafka.ConfigMap {
+	conf := kafka.ConfigMap{
+		"bootstrap.servers":    c.Brokers,
+		"group.id":             c.Group,
+		"enable.partition.eof": true,
+		"auto.offset.reset":    librdkafkaReset(c.Start.AutoOffsetReset),
+		"isolation.level":      c.Isolation,
+		"log_level":            3,
+	}
+	for k, v := range c.Properties {
+		conf[k] = v
+	}
+	conf["enable.auto.offset.store"] = false
+	if c.Checkpoint.Enabled() {
+		var set []string
+		for _, k := range []string{"enable.auto.commit", "auto.commit.interval.ms"} {
+			if _, ok := c.Properties[k]; ok {
+				set = append(set, k)
+			}
+		}
+		if len(set) > 0 && c.Index == 0 {
+			c.Log.Warn("source: checkpoints are on, so offsets are committed when a checkpoint completes (source.commit_offsets_on_checkpoint); ignoring " +
+				strings.Join(set, " and "))
+		}
+		conf["enable.auto.commit"] = c.CommitOnCheckpoint
+		conf["auto.commit.interval.ms"] = autoCommitInterval
+	}
+	return conf
+}
+
+func (s *Source) start(ctx actor.Context) error {
+	c := s.cfg
+	conf := consumerConfig(c)
+	cons, err := kafka.NewConsumer(&conf)
+	if err != nil {
+		return fmt.Errorf("source %s: create consumer: %w", c.Task, err)
+	}
+	admin, err := kafka.NewAdminClientFromConsumer(cons)
+	if err != nil {
+		cons.Close()
+		return fmt.Errorf("source %s: admin client: %w", c.Task, err)
+	}
+	fail := func(err error) error {
+		admin.Close()
+		cons.Close()
+		return fmt.Errorf("source %s: %w", c.Task, err)
+	}
+	parts, err := topicPartitions(cons, c.Topic, c.MetadataTimeout)
+	if err != nil {
+		return fail(err)
+	}
+	if err := checkPartitions("source.start.offsets", c.Topic, parts, c.Start.Offsets); err != nil {
+		return fail(err)
+	}
+	if err := checkPartitions("source.bounded_offsets", c.Topic, parts, c.Stop.Offsets); err != nil {
+		return fail(err)
+	}
+	var mine []int32
+	for _, p := range parts {
+		if int(p)%c.Parallelism == c.Index {
+			mine = append(mine, p)
+		}
+	}
+	restored, err := s.restoredState()
+	if err != nil {
+		admin.Close()
+		cons.Close()
+		return err
+	}
+	o := offsetLister{cons: cons, admin: admin, topic: c.Topic, isolation: c.Isolation, timeout: c.MetadataTimeout}
+	// Partitions with a position in the checkpoint resume there; a
+	// partition the checkpoint does not know (added since) starts at the
+	// earliest offset, as Flink does for newly discovered partitions; one
+	// that had no position yet when the checkpoint was taken starts at the
+	// start position.
+	positions := map[int32]int64{}
+	var unpositioned, added []int32
+	for _, p := range mine {
+		r, known := partitionRecord{}, false
+		if restored != nil {
+			r, known = restored.Partitions[p]
+		}
+		switch {
+		case restored == nil || (known && r.Next < 0):
+			unpositioned = append(unpositioned, p)
+		case known:
+			positions[p] = r.Next
+		default:
+			added = append(added, p)
+		}
+	}
+	if len(added) > 0 {
+		lo, err := o.list(added, kafka.EarliestOffsetSpec)
+		if err != nil {
+			return fail(err)
+		}
+		for p, off := range lo {
+			positions[p] = off
+		}
+	}
+	if len(unpositioned) > 0 {
+		from, err := startOffsets(o, c, unpositioned)
+		if err != nil {
+			return fail(err)
+		}
+		for p, off := range from {
+			positions[p] = off
+		}
+	}
+	if restored != nil {
+		c.Log.Info("source restored from checkpoint; the start position applies only to partitions without a recorded position",
+			"task", c.Task, "checkpoint", c.Checkpoint.RestoredFrom, "positions", positions)
+	} else {
+		c.Log.Info("source starts at its start position (no checkpoint restored)", "task", c.Task, "start", c.Start.Mode, "positions", positions)
+	}
+	var stop map[int32]int64
+	if c.Stop.Mode != "" {
+		if stop, err = stopOffsets(o, c, mine); err != nil {
+			return fail(err)
+		}
+		c.Log.Info("source is bounded", "task", c.Task, "bound", c.Stop.Mode, "stop_offsets", stop)
+	}
+	if len(mine) > 0 {
+		assign := make([]kafka.TopicPartition, 0, len(mine))
+		topic := c.Topic
+		for _, p := range mine {
+			assign = append(assign, kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.Offset(positions[p])})
+		}
+		if err := cons.Assign(assign); err != nil {
+			return fail(fmt.Errorf("assign %v: %w", mine, err))
+		}
+	}
+	now := c.Now()
+	for _, p := range mine {
+		ps := &partState{partition: p, next: positions[p], maxTS: math.MinInt64, lastActive: now}
+		if restored != nil {
+			if r, ok := restored.Partitions[p]; ok {
+				ps.maxTS = r.MaxTS
+			}
+		}
+		s.parts[p] = ps
+	}
+	if restored != nil && restored.Watermark > s.wm {
+		s.wm = restored.Watermark
+	}
+	c.Log.Info("source started", "task", c.Task, "topic", c.Topic, "partitions", mine, "start", c.Start.Mode)
+	s.poller = newPoller(ctx.ActorSystem().Root, ctx.Self(), cons, o, c, mine, positions, stop)
+	if len(mine) == 0 {
+		c.Log.Info("source has no partition and is idle (parallelism is larger than the partition count)",
+			"task", c.Task, "partitions", len(parts), "parallelism", c.Parallelism)
+		s.idle = true
+		s.out.Broadcast(ctx, func(in int) any { return &Idle{In: in} })
+	}
+	s.tokens = pollerTokens
+	for i := 0; i < pollerTokens; i++ {
+		s.poller.grant()
+	}
+	if c.Done != nil {
+		c.Done.Add(1)
+	}
+	go s.poller.run()
+	return nil
+}
+
+func librdkafkaReset(r string) string {
+	if r == "none" {
+		return "error"
+	}
+	if r == "" {
+		return "earliest"
+	}
+	return r
+}
+
+// checkPartitions fails when offsets name a partition topic does not have.
+func checkPartitions(key, topic string, parts []int32, offsets map[int32]int64) error {
+	var missing []int32
+	for p := range offsets {
+		i := sort.Search(len(parts), func(i int) bool { return parts[i] >= p })
+		if i == len(parts) || parts[i] != p {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
+	return fmt.Errorf("%s: topic %q has no partition %s (it has partitions 0 to %d); remove it or fix the partition number",
+		key, topic, joinInts(missing), len(parts)-1)
+}
+
+func joinInts(ps []int32) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = fmt.Sprint(p)
+	}
+	return strings.Join(s, ", ")
+}
+
+func topicPartitions(cons *kafka.Consumer, topic string, timeout time.Duration) ([]int32, error) {
+	md, err := cons.GetMetadata(&topic, false, int(timeout.Milliseconds()))
+	if err != nil {
+		return nil, fmt.Errorf("metadata of topic %q: %w", topic, err)
+	}
+	tm, ok := md.Topics[topic]
+	if !ok || tm.Error.Code() == kafka.ErrUnknownTopicOrPart || tm.Error.Code() == kafka.ErrUnknownTopic {
+		return nil, fmt.Errorf("topic %q does not exist; create it or fix source.topic", topic)
+	}
+	if tm.Error.Code() != kafka.ErrNoError {
+		return nil, fmt.Errorf("metadata of topic %q: %w", topic, tm.Error)
+	}
+	ps := make([]int32, 0, len(tm.Partitions))
+	for _, p := range tm.Partitions {
+		ps = append(ps, p.ID)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+	return ps, nil
+}
+
+// offsetLister looks offsets up through an admin client derived from the
+// consumer, honouring the consumer's isolation level (the latest offset of
+// a read_committed consumer is the last stable offset).
+type offsetLister struct {
+	cons      *kafka.Consumer
+	admin     *kafka.AdminClient
+	topic     string
+	isolation string
+	timeout   time.Duration
+}
+
+// list returns the offset of spec for each partition; for a timestamp
+// spec, -1 where no record is at or after it.
+func (o offsetLister) list(parts []int32, spec kafka.OffsetSpec) (map[int32]int64, error) {
+	req := make(map[kafka.TopicPartition]kafka.OffsetSpec, len(parts))
+	topic := o.topic
+	for _, p := range parts {
+		req[kafka.TopicPartition{Topic: &topic, Partition: p}] = spec
+	}
+	lvl := kafka.IsolationLevelReadCommitted
+	if o.isolation == "read_uncommitted" {
+		lvl = kafka.IsolationLevelReadUncommitted
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	res, err := o.admin.ListOffsets(ctx, req, kafka.SetAdminIsolationLevel(lvl))
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of %q partitions %s: %w", o.topic, joinInts(parts), err)
+	}
+	out := make(map[int32]int64, len(parts))
+	for tp, info := range res.ResultInfos {
+		if info.Error.Code() != kafka.ErrNoError {
+			return nil, fmt.Errorf("list offsets of %s/%d: %w", o.topic, tp.Partition, info.Error)
+		}
+		out[tp.Partition] = int64(info.Offset)
+	}
+	for _, p := range parts {
+		if _, ok := out[p]; !ok {
+			return nil, fmt.Errorf("list offsets of %q: no answer for partition %d", o.topic, p)
+		}
+	}
+	return out, nil
+}
+
+// startOffsets resolves the start position of parts to offsets.
+func startOffsets(o offsetLister, c SourceConfig, parts []int32) (map[int32]int64, error) {
+	switch c.Start.Mode {
+	case "earliest":
+		return o.list(parts, kafka.EarliestOffsetSpec)
+	case "latest":
+		return o.list(parts, kafka.LatestOffsetSpec)
+	case "timestamp":
+		return timestampOffsets(o, parts, c.Start.TimestampMillis)
+	}
+	out := map[int32]int64{}
+	var group []int32
+	for _, p := range parts {
+		if off, ok := c.Start.Offsets[p]; ok && c.Start.Mode == "offsets" {
+			out[p] = off
+		} else {
+			group = append(group, p)
+		}
+	}
+	if len(group) == 0 {
+		return out, nil
+	}
+	// group, and offsets' partitions not named: the committed offsets.
+	topic := o.topic
+	tps := make([]kafka.TopicPartition, len(group))
+	for i, p := range group {
+		tps[i] = kafka.TopicPartition{Topic: &topic, Partition: p}
+	}
+	committed, err := o.cons.Committed(tps, int(o.timeout.Milliseconds()))
+	if err != nil {
+		return nil, fmt.Errorf("committed offsets of group %q: %w", c.Group, err)
+	}
+	var missing []int32
+	for _, tp := range committed {
+		if tp.Error != nil {
+			return nil, fmt.Errorf("committed offset of group %q for %s/%d: %w", c.Group, topic, tp.Partition, tp.Error)
+		}
+		if tp.Offset >= 0 {
+			out[tp.Partition] = int64(tp.Offset)
+		} else {
+			missing = append(missing, tp.Partition)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
+	var spec kafka.OffsetSpec
+	switch c.Start.AutoOffsetReset {
+	case "none":
+		return nil, fmt.Errorf("source.start.auto_offset_reset: is none and group %q has no committed offset for partition %s of topic %q; set it to earliest or latest, give source.start.offsets, or commit offsets for the group",
+			c.Group, joinInts(missing), topic)
+	case "latest":
+		spec = kafka.LatestOffsetSpec
+	default:
+		spec = kafka.EarliestOffsetSpec
+	}
+	reset, err := o.list(missing, spec)
+	if err != nil {
+		return nil, err
+	}
+	for p, off := range reset {
+		out[p] = off
+	}
+	return out, nil
+}
+
+// timestampOffsets returns, per partition, the first offset whose record
+// timestamp is at or after ts, else the latest offset.
+func timestampOffsets(o offsetLister, parts []int32, ts int64) (map[int32]int64, error) {
+	out, err := o.list(parts, kafka.NewOffsetSpecForTimestamp(ts))
+	if err != nil {
+		return nil, err
+	}
+	var none []int32
+	for _, p := range parts {
+		if out[p] < 0 {
+			none = append(none, p)
+		}
+	}
+	if len(none) > 0 {
+		end, err := o.list(none, kafka.LatestOffsetSpec)
+		if err != nil {
+			return nil, err
+		}
+		for p, off := range end {
+			out[p] = off
+		}
+	}
+	return out, nil
+}
+
+// stopOffsets resolves a bound to the offset each partition stops before.
+func stopOffsets(o offsetLister, c SourceConfig, parts []int32) (map[int32]int64, error) {
+	if len(parts) == 0 {
+		return map[int32]int64{}, nil
+	}
+	switch c.Stop.Mode {
+	case "timestamp":
+		return timestampOffsets(o, parts, c.Stop.TimestampMillis)
+	case "offsets":
+		out, err := o.list(parts, kafka.LatestOffsetSpec)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range parts {
+			if off, ok := c.Stop.Offsets[p]; ok {
+				out[p] = off
+			}
+		}
+		return out, nil
+	default:
+		return o.list(parts, kafka.LatestOffsetSpec)
+	}
+}
