@@ -72,7 +72,11 @@ func (j *Job) setupState() (*stateSetup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint.dir: %w", err)
 	}
-	st := &stateSetup{fs: vfs.Default, root: root, cps: map[string]*actors.Checkpointing{}}
+	fs := j.opts.fs
+	if fs == nil {
+		fs = vfs.Default
+	}
+	st := &stateSetup{fs: fs, root: root, cps: map[string]*actors.Checkpointing{}}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("checkpoint.dir: cannot create %s: %w", root, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/weirstream/weir/actors"
@@ -42,6 +43,7 @@ type options struct {
 	closeTimeout time.Duration
 	onCheckpoint func(id uint64, savepoint bool)
 	failpoint    func(name string)
+	fs           vfs.FS
 }
 
 // Option configures a Job.
@@ -60,6 +62,12 @@ func WithFlowControl(credits, batchRecords int) Option {
 // path (a chk-<N> directory) instead of the newest checkpoint in
 // checkpoint.dir.
 func WithSavepoint(path string) Option { return func(o *options) { o.savepoint = path } }
+
+// WithFS makes the job write its state and checkpoints through fs instead of
+// the operating system's file system (tests inject errors with
+// pebble's vfs/errorfs; fs must be a real-path file system such as one
+// wrapping vfs.Default).
+func WithFS(fs vfs.FS) Option { return func(o *options) { o.fs = fs } }
 
 // WithCheckpointListener calls f when a checkpoint completes (on the job
 // supervisor's goroutine: f must return quickly).
