@@ -15,14 +15,17 @@ import (
 	"github.com/weirstream/weir/actors"
 	"github.com/weirstream/weir/snapshot"
 	"github.com/weirstream/weir/supervisor"
+	"github.com/weirstream/weir/txsink"
 )
 
 // fingerprint names the shape of the job graph a checkpoint belongs to; a
-// checkpoint of another shape is refused on restore.
+// checkpoint of another shape is refused on restore. The parallelism is not
+// part of it: a checkpoint restores into another parallelism by
+// redistributing key groups, partitions and pending transactions.
 func (j *Job) fingerprint() string {
 	s := j.spec
-	return fmt.Sprintf("source(%s)->window(%dms)->sink(%s) parallelism=%d key_groups=%d",
-		s.Source.Topic, s.Window.Size.Milliseconds(), s.Sink.Topic, s.Parallelism, actors.KeyGroups)
+	return fmt.Sprintf("source(%s)->window(%dms)->sink(%s) key_groups=%d",
+		s.Source.Topic, s.Window.Size.Milliseconds(), s.Sink.Topic, actors.KeyGroups)
 }
 
 // taskNames lists the job's tasks, as they are named in checkpoints.
@@ -118,6 +121,10 @@ func (j *Job) setupState() (*stateSetup, error) {
 	} else {
 		m, problems, err := snapshot.Latest(st.fs, root, j.spec.Name, j.fingerprint())
 		for _, p := range problems {
+			if errors.Is(p.Err, snapshot.ErrIncomplete) {
+				j.opts.log.Warn("ignoring an incomplete checkpoint (the job stopped while taking it)", "checkpoint", p.ID)
+				continue
+			}
 			j.opts.log.Error("skipping a broken checkpoint; the previous complete one is used", "problem", p.String())
 		}
 		switch {
@@ -136,10 +143,19 @@ func (j *Job) setupState() (*stateSetup, error) {
 	}
 
 	live := filepath.Join(root, "live")
+	if st.restored != nil {
+		oldP := restoredParallelism(*st.restored)
+		if oldP != j.spec.Parallelism {
+			if err := j.rescale(st, metaRoot, oldP); err != nil {
+				return fail(err)
+			}
+			return st, nil
+		}
+	}
 	for _, task := range j.taskNames() {
 		liveDir := filepath.Join(live, task)
 		opts := storeOptions(task)
-		cp := &actors.Checkpointing{FS: st.fs, Root: root, ExactlyOnce: true, SnapshotTimeout: c.Timeout, Failpoint: j.opts.failpoint}
+		cp := j.newCheckpointing(st)
 		if st.restored != nil {
 			store, opState, err := snapshot.Restore(st.fs, metaRoot, *st.restored, task, liveDir, opts)
 			if err != nil {
@@ -204,3 +220,124 @@ func loadSavepoint(fs vfs.FS, path string) (snapshot.Metadata, string, error) {
 	}
 	return m, root, nil
 }
+
+func (j *Job) newCheckpointing(st *stateSetup) *actors.Checkpointing {
+	return &actors.Checkpointing{FS: st.fs, Root: st.root, ExactlyOnce: true,
+		SnapshotTimeout: j.spec.Checkpoint.Timeout, Failpoint: j.opts.failpoint}
+}
+
+// restoredParallelism is the parallelism a checkpoint was taken with: the
+// number of its window tasks.
+func restoredParallelism(m snapshot.Metadata) int {
+	n := 0
+	for task := range m.Tasks {
+		if strings.HasPrefix(task, "window-") {
+			n++
+		}
+	}
+	return n
+}
+
+// rescale restores a checkpoint taken with parallelism oldP into the job's
+// parallelism (Flink's rescaling by key groups):
+//
+//  1. every source gets the positions of all partitions (each keeps the
+//     ones it owns now);
+//  2. window state moves by key group: each entry goes to the subtask that
+//     owns its key group now; the watermark restored is the smallest;
+//  3. the pending transactions of old sink subtask k go to new subtask
+//     k mod p, which also fences the transactional ids of old subtasks it
+//     takes over, so no transaction of the old layout stays open.
+func (j *Job) rescale(st *stateSetup, metaRoot string, oldP int) error {
+	m := *st.restored
+	newP := j.spec.Parallelism
+	j.opts.log.Warn("restoring a checkpoint taken with another parallelism: redistributing state",
+		"checkpoint", m.ID, "from", oldP, "to", newP)
+	scratch := filepath.Join(st.root, "live", "rescale")
+	defer os.RemoveAll(scratch)
+	// readOld restores an old task into scratch and hands its store and
+	// operator state to f.
+	readOld := func(task string, f func(store *snapshot.Store, op []byte) error) error {
+		dir := filepath.Join(scratch, task)
+		store, op, err := snapshot.Restore(st.fs, metaRoot, m, task, dir, storeOptions(task))
+		if err != nil {
+			return err
+		}
+		ferr := f(store, op)
+		if err := store.Close(); err != nil && ferr == nil {
+			ferr = err
+		}
+		return ferr
+	}
+	// Fresh stores for every new task.
+	for _, task := range j.taskNames() {
+		liveDir := filepath.Join(st.root, "live", task)
+		if err := os.RemoveAll(liveDir); err != nil {
+			return fmt.Errorf("checkpoint.dir: clear %s: %w", liveDir, err)
+		}
+		store, err := snapshot.OpenStore(st.fs, liveDir, storeOptions(task))
+		if err != nil {
+			return err
+		}
+		cp := j.newCheckpointing(st)
+		cp.Store, cp.RestoredFrom = store, m.ID
+		st.cps[task] = cp
+	}
+	// 1. Sources: merge the positions.
+	merged, err := actors.MergeSourceStates(func(add func(op []byte) error) error {
+		for i := 0; i < oldP; i++ {
+			if err := readOld(supervisor.TaskName("source", i), func(_ *snapshot.Store, op []byte) error { return add(op) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rescale sources from checkpoint %d: %w", m.ID, err)
+	}
+	for i := 0; i < newP; i++ {
+		st.cps[supervisor.TaskName("source", i)].OpState = merged
+	}
+	// 2. Windows: move entries by key group.
+	targets := make([]*snapshot.Store, newP)
+	for i := range targets {
+		targets[i] = st.cps[supervisor.TaskName("window", i)].Store
+	}
+	var ops [][]byte
+	for i := 0; i < oldP; i++ {
+		err := readOld(supervisor.TaskName("window", i), func(store *snapshot.Store, op []byte) error {
+			ops = append(ops, op)
+			return actors.RedistributeWindowState(store, targets)
+		})
+		if err != nil {
+			return fmt.Errorf("rescale windows from checkpoint %d: %w", m.ID, err)
+		}
+	}
+	op, err := actors.MergeWindowOpStates(ops)
+	if err != nil {
+		return fmt.Errorf("rescale windows from checkpoint %d: %w", m.ID, err)
+	}
+	for i := 0; i < newP; i++ {
+		st.cps[supervisor.TaskName("window", i)].OpState = op
+	}
+	// 3. Sinks: pending transactions and fencing by k mod p.
+	for k := 0; k < oldP; k++ {
+		cp := st.cps[supervisor.TaskName("sink", k%newP)]
+		err := readOld(supervisor.TaskName("sink", k), func(_ *snapshot.Store, op []byte) error {
+			if len(op) > 0 && string(op) != "{}" {
+				cp.OpStates = append(cp.OpStates, op)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("rescale sinks from checkpoint %d: %w", m.ID, err)
+		}
+		if k >= newP && j.spec.Delivery == ExactlyOnce {
+			cp.FenceIDs = append(cp.FenceIDs, txsink.TransactionalIDs(j.spec.Sink.TransactionalIDPrefix, j.spec.Name, "sink", k, k+1, txsinkPool)...)
+		}
+	}
+	return nil
+}
+
+// txsinkPool is the number of transactional producers per sink subtask.
+const txsinkPool = 2

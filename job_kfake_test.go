@@ -268,9 +268,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestRestoreRefusesOtherGraphOrJob: a checkpoint taken with parallelism 1
-// is not restored into the job with parallelism 2, nor into another job
-// using the same directory; the error says why and nothing starts.
+// TestRestoreRefusesOtherGraphOrJob: a checkpoint taken with 1s windows is
+// not restored into the job with 2s windows, nor into another job using
+// the same directory; the error says why and nothing starts.
 func TestRestoreRefusesOtherGraphOrJob(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "in", "out"), kfake.Ports(0))
 	if err != nil {
@@ -309,7 +309,7 @@ func TestRestoreRefusesOtherGraphOrJob(t *testing.T) {
 		edit func(*JobSpec)
 		want string
 	}{
-		{"parallelism", func(s *JobSpec) { s.Parallelism = 2 }, "parallelism=2"},
+		{"window size", func(s *JobSpec) { s.Window.Size = 2 * time.Second }, "window(2000ms)"},
 		{"job name", func(s *JobSpec) { s.Name = "other" }, `"other"`},
 	} {
 		s := spec
@@ -460,6 +460,80 @@ func TestExactlyOnceOnKfake(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("last run: %+v", job.Stats())
+			got, err := verify.ReadResults(ctx, brokers, "out", verify.ReadCommitted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := verify.Compare(len(events), verify.Expected(events, time.Second), got)
+			t.Log(v.String())
+			if !v.OK {
+				t.Fatal(v.Report())
+			}
+		})
+	}
+}
+
+// TestRescaleExactlyOnce: an exactly-once job with parallelism 2 is stopped
+// mid-stream; it restarts with parallelism 3 (and 1): window state moves by
+// key group, positions by partition, pending transactions to one subtask
+// each, and the old transactional ids are fenced. Every window exactly once.
+func TestRescaleExactlyOnce(t *testing.T) {
+	for _, newP := range []int{3, 1} {
+		t.Run(fmt.Sprintf("2to%d", newP), func(t *testing.T) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "in", "out"), kfake.Ports(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			brokers := c.ListenAddrs()[0]
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			events, err := verify.Generate(verify.GenConfig{Seed: 17, Keys: 300, Partitions: 4, Events: 200000,
+				Start: 1_700_000_000_000, Step: time.Millisecond, OutOfOrderness: 100 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := verify.Produce(ctx, brokers, "in", events, 4); err != nil {
+				t.Fatal(err)
+			}
+			spec := JobSpec{
+				Name: "rescale", Brokers: brokers,
+				Source:   SourceSpec{Topic: "in", Start: StartSpec{Mode: StartEarliest}},
+				KeyField: "user", TimestampField: "ts",
+				Window:      WindowSpec{Size: time.Second, OutOfOrderness: 100 * time.Millisecond},
+				Aggregate:   AggregateSpec{ValueField: "amount"},
+				Sink:        SinkSpec{Topic: "out"},
+				Delivery:    ExactlyOnce,
+				Parallelism: 2,
+				Checkpoint:  CheckpointSpec{Interval: 30 * time.Millisecond, Dir: t.TempDir(), Timeout: time.Minute},
+			}
+			runCtx, stop := context.WithCancel(ctx)
+			var job1 *Job
+			job1, err = NewJob(spec, WithFlowControl(1, 64), WithCheckpointListener(func(id uint64, _ bool) {
+				if id >= 2 {
+					stop()
+				}
+			}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := job1.Run(runCtx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("run 1: %v", err)
+			}
+			spec.Parallelism = newP
+			job2, err := NewJob(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			job2.Drain()
+			if err := job2.Run(ctx); err != nil {
+				t.Fatal(err)
+			}
+			st1, st2 := job1.Stats(), job2.Stats()
+			t.Logf("run 1 (p=2): read %d, last checkpoint %d; run 2 (p=%d): restored %d, read %d", st1.RecordsIn, st1.LastCheckpoint, newP, st2.RestoredFrom, st2.RecordsIn)
+			if st2.RestoredFrom < 2 {
+				t.Fatalf("run 2 did not resume from the checkpoint: %+v", st2)
+			}
 			got, err := verify.ReadResults(ctx, brokers, "out", verify.ReadCommitted)
 			if err != nil {
 				t.Fatal(err)

@@ -31,6 +31,13 @@ type Checkpointing struct {
 	// OpState is the operator state restored from a checkpoint, nil on a
 	// fresh start.
 	OpState []byte
+	// OpStates are further operator states to restore (a sink subtask that
+	// takes over the pending transactions of several old subtasks after a
+	// rescale); OpState, when set, is restored too.
+	OpStates [][]byte
+	// FenceIDs are transactional ids of old sink subtasks this one takes
+	// over after a rescale and must fence.
+	FenceIDs []string
 	// RestoredFrom is the id of the checkpoint restored, 0 for none.
 	RestoredFrom uint64
 	// ExactlyOnce aligns barriers; otherwise records are never held.

@@ -219,14 +219,22 @@ func (s *Sink) startTx() error {
 	if err != nil {
 		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
 	}
-	tx, err := txsink.New(k, txsink.Config{Owner: txsink.Owner(s.cfg.Transactional.Job, s.cfg.Transactional.Sink, s.cfg.Index), OpTimeout: s.cfg.OpTimeout})
+	var fence []string
+	if cp := s.cfg.Checkpoint; cp.Enabled() {
+		fence = cp.FenceIDs
+	}
+	tx, err := txsink.New(k, txsink.Config{Owner: txsink.Owner(s.cfg.Transactional.Job, s.cfg.Transactional.Sink, s.cfg.Index),
+		OpTimeout: s.cfg.OpTimeout, FenceIDs: fence})
 	if err != nil {
 		k.Close()
 		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
 	}
 	var states [][]byte
-	if cp := s.cfg.Checkpoint; cp.Enabled() && cp.OpState != nil && string(cp.OpState) != "{}" {
-		states = append(states, cp.OpState)
+	if cp := s.cfg.Checkpoint; cp.Enabled() {
+		if cp.OpState != nil && string(cp.OpState) != "{}" {
+			states = append(states, cp.OpState)
+		}
+		states = append(states, cp.OpStates...)
 	}
 	if err := tx.Recover(octx, states...); err != nil {
 		tx.Close()

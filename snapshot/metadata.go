@@ -188,7 +188,12 @@ func WriteMetadata(fs vfs.FS, root string, m Metadata) error {
 }
 
 // errNoMetadata marks a checkpoint directory without _metadata.
-var errNoMetadata = errors.New("no _metadata: incomplete (being written, aborted, or torn by a crash)")
+var errNoMetadata = ErrIncomplete
+
+// ErrIncomplete is the Problem of a checkpoint without _metadata: it was
+// being written, was aborted, or was torn by a crash. That is normal after
+// a stop and is not corruption.
+var ErrIncomplete = errors.New("no _metadata: incomplete (being written, aborted, or torn by a crash)")
 
 // ReadMetadata reads and checks the metadata of checkpoint id under root. It
 // does not verify the task files (see Verify).
