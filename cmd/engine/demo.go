@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,11 +24,26 @@ const demoAbout = `Runs a self-checking demo on an in-process Kafka broker (kfak
 127.0.0.1): a generator produces events {"user","ts","amount","seq"} live at
 --rate for --duration to the topic demo-events, with event time following
 the wall clock; the window job (count and sum of amount per user and
---window, at-least-once) runs from the start and writes to demo-results.
-Progress is printed once a second. When the generator is done the job is
-drained, its output is read back and compared with the expected windows,
-and one verdict line is printed. Exit codes: 0 verdict OK, 1 FAILED or a
-run-time failure, 2 bad flags. --seed replays a run's events.`
+--window) runs from the start and writes to demo-results with exactly-once
+delivery: Kafka transactions committed on checkpoints, taken every
+--checkpoint-interval into a temporary directory that is removed at the
+end. Progress is printed once a second. When the generator is done the job
+is drained (it commits its last epoch), its output is read back with
+read_committed and compared with the expected windows: every window
+exactly once with the right count and sum. One verdict line is printed.
+
+With --chaos the job runs as child processes (engine run on a generated job
+file) that the demo kills with SIGKILL and restarts while the generator
+produces: each child is armed with a random failpoint and hit count
+(WEIR_FAILPOINT, see engine run --help) or killed after a random delay,
+and each restart restores the latest checkpoint and commits what the
+killed child had not. Every kill is printed. After the generator is done a
+last child reads up to the end offsets (source.bounded: latest), commits
+and exits; then the verdict is computed as above, and the kills, restarts
+and aborted result records (read_uncommitted) are printed.
+
+Exit codes: 0 verdict OK, 1 FAILED or a run-time failure, 2 bad flags.
+--seed replays a run's events and, with --chaos, its sequence of faults.`
 
 const (
 	demoSource = "demo-events"
@@ -50,6 +67,9 @@ const (
 	// demoStopTimeout bounds the wait for Run to return after it is
 	// cancelled (the job bounds its own close as well).
 	demoStopTimeout = 90 * time.Second
+	// demoCheckpointTimeout is the job's checkpoint.timeout; the
+	// exactly-once sink's transaction timeout is chosen to cover it.
+	demoCheckpointTimeout = time.Minute
 )
 
 // demoConfig is the demo's flags.
@@ -63,6 +83,9 @@ type demoConfig struct {
 	outOfOrderness time.Duration
 	seed           int64
 	logLevel       slog.Level
+	logLevelName   string
+	checkpoint     time.Duration // checkpoint interval
+	chaos          bool
 	events         int64 // rate × duration
 }
 
@@ -78,6 +101,8 @@ func demoCmd(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.outOfOrderness, "out-of-orderness", 200*time.Millisecond, "how late events are generated and allowed by the job")
 	fs.Int64Var(&c.seed, "seed", 0, "generator seed; a new one is picked and printed when not given")
 	level := fs.String("log-level", "warn", "job log level on stderr: debug, info, warn or error")
+	fs.DurationVar(&c.checkpoint, "checkpoint-interval", 500*time.Millisecond, "time between checkpoints; each one commits the job's Kafka transactions")
+	fs.BoolVar(&c.chaos, "chaos", false, "run the job as child processes, kill them at random protocol steps and restart them")
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
 	}
@@ -87,6 +112,7 @@ func demoCmd(args []string, stdout, stderr io.Writer) int {
 		c.seed = time.Now().UnixNano()
 	}
 	var err error
+	c.logLevelName = strings.ToLower(*level)
 	if c.logLevel, err = logLevel(*level); err == nil {
 		err = c.validate()
 	}
@@ -123,6 +149,8 @@ func (c *demoConfig) validate() error {
 		return fmt.Errorf("--window %v: must be a positive whole number of milliseconds, e.g. 1s", c.window)
 	case c.outOfOrderness < 0 || c.outOfOrderness%time.Millisecond != 0:
 		return fmt.Errorf("--out-of-orderness %v: must be zero or a whole number of milliseconds, e.g. 200ms", c.outOfOrderness)
+	case c.checkpoint < 10*time.Millisecond || c.checkpoint > demoCheckpointTimeout/2:
+		return fmt.Errorf("--checkpoint-interval %v: must be between 10ms and %v, e.g. 500ms", c.checkpoint, demoCheckpointTimeout/2)
 	}
 	n := float64(c.rate) * c.duration.Seconds()
 	if n > demoEventsMax {
@@ -138,8 +166,12 @@ func (c *demoConfig) validate() error {
 
 // replay returns the flags that replay c.
 func (c demoConfig) replay() string {
-	return fmt.Sprintf("engine demo --seed %d --duration %v --rate %d --keys %d --partitions %d --parallelism %d --window %v --out-of-orderness %v",
-		c.seed, c.duration, c.rate, c.keys, c.partitions, c.parallelism, c.window, c.outOfOrderness)
+	s := fmt.Sprintf("engine demo --seed %d --duration %v --rate %d --keys %d --partitions %d --parallelism %d --window %v --out-of-orderness %v --checkpoint-interval %v",
+		c.seed, c.duration, c.rate, c.keys, c.partitions, c.parallelism, c.window, c.outOfOrderness, c.checkpoint)
+	if c.chaos {
+		s += " --chaos"
+	}
+	return s
 }
 
 // runDemo runs the demo and returns the exit code; err, when not nil, is
@@ -162,11 +194,18 @@ func runDemo(ctx context.Context, c demoConfig, stdout, stderr io.Writer) (int, 
 		}
 	}
 	brokers := strings.Join(addrs, ",")
+	dir, err := os.MkdirTemp("", "weir-demo-")
+	if err != nil {
+		return exitFailed, fmt.Errorf("temporary directory for checkpoints: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	out := &syncWriter{w: stdout}
 
-	fmt.Fprintf(stdout, "demo: broker %s (in process), %s -> %s, %d partitions\n", brokers, demoSource, demoSink, c.partitions)
-	fmt.Fprintf(stdout, "demo: seed=%d (replay: %s)\n", c.seed, c.replay())
-	fmt.Fprintf(stdout, "demo: %d events at %d/s for %v, %d keys; job parallelism %d, window %v, out-of-orderness %v\n",
+	fmt.Fprintf(out, "demo: broker %s (in process), %s -> %s, %d partitions\n", brokers, demoSource, demoSink, c.partitions)
+	fmt.Fprintf(out, "demo: seed=%d (replay: %s)\n", c.seed, c.replay())
+	fmt.Fprintf(out, "demo: %d events at %d/s for %v, %d keys; job parallelism %d, window %v, out-of-orderness %v\n",
 		c.events, c.rate, c.duration, c.keys, c.parallelism, c.window, c.outOfOrderness)
+	fmt.Fprintf(out, "demo: delivery exactly-once, checkpoints every %v in %s (removed at the end)\n", c.checkpoint, dir)
 
 	start := time.Now()
 	gen, err := verify.NewGenerator(verify.GenConfig{
@@ -178,10 +217,59 @@ func runDemo(ctx context.Context, c demoConfig, stdout, stderr io.Writer) (int, 
 	if err != nil {
 		return exitFailed, err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
-	job, err := weir.NewJob(demoSpec(c, brokers), weir.WithLogger(log))
+	spec := demoSpec(c, brokers, filepath.Join(dir, "checkpoints"))
+	var run demoRun
+	if c.chaos {
+		run, err = runChaos(ctx, c, spec, dir, gen, start, out, stderr)
+	} else {
+		run, err = runInProcess(ctx, c, spec, gen, start, out, stderr)
+	}
 	if err != nil {
 		return exitFailed, err
+	}
+
+	readCtx, cancelRead := context.WithTimeout(ctx, demoReadTimeout)
+	defer cancelRead()
+	got, err := verify.ReadResults(readCtx, brokers, demoSink, verify.ReadCommitted)
+	if err != nil {
+		return exitFailed, err
+	}
+	if c.chaos {
+		fmt.Fprintf(out, "throughput: %d events processed in %v = %d events/s end to end, through every kill and restart (the workers' last status lines add up to records in=%d, results out=%d)\n",
+			len(run.events), run.elapsed.Round(time.Millisecond), perSecond(int64(len(run.events)), run.elapsed), run.recordsIn, run.resultsOut)
+		all, err := verify.ReadAll(readCtx, brokers, demoSink, verify.ReadUncommitted)
+		if err != nil {
+			return exitFailed, err
+		}
+		fmt.Fprintf(out, "chaos: %d kills (%d at failpoints, %d plain SIGKILLs), %d restarts, %d aborted result records (read_uncommitted %d, read_committed %d)\n",
+			run.kills, run.failpointKills, run.kills-run.failpointKills, run.restarts, len(all)-len(got), len(all), len(got))
+	} else {
+		fmt.Fprintf(out, "throughput: %d events processed in %v = %d events/s (results out=%d, late dropped=%d)\n",
+			run.recordsIn, run.elapsed.Round(time.Millisecond), perSecond(run.recordsIn, run.elapsed), run.resultsOut, run.lateDropped)
+	}
+	return verdict(out, run.events, c.window, got), nil
+}
+
+// demoRun is what one run of the demo's job did.
+type demoRun struct {
+	events      []verify.Event // produced, each acknowledged by Kafka
+	elapsed     time.Duration  // from the first event to the job's end
+	recordsIn   int64          // summed over every worker with --chaos
+	resultsOut  int64
+	lateDropped int64
+
+	kills          int // --chaos: workers killed
+	failpointKills int // of which at a failpoint
+	restarts       int // workers started after the first
+}
+
+// runInProcess runs the job in this process while the generator produces,
+// then drains it.
+func runInProcess(ctx context.Context, c demoConfig, spec weir.JobSpec, gen *verify.Generator, start time.Time, out, stderr io.Writer) (demoRun, error) {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
+	job, err := weir.NewJob(spec, weir.WithLogger(log))
+	if err != nil {
+		return demoRun{}, err
 	}
 
 	runCtx, cancelRun := context.WithCancel(ctx)
@@ -205,7 +293,7 @@ func runDemo(ctx context.Context, c demoConfig, stdout, stderr io.Writer) (int, 
 	}
 
 	stopProgress := make(chan struct{})
-	progressDone := every(time.Second, stopProgress, progressLine(stdout, job, start))
+	progressDone := every(time.Second, stopProgress, progressLine(out, job, start))
 	endProgress := func() {
 		if stopProgress != nil {
 			close(stopProgress)
@@ -215,12 +303,12 @@ func runDemo(ctx context.Context, c demoConfig, stdout, stderr io.Writer) (int, 
 	}
 	defer endProgress()
 
-	events, err := produceLive(ctx, brokers, c, gen, jobEnded)
+	events, err := produceLive(ctx, spec.Brokers, c, gen, jobEnded)
 	if err != nil {
 		if stopJob() && runErr != nil && !errors.Is(runErr, context.Canceled) {
 			err = fmt.Errorf("%w (the job: %v)", err, runErr)
 		}
-		return exitFailed, err
+		return demoRun{}, err
 	}
 
 	job.Drain()
@@ -229,31 +317,22 @@ func runDemo(ctx context.Context, c demoConfig, stdout, stderr io.Writer) (int, 
 	case <-jobEnded:
 	case <-ctx.Done():
 		stopJob()
-		return exitFailed, ctx.Err()
+		return demoRun{}, ctx.Err()
 	case <-time.After(drainTimeout):
 		stopJob()
-		return exitFailed, fmt.Errorf("the job did not finish draining within %v", drainTimeout)
+		return demoRun{}, fmt.Errorf("the job did not finish draining within %v", drainTimeout)
 	}
 	elapsed := time.Since(start)
 	endProgress()
 	if runErr != nil {
-		return exitFailed, runErr
-	}
-
-	readCtx, cancelRead := context.WithTimeout(ctx, demoReadTimeout)
-	defer cancelRead()
-	got, err := verify.ReadResults(readCtx, brokers, demoSink, verify.ReadCommitted)
-	if err != nil {
-		return exitFailed, err
+		return demoRun{}, runErr
 	}
 	st := job.Stats()
-	fmt.Fprintf(stdout, "throughput: %d events processed in %v = %d events/s (results out=%d, late dropped=%d)\n",
-		st.RecordsIn, elapsed.Round(time.Millisecond), perSecond(st.RecordsIn, elapsed), st.ResultsOut, st.LateDropped)
-	return verdict(stdout, events, c.window, got), nil
+	return demoRun{events: events, elapsed: elapsed, recordsIn: st.RecordsIn, resultsOut: st.ResultsOut, lateDropped: st.LateDropped}, nil
 }
 
-// demoSpec is the demo's window job.
-func demoSpec(c demoConfig, brokers string) weir.JobSpec {
+// demoSpec is the demo's window job, exactly-once with checkpoints in dir.
+func demoSpec(c demoConfig, brokers, dir string) weir.JobSpec {
 	return weir.JobSpec{
 		Name:           "demo",
 		Brokers:        brokers,
@@ -263,7 +342,8 @@ func demoSpec(c demoConfig, brokers string) weir.JobSpec {
 		Window:         weir.WindowSpec{Size: c.window, OutOfOrderness: c.outOfOrderness},
 		Aggregate:      weir.AggregateSpec{ValueField: "amount"},
 		Sink:           weir.SinkSpec{Topic: demoSink},
-		Delivery:       weir.AtLeastOnce, // exactly-once is not built yet
+		Delivery:       weir.ExactlyOnce,
+		Checkpoint:     weir.CheckpointSpec{Interval: c.checkpoint, Dir: dir, Timeout: demoCheckpointTimeout},
 		Parallelism:    c.parallelism,
 	}
 }

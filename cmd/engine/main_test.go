@@ -127,7 +127,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"help", "savepoint"}, []string{"-timeout"}},
 		{[]string{"run", "-h"}, []string{"-config"}},
 		{[]string{"help", "run"}, []string{"-config"}},
-		{[]string{"demo", "--help"}, []string{"-duration", "-rate", "-keys", "-partitions", "-parallelism", "-window", "-out-of-orderness", "-seed"}},
+		{[]string{"demo", "--help"}, []string{"-duration", "-rate", "-keys", "-partitions", "-parallelism", "-window", "-out-of-orderness", "-seed", "-checkpoint-interval", "-chaos"}},
 		{[]string{"help", "demo"}, []string{"-rate"}},
 	} {
 		r := runEngine(t, tc.args...)
@@ -138,9 +138,16 @@ func TestHelp(t *testing.T) {
 			t.Errorf("engine %q: stdout does not start with the usage:\n%s", tc.args, r.stdout)
 		}
 		for _, f := range tc.flags {
-			if !strings.Contains(r.stdout, "  "+f+" ") {
+			if !strings.Contains(r.stdout, "  "+f+" ") && !strings.Contains(r.stdout, "  "+f+"\n") {
 				t.Errorf("engine %q: flag %s not described in:\n%s", tc.args, f, r.stdout)
 			}
+		}
+	}
+
+	r = runEngine(t, "run", "--help")
+	for _, w := range append([]string{"WEIR_FAILPOINT=NAME[@N]", "failpoint NAME hit (N): killing the process"}, weir.Failpoints...) {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("engine run --help does not mention %q:\n%s", w, r.stdout)
 		}
 	}
 
@@ -287,13 +294,6 @@ func TestRunMissingTopic(t *testing.T) {
 	wantBadInput(t, runEngine(t, "run", "--config", job2, "--check-timeout", "10s"), "engine: source.topic:", `"nosuch"`)
 }
 
-func TestRunExactlyOnceRefused(t *testing.T) {
-	brokers := startKfake(t)
-	dir := t.TempDir()
-	job := writeJobFile(t, brokers, "delivery: exactly-once\ncheckpoint:\n  interval: 1s\n  dir: "+dir+"\n")
-	wantBadInput(t, runEngine(t, "run", "--config", job, "--check-timeout", "10s"), "engine: delivery:", "exactly-once")
-}
-
 // startRun starts `engine run` and returns the command, its stdout lines
 // and a function returning its stderr once it has exited.
 func startRun(t *testing.T, ctx context.Context, args ...string) (*exec.Cmd, <-chan string, *bytes.Buffer) {
@@ -324,7 +324,7 @@ func startRun(t *testing.T, ctx context.Context, args ...string) (*exec.Cmd, <-c
 	return cmd, out, &stderr
 }
 
-var statusRE = regexp.MustCompile(`^status: t=\S+ records in=(\d+) results out=(\d+) late dropped=(\d+) rate=\d+/s$`)
+var statusRE = regexp.MustCompile(`^status: t=\S+ records in=(\d+) results out=(\d+) late dropped=(\d+) rate=\d+/s lag=(\d+) checkpoints=(\d+)$`)
 
 // TestRunStopsOnSignal runs a job on kfake until it has read every input
 // record, then stops it with SIGTERM: exit 0 and a line saying so.
@@ -429,6 +429,8 @@ func TestDemoBadFlags(t *testing.T) {
 		{[]string{"--rate", "1000000", "--duration", "1m"}, "at most 20000000"},
 		{[]string{"--rate", "1", "--duration", "500ms"}, "less than one event"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--checkpoint-interval", "5ms"}, "--checkpoint-interval 5ms"},
+		{[]string{"--checkpoint-interval", "1h"}, "--checkpoint-interval 1h0m0s"},
 		{[]string{"--rate", "fast"}, "engine demo: invalid value"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -538,15 +540,17 @@ func TestLoopbackListen(t *testing.T) {
 
 func TestDemoSpecBuilds(t *testing.T) {
 	c := demoConfig{duration: time.Second, rate: 10, keys: 1, partitions: 1, parallelism: 3,
-		window: time.Second, outOfOrderness: 200 * time.Millisecond}
+		window: time.Second, outOfOrderness: 200 * time.Millisecond, checkpoint: 500 * time.Millisecond}
 	if err := c.validate(); err != nil || c.events != 10 {
 		t.Fatalf("validate: %v, events %d", err, c.events)
 	}
-	job, err := weir.NewJob(demoSpec(c, "127.0.0.1:9092"))
+	dir := t.TempDir()
+	job, err := weir.NewJob(demoSpec(c, "127.0.0.1:9092", dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := job.Spec(); s.Delivery != weir.AtLeastOnce || s.Parallelism != 3 || s.Window.OutOfOrderness != c.outOfOrderness {
+	if s := job.Spec(); s.Delivery != weir.ExactlyOnce || s.Parallelism != 3 || s.Window.OutOfOrderness != c.outOfOrderness ||
+		s.Checkpoint.Interval != c.checkpoint || s.Checkpoint.Dir != dir {
 		t.Errorf("spec %+v", s)
 	}
 }

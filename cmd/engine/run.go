@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -15,12 +16,13 @@ import (
 	"github.com/weirstream/weir"
 )
 
-const runAbout = `Runs the job described by a job file (docs/jobfile.md, examples/job.yaml)
+var runAbout = `Runs the job described by a job file (docs/jobfile.md, examples/job.yaml)
 until a signal stops it or it fails. The job file is checked, then the
 brokers are asked for the source topic; a problem with either is one line
 on stderr and exit code 2, before anything runs. The log goes to stderr; a
-status line (records in, results out, late dropped, rate) goes to stdout
-every --status-interval.
+status line (records in, results out, late dropped, rate, total lag of the
+source partitions, checkpoints completed) goes to stdout every
+--status-interval.
 
 With checkpoints on (checkpoint.interval and checkpoint.dir), the job
 restores the newest complete checkpoint in checkpoint.dir, or the one given
@@ -38,6 +40,16 @@ Signals:
   SIGUSR1  take a savepoint and print "savepoint: PATH" on stdout; the job
            keeps running.
 A second SIGINT or SIGTERM kills the process.
+
+Environment:
+  WEIR_FAILPOINT=NAME[@N]  crash test: the process kills itself with SIGKILL
+           the N-th time (default 1) the job reaches the protocol step NAME,
+           after printing "failpoint NAME hit (N): killing the process" on
+           stderr. NAME is one of:
+             ` + strings.Join(weir.Failpoints, "\n             ") + `
+           Restarting the same job file restores the latest checkpoint and
+           commits what the killed process had not. A malformed value is
+           one line and exit code 2.
 
 Exit codes: 0 stopped by a signal or ended normally, 1 failed at run time,
 2 bad input.`
@@ -74,6 +86,10 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return bad("%v", err)
 	}
+	failpoint, err := weir.FailpointFromEnv()
+	if err != nil {
+		return bad("%s", oneLine(err.Error()))
+	}
 
 	spec, err := weir.LoadJobFile(*config)
 	if err != nil {
@@ -108,6 +124,10 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 
 	opts := []weir.Option{weir.WithLogger(log)}
+	if failpoint != nil {
+		opts = append(opts, failpoint)
+		log.Warn("failpoint armed: the process kills itself with SIGKILL at that protocol step", "env", weir.FailpointEnv+"="+os.Getenv(weir.FailpointEnv))
+	}
 	if *fromSavepoint != "" {
 		opts = append(opts, weir.WithSavepoint(*fromSavepoint))
 	}
@@ -366,9 +386,18 @@ func statusLine(w io.Writer, job *weir.Job, start time.Time) func(time.Time) {
 		st := job.Stats()
 		rate := perSecond(st.RecordsIn-lastIn, now.Sub(last))
 		last, lastIn = now, st.RecordsIn
-		fmt.Fprintf(w, "status: t=%v records in=%d results out=%d late dropped=%d rate=%d/s\n",
-			now.Sub(start).Round(time.Second), st.RecordsIn, st.ResultsOut, st.LateDropped, rate)
+		fmt.Fprintf(w, "status: t=%v records in=%d results out=%d late dropped=%d rate=%d/s lag=%d checkpoints=%d\n",
+			now.Sub(start).Round(time.Second), st.RecordsIn, st.ResultsOut, st.LateDropped, rate, totalLag(st.Lag), st.Checkpoints)
 	}
+}
+
+// totalLag is the sum of the lag of every source partition.
+func totalLag(lag map[int32]int64) int64 {
+	var n int64
+	for _, l := range lag {
+		n += l
+	}
+	return n
 }
 
 // perSecond returns n per d, rounded; 0 when d is not positive.
