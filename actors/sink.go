@@ -64,6 +64,9 @@ type Sink struct {
 	preparedTo  uint64
 	finalEpoch  uint64 // the epoch pre-committed after every input ended
 	finishedOut bool
+	// barrierAt is when each pending epoch's barrier reached the sink, for
+	// the commit latency in the log.
+	barrierAt map[uint64]time.Time
 	// deliveryErr is set by the delivery report reader; flush checks it.
 	deliveryErr atomic.Pointer[error]
 }
@@ -157,6 +160,13 @@ func (s *Sink) Receive(ctx actor.Context) {
 			return
 		}
 		s.failpoint("after-commit")
+		now := time.Now()
+		for id, at := range s.barrierAt {
+			if id <= m.ID {
+				s.cfg.Log.Info("epoch committed", "task", s.cfg.Task, "epoch", id, "after_barrier", now.Sub(at).Round(time.Microsecond))
+				delete(s.barrierAt, id)
+			}
+		}
 		if !s.finishedOut && s.finalEpoch > 0 && m.ID >= s.finalEpoch && len(s.tx.Pending()) == 0 {
 			s.finishedOut = true
 			ctx.Send(ctx.Parent(), &Finished{Task: s.cfg.Task})
@@ -259,6 +269,12 @@ func (s *Sink) preCommit(ctx actor.Context, id uint64) {
 		return
 	}
 	s.preparedTo = id
+	if s.barrierAt == nil {
+		s.barrierAt = map[uint64]time.Time{}
+	}
+	if len(s.barrierAt) < 1024 {
+		s.barrierAt[id] = time.Now()
+	}
 	s.cfg.Checkpoint.snapshot(ctx, s.cfg.Task, id, nil, st)
 }
 

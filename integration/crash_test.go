@@ -57,7 +57,7 @@ var (
 )
 
 // engineBinary builds cmd/engine once per test binary.
-func engineBinary(t *testing.T) string {
+func engineBinary(t testing.TB) string {
 	engineOnce.Do(func() {
 		root, err := broker.RepoRoot()
 		if err != nil {

@@ -37,6 +37,9 @@ type CheckpointPlan struct {
 
 type tick struct{}
 
+// firstCheckpointDelay bounds the wait for the first checkpoint of a run.
+const firstCheckpointDelay = 200 * time.Millisecond
+
 type savepointRequest struct {
 	reply chan SavepointResult
 }
@@ -77,10 +80,17 @@ func (j *jobSupervisor) startCheckpoints(ctx actor.Context, tasks []string) erro
 	for i, t := range tasks {
 		ids[i] = coordinator.TaskID(t)
 	}
+	// The first checkpoint after a (re)start comes after min(interval,
+	// firstCheckpointDelay): a restarted exactly-once job commits its first
+	// epoch soon instead of a whole interval later.
+	base := p.Now()
+	if p.Interval > firstCheckpointDelay {
+		base = base.Add(firstCheckpointDelay - p.Interval)
+	}
 	core, err := coordinator.New(coordinator.Config{
 		Interval: p.Interval, Timeout: p.Timeout, MinPause: p.MinPause,
 		MaxConcurrent: p.MaxConcurrent, TolerableFailures: p.TolerableFailures, Tasks: ids,
-	}, coordinator.CheckpointID(p.After), p.Now())
+	}, coordinator.CheckpointID(p.After), base)
 	if err != nil {
 		return fmt.Errorf("supervisor: checkpoint coordinator: %w", err)
 	}

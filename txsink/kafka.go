@@ -257,24 +257,63 @@ func (k *Kafka) Fence(ctx context.Context, ids []string) error {
 	for i, id := range k.ids {
 		own[id] = i
 	}
-	for _, id := range append(append([]string(nil), ids...), k.ids...) {
-		slot, isOwn := own[id]
-		if isOwn && k.slots[slot] != nil {
+	// InitTransactions on each id is independent (each may wait for the
+	// broker to abort what the id left open): fence them all at once.
+	all := append(append([]string(nil), ids...), k.ids...)
+	seen := map[string]bool{}
+	type result struct {
+		id  string
+		kp  *kproducer
+		err error
+	}
+	results := make(chan result, len(all))
+	n := 0
+	for _, id := range all {
+		if seen[id] {
 			continue
 		}
-		kp, err := k.newProducer(id)
-		if err != nil {
-			return err
+		seen[id] = true
+		n++
+		go func(id string) {
+			kp, err := k.newProducer(id)
+			if err != nil {
+				results <- result{id: id, err: err}
+				return
+			}
+			if err := retry(ctx, func(ctx context.Context) error { return kp.p.InitTransactions(ctx) }); err != nil {
+				k.closeProducer(kp)
+				results <- result{id: id, err: fmt.Errorf("txsink: kafka: init transactions of %s: %w", id, classify(err))}
+				return
+			}
+			results <- result{id: id, kp: kp}
+		}(id)
+	}
+	var firstErr error
+	for i := 0; i < n; i++ {
+		r := <-results
+		switch {
+		case r.err != nil:
+			if firstErr == nil {
+				firstErr = r.err
+			}
+		case firstErr == nil:
+			if slot, isOwn := own[r.id]; isOwn {
+				k.slots[slot] = r.kp
+				continue
+			}
+			k.closeProducer(r.kp)
+		default:
+			k.closeProducer(r.kp)
 		}
-		if err := retry(ctx, func(ctx context.Context) error { return kp.p.InitTransactions(ctx) }); err != nil {
-			k.closeProducer(kp)
-			return fmt.Errorf("txsink: kafka: init transactions of %s: %w", id, classify(err))
+	}
+	if firstErr != nil {
+		for i, kp := range k.slots {
+			if kp != nil {
+				k.closeProducer(kp)
+				k.slots[i] = nil
+			}
 		}
-		if isOwn {
-			k.slots[slot] = kp
-		} else {
-			k.closeProducer(kp)
-		}
+		return firstErr
 	}
 	return nil
 }
