@@ -222,7 +222,7 @@ func loadSavepoint(fs vfs.FS, path string) (snapshot.Metadata, string, error) {
 }
 
 func (j *Job) newCheckpointing(st *stateSetup) *actors.Checkpointing {
-	return &actors.Checkpointing{FS: st.fs, Root: st.root, ExactlyOnce: true,
+	return &actors.Checkpointing{FS: st.fs, Root: st.root, ExactlyOnce: j.spec.Checkpoint.Mode != CheckpointAtLeastOnce,
 		SnapshotTimeout: j.spec.Checkpoint.Timeout, Failpoint: j.opts.failpoint}
 }
 

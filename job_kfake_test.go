@@ -365,3 +365,23 @@ func TestRescaleExactlyOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestAtLeastOnceCheckpoints: with checkpoint.mode at-least-once nothing is
+// held at barriers; checkpoints still complete, and a run without failures
+// is exact. A spec asking for exactly-once delivery on such checkpoints is
+// refused, naming the key.
+func TestAtLeastOnceCheckpoints(t *testing.T) {
+	f := newFixture(t, verify.GenConfig{Seed: 19, Keys: 100, Partitions: 4, Events: 40000})
+	spec := f.spec("alo")
+	spec.Parallelism = 2
+	spec.Checkpoint = CheckpointSpec{Interval: 20 * time.Millisecond, Dir: t.TempDir(), Mode: CheckpointAtLeastOnce}
+	st := f.drain(spec, WithFlowControl(1, 64)).Stats()
+	if st.Checkpoints == 0 {
+		t.Fatalf("no checkpoint completed: %+v", st)
+	}
+	f.check(true)
+	spec.Delivery = ExactlyOnce
+	if _, err := NewJob(spec); err == nil || !strings.HasPrefix(err.Error(), "checkpoint.mode:") {
+		t.Fatalf("NewJob = %v; want a checkpoint.mode error", err)
+	}
+}

@@ -289,6 +289,7 @@ func jobFileSchema(s *JobSpec) []field {
 			{name: "max_concurrent", kind: kindInt, bound: positive, example: "1", num: &s.Checkpoint.MaxConcurrent},
 			{name: "retain", kind: kindInt, bound: positive, example: "3", num: &s.Checkpoint.Retain},
 			{name: "tolerable_failures", kind: kindInt, bound: nonNegative, example: "0", num: &s.Checkpoint.TolerableFailures},
+			{name: "mode", kind: kindString, example: "exactly-once", str: (*string)(&s.Checkpoint.Mode)},
 		}},
 		{name: "restart", kind: kindSection, sub: []field{
 			{name: "strategy", kind: kindString, example: "exponential-delay", str: (*string)(&s.Restart.Strategy)},

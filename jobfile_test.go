@@ -211,6 +211,7 @@ func exampleSpec() JobSpec {
 			MaxConcurrent:     1,
 			Retain:            3,
 			TolerableFailures: 0,
+			Mode:              CheckpointExactlyOnce,
 		},
 		Restart: RestartSpec{Strategy: "exponential-delay", Delay: time.Second, MaxDelay: time.Minute,
 			ResetAfter: time.Hour, Multiplier: 1.5, Jitter: 0.1},

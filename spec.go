@@ -271,7 +271,21 @@ type CheckpointSpec struct {
 	// tolerates before it fails (job file: checkpoint.tolerable_failures).
 	// Default 0.
 	TolerableFailures int
+	// Mode is exactly-once (default: barriers are aligned, so a checkpoint
+	// holds exactly the records before it) or at-least-once (no alignment:
+	// nothing is held, and after a restore some records count twice)
+	// (job file: checkpoint.mode).
+	Mode CheckpointMode
 }
+
+// CheckpointMode is how barriers are aligned.
+type CheckpointMode string
+
+// Checkpoint modes, as in Flink.
+const (
+	CheckpointExactlyOnce CheckpointMode = "exactly-once"
+	CheckpointAtLeastOnce CheckpointMode = "at-least-once"
+)
 
 // RestartSpec configures the restart strategy (job file: restart):
 // strategy none, fixed-delay (attempts, delay), exponential-delay (delay,
@@ -335,6 +349,9 @@ func (s JobSpec) WithDefaults() JobSpec {
 	}
 	if s.Checkpoint.Retain == 0 {
 		s.Checkpoint.Retain = DefaultCheckpointRetain
+	}
+	if s.Checkpoint.Mode == "" {
+		s.Checkpoint.Mode = CheckpointExactlyOnce
 	}
 	if s.Restart.Strategy == "" {
 		s.Restart.Strategy = supervisor.RestartNone
@@ -605,6 +622,15 @@ func (c CheckpointSpec) validate(d Delivery) error {
 	}
 	if c.TolerableFailures < 0 {
 		return specErr("checkpoint.tolerable_failures", "must not be negative, got %d", c.TolerableFailures)
+	}
+	switch c.Mode {
+	case CheckpointExactlyOnce:
+	case CheckpointAtLeastOnce:
+		if d == ExactlyOnce {
+			return specErr("checkpoint.mode", "at-least-once checkpoints cannot give exactly-once delivery; use checkpoint.mode: exactly-once or delivery: at-least-once")
+		}
+	default:
+		return specErr("checkpoint.mode", "%q is not a mode; use exactly-once or at-least-once", c.Mode)
 	}
 	return nil
 }
