@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +55,28 @@ type KafkaConfig struct {
 	Failpoint func(name string) `json:"-"`
 }
 
+// ProgressPartitions is the partition count CreateProgressTopic uses: one
+// per possible sink subtask (the engine's largest parallelism), so that
+// each subtask's markers have a partition of their own.
+const ProgressPartitions = 128
+
+// MarkerPartition is the progress-topic partition of owner's markers: the
+// subtask number at the end of the owner (Owner) modulo the partition
+// count, or a hash of the owner when it has no number.
+func MarkerPartition(owner string, partitions int32) int32 {
+	if partitions <= 1 {
+		return 0
+	}
+	if i := strings.LastIndexByte(owner, '/'); i >= 0 {
+		if n, err := strconv.Atoi(owner[i+1:]); err == nil && n >= 0 {
+			return int32(n % int(partitions))
+		}
+	}
+	h := fnv.New32a()
+	h.Write([]byte(owner))
+	return int32(h.Sum32() % uint32(partitions))
+}
+
 // TransactionalID returns the transactional id of slot of a sink subtask:
 // "<prefix>-<job>-<sink>-<subtask>-<slot>".
 func TransactionalID(prefix, job, sink string, subtask, slot int) string {
@@ -87,6 +111,9 @@ type Kafka struct {
 	slots []*kproducer
 	// openProducers counts producers created and not yet closed.
 	openProducers atomic.Int64
+	// progressParts is the progress topic's partition count, learnt in
+	// Committed (Recover runs it before any marker is written).
+	progressParts atomic.Int32
 }
 
 // kproducer is one transactional producer and the fatal error its event
@@ -370,12 +397,31 @@ func (k *Kafka) Committed(ctx context.Context, owners []string) (map[string]uint
 	if tm.Error.Code() != kafka.ErrNoError || len(tm.Partitions) == 0 {
 		return nil, fmt.Errorf("txsink: kafka: progress topic %q: %v", topic, tm.Error)
 	}
-	hwm, err := k.listEnds(ctx, a, tm.Partitions, kafka.IsolationLevelReadUncommitted)
+	// Markers of an owner live in its own partition (MarkerPartition), so
+	// only the owners' partitions are waited for and read: a sibling
+	// subtask's open transaction, in its own partition, never holds this
+	// recovery up. (With fewer partitions than subtasks they share.)
+	nparts := int32(len(tm.Partitions))
+	k.progressParts.Store(nparts)
+	mine := map[int32]bool{}
+	for _, o := range owners {
+		mine[MarkerPartition(o, nparts)] = true
+	}
+	var parts []kafka.PartitionMetadata
+	for _, pm := range tm.Partitions {
+		if mine[pm.ID] {
+			parts = append(parts, pm)
+		}
+	}
+	if len(parts) == 0 {
+		return map[string]uint64{}, nil
+	}
+	hwm, err := k.listEnds(ctx, a, parts, kafka.IsolationLevelReadUncommitted)
 	if err != nil {
 		return nil, err
 	}
 	for {
-		lso, err := k.listEnds(ctx, a, tm.Partitions, kafka.IsolationLevelReadCommitted)
+		lso, err := k.listEnds(ctx, a, parts, kafka.IsolationLevelReadCommitted)
 		if err != nil {
 			return nil, err
 		}
@@ -572,7 +618,11 @@ func (t *kafkaTxn) Prepare(ctx context.Context, owner string, epoch uint64) erro
 		f("between-data-and-marker")
 	}
 	topic := t.k.cfg.ProgressTopic
-	msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
+	part := kafka.PartitionAny
+	if n := t.k.progressParts.Load(); n > 0 {
+		part = MarkerPartition(owner, n)
+	}
+	msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: part},
 		Key: []byte(owner), Value: strconv.AppendUint(nil, epoch, 10)}
 	if err := t.produce(ctx, msg); err != nil {
 		return fmt.Errorf("txsink: kafka: marker of %s epoch %d on %s: %w", owner, epoch, t.kp.id, err)
@@ -624,7 +674,7 @@ func CreateProgressTopic(ctx context.Context, brokers, topic string, replication
 		return fmt.Errorf("txsink: kafka: admin client: %w", err)
 	}
 	defer a.Close()
-	res, err := a.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: topic, NumPartitions: 1, ReplicationFactor: replication,
+	res, err := a.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: topic, NumPartitions: ProgressPartitions, ReplicationFactor: replication,
 		Config: map[string]string{"cleanup.policy": "compact"}}})
 	if err != nil {
 		return fmt.Errorf("txsink: kafka: create progress topic %q: %w", topic, err)

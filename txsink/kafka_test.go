@@ -477,3 +477,47 @@ func TestKafkaCloseWhenAbortFails(t *testing.T) {
 		t.Fatalf("%d producers left open after Close", n)
 	}
 }
+
+// TestKafkaRecoverNotBlockedBySibling: with a progress partition per
+// subtask, a subtask's recovery does not wait for a sibling subtask's
+// pre-committed transaction, whose commit waits for this very recovery (the
+// checkpoint needs every subtask's ack). Regression: with one shared
+// partition the recovery stalled until its operation timeout.
+func TestKafkaRecoverNotBlockedBySibling(t *testing.T) {
+	ctx := testCtx(t)
+	_, brokers := newKfake(t)
+	const progress = "progress-per-subtask"
+	if err := CreateProgressTopic(ctx, brokers, progress, 1); err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(subtask int) KafkaConfig {
+		k := kafkaCfg(brokers, sinkOpts{subtask: subtask})
+		k.ProgressTopic = progress
+		return k
+	}
+	open := func(subtask int, states ...[]byte) (*Sink, *Kafka) {
+		k, err := NewKafka(ctx, cfg(subtask))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = k.Close() })
+		// A short operation timeout: a stall fails the test instead of
+		// passing after a minute.
+		s, err := New(k, Config{Owner: Owner("job", "sink", subtask), OpTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Recover(ctx, states...); err != nil {
+			t.Fatalf("recover subtask %d: %v", subtask, err)
+		}
+		return s, k
+	}
+	s1, _ := open(1)
+	must(t, s1.Write(ctx, recs(1, 5)))
+	precommit(t, ctx, s1, 1) // subtask 1's marker is written, not committed
+	if MarkerPartition(Owner("job", "sink", 0), ProgressPartitions) == MarkerPartition(Owner("job", "sink", 1), ProgressPartitions) {
+		t.Fatal("subtasks 0 and 1 share a progress partition")
+	}
+	open(0) // must not wait for subtask 1's open transaction
+	must(t, s1.Commit(ctx, 1))
+}
