@@ -112,7 +112,7 @@ type Kafka struct {
 	// openProducers counts producers created and not yet closed.
 	openProducers atomic.Int64
 	// progressParts is the progress topic's partition count, learnt in
-	// Committed (Recover runs it before any marker is written).
+	// NewKafka, before any marker is written.
 	progressParts atomic.Int32
 }
 
@@ -167,6 +167,9 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 			return nil, fmt.Errorf("%w: topic %q does not exist (%v)", ErrConfig, t, tm.Error)
 		}
 	}
+	// Known before any marker is written: every marker of an owner must
+	// land in MarkerPartition(owner), where recovery looks for it.
+	k.progressParts.Store(int32(len(md.Topics[cfg.ProgressTopic].Partitions)))
 	if len(md.Brokers) == 0 {
 		return nil, fmt.Errorf("txsink: kafka: metadata lists no broker")
 	}
@@ -402,7 +405,10 @@ func (k *Kafka) Committed(ctx context.Context, owners []string) (map[string]uint
 	// subtask's open transaction, in its own partition, never holds this
 	// recovery up. (With fewer partitions than subtasks they share.)
 	nparts := int32(len(tm.Partitions))
-	k.progressParts.Store(nparts)
+	if known := k.progressParts.Load(); known != nparts {
+		return nil, fmt.Errorf("%w: progress topic %q has %d partitions, %d when this sink started; do not add partitions to it",
+			ErrProgress, topic, nparts, known)
+	}
 	mine := map[int32]bool{}
 	for _, o := range owners {
 		mine[MarkerPartition(o, nparts)] = true
@@ -618,10 +624,11 @@ func (t *kafkaTxn) Prepare(ctx context.Context, owner string, epoch uint64) erro
 		f("between-data-and-marker")
 	}
 	topic := t.k.cfg.ProgressTopic
-	part := kafka.PartitionAny
-	if n := t.k.progressParts.Load(); n > 0 {
-		part = MarkerPartition(owner, n)
+	n := t.k.progressParts.Load()
+	if n <= 0 {
+		return fmt.Errorf("%w: progress topic %q: partition count unknown", ErrProgress, t.k.cfg.ProgressTopic)
 	}
+	part := MarkerPartition(owner, n)
 	msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: part},
 		Key: []byte(owner), Value: strconv.AppendUint(nil, epoch, 10)}
 	if err := t.produce(ctx, msg); err != nil {
