@@ -26,11 +26,26 @@ type fixture struct {
 	ctx     context.Context
 	brokers string
 	events  []verify.Event
+	// held are events generated but not produced yet (produceHeld).
+	held       []verify.Event
+	partitions int
 }
 
 // newFixture starts kfake and produces the events of gen (Start, Step and
 // the out-of-orderness default to what the tests use).
 func newFixture(t *testing.T, gen verify.GenConfig) *fixture {
+	t.Helper()
+	return startFixture(t, gen, false)
+}
+
+// newHeldFixture is newFixture producing only the first half of the
+// events; produceHeld produces the rest.
+func newHeldFixture(t *testing.T, gen verify.GenConfig) *fixture {
+	t.Helper()
+	return startFixture(t, gen, true)
+}
+
+func startFixture(t *testing.T, gen verify.GenConfig, holdHalf bool) *fixture {
 	t.Helper()
 	if gen.Start == 0 {
 		gen.Start = 1_700_000_000_000
@@ -48,14 +63,23 @@ func newFixture(t *testing.T, gen verify.GenConfig) *fixture {
 	t.Cleanup(c.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	f := &fixture{t: t, ctx: ctx, brokers: c.ListenAddrs()[0]}
+	f := &fixture{t: t, ctx: ctx, brokers: c.ListenAddrs()[0], partitions: gen.Partitions}
 	if f.events, err = verify.Generate(gen); err != nil {
 		t.Fatal(err)
 	}
-	if err := verify.Produce(ctx, f.brokers, "in", f.events, gen.Partitions); err != nil {
+	produce := f.events
+	if holdHalf {
+		produce, f.held = f.events[:len(f.events)/2], f.events[len(f.events)/2:]
+	}
+	if err := verify.Produce(ctx, f.brokers, "in", produce, gen.Partitions); err != nil {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// produceHeld produces the events newHeldFixture held back.
+func (f *fixture) produceHeld() error {
+	return verify.Produce(f.ctx, f.brokers, "in", f.held, f.partitions)
 }
 
 // spec is the window job over the fixture's topics: 1 s windows, 100 ms
@@ -284,20 +308,44 @@ func TestRestoreRefusesOtherGraphOrJob(t *testing.T) {
 // checkpoint and the output is right. A failure that repeats makes the
 // strategy give up with the cause and the number of restarts.
 func TestRestartFromCheckpoint(t *testing.T) {
-	f := newFixture(t, verify.GenConfig{Seed: 11, Keys: 100, Partitions: 2, Events: 40000})
+	// Half the input first; the rest once a checkpoint has completed, and
+	// the injected failure on the first record read after that, so the
+	// restart has a checkpoint to restore whatever the machine's speed.
+	f := newHeldFixture(t, verify.GenConfig{Seed: 11, Keys: 100, Partitions: 2, Events: 40000})
 	json := JSONExtract("user", "ts", "amount")
-	var calls atomic.Int64
+	var armed, failed atomic.Bool
+	produced := make(chan error, 1)
 	spec := f.spec("restart")
 	spec.KeyField, spec.TimestampField, spec.Aggregate = "", "", AggregateSpec{}
 	spec.Restart = RestartSpec{Strategy: "fixed-delay", Attempts: 2, Delay: 10 * time.Millisecond}
 	spec.Checkpoint = CheckpointSpec{Interval: 20 * time.Millisecond, Dir: t.TempDir()}
 	spec.Extract = func(v []byte) ([]byte, int64, float64, error) {
-		if calls.Add(1) == 20000 {
+		if armed.Load() && !failed.Swap(true) {
 			return nil, 0, 0, errors.New("injected failure")
 		}
 		return json(v)
 	}
-	st := f.drain(spec, WithFlowControl(1, 64)).Stats()
+	var job *Job
+	job, err := NewJob(spec, WithFlowControl(1, 64), WithCheckpointListener(func(uint64, bool) {
+		if !armed.Swap(true) {
+			go func() { produced <- f.produceHeld() }()
+		}
+		// Once the failure happened and a checkpoint completed after the
+		// restart, the job may finish.
+		if failed.Load() && job.Stats().Restarts > 0 {
+			job.Drain()
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Run(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-produced; err != nil {
+		t.Fatal(err)
+	}
+	st := job.Stats()
 	if st.Restarts != 1 || st.RestoredFrom == 0 {
 		t.Fatalf("stats %+v: want one restart from a checkpoint", st)
 	}
@@ -307,7 +355,7 @@ func TestRestartFromCheckpoint(t *testing.T) {
 	// Every run fails: the strategy gives up after its 2 restarts.
 	spec.Name, spec.Checkpoint.Dir = "restart-give-up", t.TempDir()
 	spec.Extract = func([]byte) ([]byte, int64, float64, error) { return nil, 0, 0, errors.New("always broken") }
-	job, err := NewJob(spec)
+	job, err = NewJob(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,9 +423,21 @@ func TestAtLeastOnceCheckpoints(t *testing.T) {
 	spec := f.spec("alo")
 	spec.Parallelism = 2
 	spec.Checkpoint = CheckpointSpec{Interval: 20 * time.Millisecond, Dir: t.TempDir(), Mode: CheckpointAtLeastOnce}
-	st := f.drain(spec, WithFlowControl(1, 64)).Stats()
-	if st.Checkpoints == 0 {
-		t.Fatalf("no checkpoint completed: %+v", st)
+	// Unbounded until two checkpoints completed, then drained.
+	var job *Job
+	job, err := NewJob(spec, WithFlowControl(1, 64), WithCheckpointListener(func(id uint64, _ bool) {
+		if id >= 2 {
+			job.Drain()
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Run(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := job.Stats(); st.Checkpoints < 2 {
+		t.Fatalf("fewer than 2 checkpoints completed: %+v", st)
 	}
 	f.check(true)
 	spec.Delivery = ExactlyOnce
