@@ -42,3 +42,21 @@ build:
 
 demo:
 	$(GO) run ./cmd/engine demo
+
+# Benchmarks against Apache Flink on a real Kafka broker (bench/, issue 6).
+# Needs a JDK 17+ and Maven: Kafka and Flink come from Maven Central into
+# .cache/, ~/.m2 and bench/flink/target. The report goes to bench/results/.
+#   make bench         10^7 events per input, keys 10^3/10^5/10^6, 3 runs each
+#   make bench-quick   2*10^5 events, keys 10^3, one run (a few minutes)
+# Knob: BENCHFLAGS (e.g. BENCHFLAGS="-events 1000000 -runs 3").
+BENCHFLAGS ?=
+
+.PHONY: bench bench-quick
+
+bench: kafka
+	$(GO) build -o .cache/weirbench ./bench/cmd/weirbench
+	.cache/weirbench $(BENCHFLAGS)
+
+bench-quick: kafka
+	$(GO) build -o .cache/weirbench ./bench/cmd/weirbench
+	.cache/weirbench -quick $(BENCHFLAGS)

@@ -1,0 +1,183 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"strconv"
+	"strings"
+)
+
+var (
+	colWeir    = color.RGBA{0x1f, 0x77, 0xb4, 0xff}
+	colFlink   = color.RGBA{0xff, 0x7f, 0x0e, 0xff}
+	colCeiling = color.RGBA{0x88, 0x88, 0x88, 0xff}
+	colAxis    = color.RGBA{0x33, 0x33, 0x33, 0xff}
+	colGrid    = color.RGBA{0xdd, 0xdd, 0xdd, 0xff}
+)
+
+// glyphs is a 3x5 pixel font for the labels above the bars: each glyph is
+// five rows of three bits, most significant bit on the left.
+var glyphs = map[rune][5]uint8{
+	'0': {7, 5, 5, 5, 7}, '1': {2, 6, 2, 2, 7}, '2': {7, 1, 7, 4, 7}, '3': {7, 1, 7, 1, 7},
+	'4': {5, 5, 7, 1, 1}, '5': {7, 4, 7, 1, 7}, '6': {7, 4, 7, 5, 7}, '7': {7, 1, 1, 1, 1},
+	'8': {7, 5, 7, 5, 7}, '9': {7, 5, 7, 1, 7}, '.': {0, 0, 0, 0, 2}, 'k': {4, 5, 6, 5, 5},
+	'M': {5, 7, 7, 5, 5}, 'A': {2, 5, 7, 5, 5}, 'C': {7, 4, 4, 4, 7}, 'E': {7, 4, 6, 4, 7},
+	'F': {7, 4, 6, 4, 4}, 'I': {7, 2, 2, 2, 7}, 'K': {5, 5, 6, 5, 5}, 'L': {4, 4, 4, 4, 7},
+	'N': {5, 7, 7, 7, 5}, 'O': {7, 5, 5, 5, 7}, 'Q': {2, 5, 5, 6, 3}, 'R': {6, 5, 6, 5, 5},
+	'W': {5, 5, 7, 7, 5},
+}
+
+// chartLabel is the short upper-case label of a workload under its bars:
+// "Q1 keys=1000 exactly-once" is "Q1 1K EO".
+func chartLabel(workload string) string {
+	if strings.HasPrefix(workload, "ceiling") {
+		return "CEIL"
+	}
+	var parts []string
+	for _, f := range strings.Fields(workload) {
+		switch {
+		case f == "exactly-once":
+			parts = append(parts, "EO")
+		case f == "at-least-once":
+			parts = append(parts, "ALO")
+		case strings.HasPrefix(f, "keys="):
+			n, err := strconv.Atoi(strings.TrimPrefix(f, "keys="))
+			switch {
+			case err != nil:
+			case n >= 1e6 && n%1e6 == 0:
+				parts = append(parts, strconv.Itoa(n/1e6)+"M")
+			case n >= 1e3 && n%1e3 == 0:
+				parts = append(parts, strconv.Itoa(n/1e3)+"K")
+			default:
+				parts = append(parts, strconv.Itoa(n))
+			}
+		case f == "Q0" || f == "Q1":
+			parts = append(parts, f)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// drawText draws s with the glyph font at (x, y) (top left), each font
+// pixel scale×scale.
+func drawText(img *image.RGBA, x, y, scale int, s string, c color.Color) {
+	for _, r := range s {
+		g, ok := glyphs[r]
+		if ok {
+			for row := 0; row < 5; row++ {
+				for col := 0; col < 3; col++ {
+					if g[row]&(4>>col) != 0 {
+						fill(img, x+col*scale, y+row*scale, scale, scale, c)
+					}
+				}
+			}
+		}
+		x += 4 * scale
+	}
+}
+
+func textWidth(s string, scale int) int { return len(s)*4*scale - scale }
+
+func fill(img *image.RGBA, x, y, w, h int, c color.Color) {
+	r := image.Rect(x, y, x+w, y+h).Intersect(img.Bounds())
+	for yy := r.Min.Y; yy < r.Max.Y; yy++ {
+		for xx := r.Min.X; xx < r.Max.X; xx++ {
+			img.Set(xx, yy, c)
+		}
+	}
+}
+
+// shortRate formats events/s compactly for a bar label: 950, 12.3k, 1.25M.
+func shortRate(x float64) string {
+	switch {
+	case x >= 1e6:
+		return fmt.Sprintf("%.2fM", x/1e6)
+	case x >= 1e3:
+		return fmt.Sprintf("%.1fk", x/1e3)
+	}
+	return fmt.Sprintf("%.0f", x)
+}
+
+// chart draws the throughput of every summary as bars, one group per
+// workload in order, coloured by system, each labelled with its value.
+func (r *Report) chart() ([]byte, error) {
+	type bar struct {
+		v float64
+		c color.Color
+	}
+	var groups [][]bar
+	var labels []string
+	var last string
+	maxV := 0.0
+	for _, s := range r.Summaries {
+		if s.Throughput == 0 {
+			continue
+		}
+		if len(groups) == 0 || s.Workload != last {
+			groups = append(groups, nil)
+			labels = append(labels, chartLabel(s.Workload))
+			last = s.Workload
+		}
+		c := colCeiling
+		switch s.System {
+		case SystemWeir:
+			c = colWeir
+		case SystemFlink:
+			c = colFlink
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], bar{s.Throughput, c})
+		maxV = max(maxV, s.Throughput)
+	}
+	const (
+		barW, gap, groupGap, margin, plotH, scale = 44, 6, 30, 40, 320, 2
+	)
+	w := margin * 2
+	for _, g := range groups {
+		w += len(g)*(barW+gap) + groupGap
+	}
+	w = max(w, 200)
+	h := plotH + 2*margin + 20
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	fill(img, 0, 0, w, h, color.White)
+	base := margin + plotH
+	for i := 1; i <= 4; i++ {
+		fill(img, margin, base-plotH*i/4, w-2*margin, 1, colGrid)
+	}
+	fill(img, margin, base, w-2*margin, 2, colAxis)
+	fill(img, margin, margin, 2, plotH, colAxis)
+	if maxV == 0 {
+		maxV = 1
+	}
+	// Legend, top left.
+	lx := margin + 10
+	for _, l := range []struct {
+		name string
+		c    color.Color
+	}{{"WEIR", colWeir}, {"FLINK", colFlink}, {"CEIL", colCeiling}} {
+		fill(img, lx, 12, 10, 10, l.c)
+		drawText(img, lx+14, 12, scale, l.name, colAxis)
+		lx += 14 + textWidth(l.name, scale) + 16
+	}
+	x := margin + groupGap/2
+	for gi, g := range groups {
+		gw := len(g)*(barW+gap) - gap
+		drawText(img, x+(gw-textWidth(labels[gi], scale))/2, base+10, scale, labels[gi], colAxis)
+		for _, b := range g {
+			bh := int(b.v / maxV * float64(plotH-20))
+			fill(img, x, base-bh, barW, bh, b.c)
+			label := shortRate(b.v)
+			tx := x + (barW-textWidth(label, scale))/2
+			drawText(img, tx, base-bh-6*scale-2, scale, label, colAxis)
+			x += barW + gap
+		}
+		x += groupGap
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		return nil, fmt.Errorf("bench: chart: %w", err)
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,363 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/weirstream/weir"
+)
+
+// The hidden subcommands a child run is started with: <self> <name> <json>.
+const (
+	cmdWeirJob = "weir-job"
+	cmdCeiling = "ceiling"
+)
+
+// weirJobArgs is the JSON argument of the weir-job child.
+type weirJobArgs struct {
+	Name          string `json:"name"`
+	Brokers       string `json:"brokers"`
+	Topic         string `json:"topic"`
+	Out           string `json:"out"`
+	Delivery      string `json:"delivery"` // exactly-once or at-least-once
+	Parallelism   int    `json:"parallelism"`
+	CheckpointMs  int64  `json:"checkpoint_ms"`
+	CheckpointDir string `json:"checkpoint_dir"`
+	WindowMs      int64  `json:"window_ms"`
+	OOOMs         int64  `json:"ooo_ms"`
+	// CPUProfile, when set, is where the run writes its CPU profile
+	// (runtime/pprof), from the job's start to its end.
+	CPUProfile string `json:"cpu_profile,omitempty"`
+}
+
+// ceilingArgs is the JSON argument of the ceiling child.
+type ceilingArgs struct {
+	Brokers     string `json:"brokers"`
+	Topic       string `json:"topic"`
+	Parallelism int    `json:"parallelism"`
+}
+
+// ChildMain runs a child run when args (os.Args[1:]) name one of the hidden
+// subcommands, printing its result line on stdout, and returns handled =
+// true with the run's error; the caller must then exit (non-zero on error).
+// For any other args it returns false and does nothing.
+func ChildMain(args []string) (handled bool, err error) {
+	if len(args) == 0 || (args[0] != cmdWeirJob && args[0] != cmdCeiling) {
+		return false, nil
+	}
+	if len(args) != 2 {
+		return true, fmt.Errorf("%w: %s <json>", errUsage, args[0])
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var r childResult
+	switch args[0] {
+	case cmdWeirJob:
+		var a weirJobArgs
+		if err := json.Unmarshal([]byte(args[1]), &a); err != nil {
+			return true, fmt.Errorf("bench: weir-job arguments: %w", err)
+		}
+		r, err = runWeirJob(ctx, a)
+	case cmdCeiling:
+		var a ceilingArgs
+		if err := json.Unmarshal([]byte(args[1]), &a); err != nil {
+			return true, fmt.Errorf("bench: ceiling arguments: %w", err)
+		}
+		r, err = runCeiling(ctx, a)
+	}
+	if err != nil {
+		return true, err
+	}
+	line, err := json.Marshal(r)
+	if err != nil {
+		return true, fmt.Errorf("bench: encode child result: %w", err)
+	}
+	fmt.Printf("%s%s\n", weirPrefix, line)
+	return true, nil
+}
+
+// checkpointTimes is a slog handler that keeps the "took" of every
+// "checkpoint complete" record of the job supervisor and passes warnings
+// and errors on to stderr.
+type checkpointTimes struct {
+	next slog.Handler
+	mu   *sync.Mutex
+	took *[]time.Duration
+}
+
+func newCheckpointTimes() checkpointTimes {
+	return checkpointTimes{
+		next: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}),
+		mu:   new(sync.Mutex),
+		took: new([]time.Duration),
+	}
+}
+
+func (h checkpointTimes) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelInfo
+}
+
+func (h checkpointTimes) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "checkpoint complete" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "took" && a.Value.Kind() == slog.KindDuration {
+				h.mu.Lock()
+				*h.took = append(*h.took, a.Value.Duration())
+				h.mu.Unlock()
+				return false
+			}
+			return true
+		})
+	}
+	if h.next.Enabled(ctx, r.Level) {
+		return h.next.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (h checkpointTimes) WithAttrs(as []slog.Attr) slog.Handler {
+	h.next = h.next.WithAttrs(as)
+	return h
+}
+
+func (h checkpointTimes) WithGroup(name string) slog.Handler {
+	h.next = h.next.WithGroup(name)
+	return h
+}
+
+func (h checkpointTimes) durations() []int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]int64, len(*h.took))
+	for i, d := range *h.took {
+		out[i] = d.Microseconds()
+	}
+	return out
+}
+
+// runWeirJob runs weir's window job over the backlog of a.Topic (from the
+// earliest offsets to the end offsets at start) and reports when the first
+// record was read and when the job ended.
+func runWeirJob(ctx context.Context, a weirJobArgs) (childResult, error) {
+	start := time.Now()
+	spec := weir.JobSpec{
+		Name:    a.Name,
+		Brokers: a.Brokers,
+		Source: weir.SourceSpec{
+			Topic:   a.Topic,
+			Start:   weir.StartSpec{Mode: weir.StartEarliest},
+			Bounded: weir.BoundLatest,
+		},
+		KeyField:       "user",
+		TimestampField: "ts",
+		Window: weir.WindowSpec{
+			Size:           time.Duration(a.WindowMs) * time.Millisecond,
+			OutOfOrderness: time.Duration(a.OOOMs) * time.Millisecond,
+		},
+		Aggregate:   weir.AggregateSpec{ValueField: "amount"},
+		Sink:        weir.SinkSpec{Topic: a.Out, TransactionalIDPrefix: "weirbench"},
+		Delivery:    weir.Delivery(a.Delivery),
+		Parallelism: a.Parallelism,
+	}
+	if a.CheckpointMs > 0 {
+		spec.Checkpoint = weir.CheckpointSpec{Interval: time.Duration(a.CheckpointMs) * time.Millisecond, Dir: a.CheckpointDir}
+	}
+	h := newCheckpointTimes()
+	job, err := weir.NewJob(spec, weir.WithLogger(slog.New(h)))
+	if err != nil {
+		return childResult{}, fmt.Errorf("bench: weir job: %w", err)
+	}
+	if a.CPUProfile != "" {
+		f, err := os.Create(a.CPUProfile)
+		if err != nil {
+			return childResult{}, fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return childResult{}, fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err != nil {
+		return childResult{}, fmt.Errorf("bench: weir job: %w", err)
+	}
+	// Note when the first record is read and when the count of records
+	// read last grew: poll the job's counter.
+	var first, last, cpuFirst atomic.Int64
+	pollDone := make(chan struct{})
+	stopPoll := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		var seen int64
+		for {
+			select {
+			case <-stopPoll:
+				return
+			case <-t.C:
+				n := job.Stats().RecordsIn
+				if n > seen {
+					now := time.Now().UnixMilli()
+					if seen == 0 {
+						first.Store(now)
+						cpuFirst.Store(selfCPUMs())
+					}
+					seen = n
+					last.Store(now)
+				}
+			}
+		}
+	}()
+	err = job.Run(ctx)
+	end := time.Now()
+	close(stopPoll)
+	<-pollDone
+	if err != nil {
+		return childResult{}, fmt.Errorf("bench: weir job: %w", err)
+	}
+	st := job.Stats()
+	return childResult{
+		StartMs:       start.UnixMilli(),
+		FirstRecordMs: first.Load(),
+		LastRecordMs:  last.Load(),
+		EndMs:         end.UnixMilli(),
+		RecordsIn:     st.RecordsIn,
+		ResultsOut:    st.ResultsOut,
+		CheckpointUs:  h.durations(),
+		CPUMsAtFirst:  cpuFirst.Load(),
+		CPUMsAtEnd:    selfCPUMs(),
+		PeakRSSKiB:    selfPeakRSSKiB(),
+	}, nil
+}
+
+// runCeiling reads a.Topic from the earliest offsets to the end offsets at
+// start with bare confluent-kafka-go consumers (a.Parallelism of them, the
+// partitions dealt out as the jobs' sources do, read_committed, no
+// processing) and reports when the first and last records arrived.
+func runCeiling(ctx context.Context, a ceilingArgs) (childResult, error) {
+	start := time.Now()
+	conf := func(i int) *kafka.ConfigMap {
+		return &kafka.ConfigMap{
+			"bootstrap.servers":   a.Brokers,
+			"group.id":            fmt.Sprintf("weirbench-ceiling-%d-%d", start.UnixNano(), i),
+			"enable.auto.commit":  false,
+			"isolation.level":     "read_committed",
+			"enable.metrics.push": false,
+		}
+	}
+	meta, err := kafka.NewConsumer(conf(-1))
+	if err != nil {
+		return childResult{}, fmt.Errorf("bench: ceiling: consumer: %w", err)
+	}
+	md, err := meta.GetMetadata(&a.Topic, false, 10_000)
+	if err != nil {
+		meta.Close()
+		return childResult{}, fmt.Errorf("bench: ceiling: metadata: %w", err)
+	}
+	tm, ok := md.Topics[a.Topic]
+	if !ok || len(tm.Partitions) == 0 {
+		meta.Close()
+		return childResult{}, fmt.Errorf("bench: ceiling: topic %q has no partitions", a.Topic)
+	}
+	par := max(1, a.Parallelism)
+	ends := make([]map[int32]int64, par)
+	for i := range ends {
+		ends[i] = map[int32]int64{}
+	}
+	for _, p := range tm.Partitions {
+		_, high, err := meta.QueryWatermarkOffsets(a.Topic, p.ID, 10_000)
+		if err != nil {
+			meta.Close()
+			return childResult{}, fmt.Errorf("bench: ceiling: end offset of partition %d: %w", p.ID, err)
+		}
+		if high > 0 {
+			ends[int(p.ID)%par][p.ID] = high
+		}
+	}
+	meta.Close()
+
+	var (
+		records  atomic.Int64
+		first    atomic.Int64
+		cpuFirst atomic.Int64
+		wg       sync.WaitGroup
+		errs     = make(chan error, par)
+	)
+	for i := 0; i < par; i++ {
+		if len(ends[i]) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func(i int, end map[int32]int64) {
+			defer wg.Done()
+			if err := consumeToEnd(ctx, conf(i), a.Topic, end, func() {
+				if records.Add(1) == 1 {
+					first.Store(time.Now().UnixMilli())
+					cpuFirst.Store(selfCPUMs())
+				}
+			}); err != nil {
+				errs <- err
+			}
+		}(i, ends[i])
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return childResult{}, err
+	}
+	now := time.Now().UnixMilli()
+	return childResult{
+		StartMs: start.UnixMilli(), FirstRecordMs: first.Load(), LastRecordMs: now, EndMs: now,
+		RecordsIn: records.Load(), CPUMsAtFirst: cpuFirst.Load(), CPUMsAtEnd: selfCPUMs(), PeakRSSKiB: selfPeakRSSKiB(),
+	}, nil
+}
+
+// consumeToEnd reads the partitions of end from their beginning up to
+// their end offsets with one consumer, calling onRecord for each record.
+func consumeToEnd(ctx context.Context, conf *kafka.ConfigMap, topic string, end map[int32]int64, onRecord func()) error {
+	c, err := kafka.NewConsumer(conf)
+	if err != nil {
+		return fmt.Errorf("bench: ceiling: consumer: %w", err)
+	}
+	defer c.Close()
+	var assign []kafka.TopicPartition
+	for p := range end {
+		assign = append(assign, kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.OffsetBeginning})
+	}
+	if err := c.Assign(assign); err != nil {
+		return fmt.Errorf("bench: ceiling: assign: %w", err)
+	}
+	for len(end) > 0 {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("bench: ceiling: %d partitions not read to the end: %w", len(end), err)
+		}
+		switch ev := c.Poll(100).(type) {
+		case *kafka.Message:
+			if ev.TopicPartition.Error != nil {
+				return fmt.Errorf("bench: ceiling: %w", ev.TopicPartition.Error)
+			}
+			onRecord()
+			p := ev.TopicPartition.Partition
+			if e, ok := end[p]; ok && int64(ev.TopicPartition.Offset)+1 >= e {
+				delete(end, p)
+			}
+		case kafka.Error:
+			if ev.IsFatal() {
+				return fmt.Errorf("bench: ceiling: %w", ev)
+			}
+		}
+	}
+	return nil
+}

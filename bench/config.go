@@ -1,0 +1,128 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"time"
+)
+
+// Config says what Run measures and where it writes.
+type Config struct {
+	// Events is the number of input events pre-produced per input topic.
+	Events int
+	// Partitions of every input and output topic.
+	Partitions int
+	// EventBytes is the approximate size of one JSON event; events are
+	// padded with a "pad" field the jobs ignore.
+	EventBytes int
+	// Keys lists the key counts of the Q1 workloads (one input topic each).
+	Keys []int
+	// Runs is the number of timed runs per workload and system; figures
+	// are those of the median run by throughput.
+	Runs int
+	// Parallelism of both systems' jobs.
+	Parallelism int
+	// CheckpointInterval of both systems (1 s in the issue).
+	CheckpointInterval time.Duration
+	// WindowSize of the tumbling event-time window.
+	WindowSize time.Duration
+	// OutOfOrderness is the jobs' watermark bound; the generator makes
+	// events late by at most half of it, so nothing is dropped as late.
+	OutOfOrderness time.Duration
+	// Step is how far event time advances per generated event.
+	Step time.Duration
+	// CheckEvents is the size of the equal-work check's input.
+	CheckEvents int
+	// Seed of the event generator.
+	Seed int64
+	// Flink runs the Flink peer; Ceiling runs the bare consumer; Q0 runs
+	// the passthrough workload (Flink only: weir has no passthrough job).
+	Flink, Ceiling, Q0 bool
+	// FlinkJVMOpts are the JVM options of the Flink child (heap size).
+	FlinkJVMOpts []string
+	// RunTimeout bounds each child run.
+	RunTimeout time.Duration
+	// CPUProfileDir, when set, makes every timed weir run write a CPU
+	// profile there (<workload>-run<N>.prof).
+	CPUProfileDir string
+	// Quick marks the report as a quick run.
+	Quick bool
+
+	// Self is the executable started for child runs (it must call
+	// ChildMain); RepoRoot is the repository root (bench/flink is found
+	// under it); OutDir receives the report (default RepoRoot/bench/results);
+	// WorkDir holds broker data, checkpoints and child logs (default: a
+	// fresh temporary directory, removed after the run).
+	Self, RepoRoot, OutDir, WorkDir string
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// DefaultConfig is the full run of `make bench`: 10^7 events per input, keys
+// 10^3, 10^5 and 10^6, three runs each.
+func DefaultConfig() Config {
+	return Config{
+		Events:             10_000_000,
+		Partitions:         4,
+		EventBytes:         100,
+		Keys:               []int{1_000, 100_000, 1_000_000},
+		Runs:               3,
+		Parallelism:        2,
+		CheckpointInterval: time.Second,
+		WindowSize:         10 * time.Second,
+		OutOfOrderness:     500 * time.Millisecond,
+		Step:               100 * time.Microsecond,
+		CheckEvents:        20_000,
+		Seed:               1,
+		Flink:              true,
+		Ceiling:            true,
+		Q0:                 true,
+		FlinkJVMOpts:       []string{"-Xms1g", "-Xmx2g"},
+		RunTimeout:         30 * time.Minute,
+	}
+}
+
+// QuickConfig is `make bench-quick`: 2*10^5 events, keys 10^3, one run.
+func QuickConfig() Config {
+	c := DefaultConfig()
+	c.Events = 200_000
+	c.Keys = []int{1_000}
+	c.Runs = 1
+	c.CheckEvents = 20_000
+	c.RunTimeout = 5 * time.Minute
+	c.Quick = true
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Events < 1:
+		return fmt.Errorf("bench: config: events %d, want >= 1", c.Events)
+	case c.Partitions < 1:
+		return fmt.Errorf("bench: config: partitions %d, want >= 1", c.Partitions)
+	case len(c.Keys) == 0:
+		return fmt.Errorf("bench: config: no key counts")
+	case c.Runs < 1:
+		return fmt.Errorf("bench: config: runs %d, want >= 1", c.Runs)
+	case c.Parallelism < 1:
+		return fmt.Errorf("bench: config: parallelism %d, want >= 1", c.Parallelism)
+	case c.CheckpointInterval < 10*time.Millisecond:
+		return fmt.Errorf("bench: config: checkpoint interval %v, want >= 10ms", c.CheckpointInterval)
+	case c.WindowSize < time.Millisecond:
+		return fmt.Errorf("bench: config: window size %v, want >= 1ms", c.WindowSize)
+	case c.CheckEvents < 1:
+		return fmt.Errorf("bench: config: check events %d, want >= 1", c.CheckEvents)
+	case c.Self == "":
+		return fmt.Errorf("bench: config: Self (the executable for child runs) not set")
+	case c.RepoRoot == "":
+		return fmt.Errorf("bench: config: RepoRoot not set")
+	case c.RunTimeout <= 0:
+		return fmt.Errorf("bench: config: run timeout %v, want > 0", c.RunTimeout)
+	}
+	for _, k := range c.Keys {
+		if k < 1 {
+			return fmt.Errorf("bench: config: key count %d, want >= 1", k)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,373 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/weirstream/weir/integration/broker"
+	"github.com/weirstream/weir/integration/verify"
+)
+
+// Systems measured.
+const (
+	SystemWeir    = "weir"
+	SystemFlink   = "flink"
+	SystemCeiling = "ceiling"
+)
+
+// eventEpoch is the event time of the first generated event
+// (2025-11-25T00:00:00Z), a multiple of every window size used.
+const eventEpoch = 1764028800000
+
+// Measurement is one timed run of one system on one workload.
+type Measurement struct {
+	Workload string `json:"workload"`
+	System   string `json:"system"`
+	Run      int    `json:"run"`
+	// RecordsIn is the number of input records the run read (always
+	// Config.Events); ResultsOut the results it wrote.
+	RecordsIn  int64 `json:"records_in"`
+	ResultsOut int64 `json:"results_out"`
+	// DrainSeconds runs from the first record read to the end of the job
+	// (every result committed); WallSeconds is the whole process,
+	// start-up included.
+	DrainSeconds float64 `json:"drain_seconds"`
+	WallSeconds  float64 `json:"wall_seconds"`
+	// Throughput is RecordsIn / DrainSeconds, in events per second.
+	Throughput float64 `json:"throughput"`
+	// ReadThroughput is RecordsIn over the time from the first to the
+	// last record read: without the job's end (last windows, the final
+	// checkpoint and commit), which a small input cannot amortize.
+	ReadThroughput float64 `json:"read_throughput"`
+	// CPUSeconds is the child's user+system time, start-up included;
+	// CPUSecondsPerMillion counts only the CPU time from the first record
+	// to the end (the drain), per million input events.
+	CPUSeconds           float64 `json:"cpu_seconds"`
+	CPUSecondsPerMillion float64 `json:"cpu_seconds_per_million"`
+	PeakRSSMiB           float64 `json:"peak_rss_mib"`
+	Checkpoints          int     `json:"checkpoints"`
+	CheckpointP50Ms      float64 `json:"checkpoint_p50_ms"`
+	CheckpointP99Ms      float64 `json:"checkpoint_p99_ms"`
+}
+
+// CheckResult is one system's outcome of the equal-work check.
+type CheckResult struct {
+	System  string `json:"system"`
+	OK      bool   `json:"ok"`
+	Verdict string `json:"verdict"`
+}
+
+type workload struct {
+	name     string
+	mode     string // window, passthrough, ceiling
+	keys     int
+	delivery string
+}
+
+// Run measures what cfg says and writes the report to cfg.OutDir.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	logw := cfg.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(logw, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+	if cfg.OutDir == "" {
+		cfg.OutDir = filepath.Join(cfg.RepoRoot, "bench", "results")
+	}
+	if cfg.WorkDir == "" {
+		d, err := os.MkdirTemp("", "weirbench-")
+		if err != nil {
+			return nil, fmt.Errorf("bench: work dir: %w", err)
+		}
+		defer os.RemoveAll(d)
+		cfg.WorkDir = d
+	}
+	rep := &Report{
+		Date:       time.Now().UTC().Format("2006-01-02T15:04:05Z"),
+		Quick:      cfg.Quick,
+		Config:     reportConfig(cfg),
+		Machine:    describeMachine(ctx),
+		LoadBefore: loadAverage(),
+	}
+
+	var flink *flinkPeer
+	if cfg.Flink {
+		logf("building the Flink peer (mvn; first time downloads Flink into ~/.m2)")
+		f, err := buildFlink(ctx, cfg.RepoRoot, filepath.Join(cfg.WorkDir, "logs", "mvn.log"))
+		if err != nil {
+			return nil, err
+		}
+		flink = f
+		rep.Machine.Flink = f.version
+	}
+
+	logf("starting the Kafka broker")
+	cl, err := broker.Start(ctx, broker.Options{Brokers: 1, Dir: filepath.Join(cfg.WorkDir, "broker"), Log: logw})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer cl.Stop()
+	rep.Machine.Kafka = cl.Version()
+	r := &runner{cfg: cfg, cl: cl, flink: flink, logf: logf}
+
+	// The equal-work check: both systems, same small input, results
+	// compared with the independently computed expectation.
+	checks, err := r.equalWork(ctx)
+	rep.Check = checks
+	if err != nil {
+		return nil, err
+	}
+
+	// The backlog: one input topic per key count.
+	inputs := map[int]string{}
+	for _, k := range cfg.Keys {
+		topic := fmt.Sprintf("in-k%d", k)
+		if err := cl.CreateTopic(ctx, topic, cfg.Partitions, nil); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		g, err := verify.NewGenerator(verify.GenConfig{
+			Seed: cfg.Seed, Keys: k, Partitions: cfg.Partitions, Start: eventEpoch,
+			Step: cfg.Step, OutOfOrderness: cfg.OutOfOrderness / 2,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		t0 := time.Now()
+		if err := produceEvents(ctx, cl.Bootstrap(), topic, cfg.Partitions, cfg.EventBytes, cfg.Events, g.Next); err != nil {
+			return nil, err
+		}
+		d := time.Since(t0)
+		logf("produced %d events (%d keys) to %s in %v (%.0f/s)", cfg.Events, k, topic, d.Round(time.Millisecond), float64(cfg.Events)/d.Seconds())
+		inputs[k] = topic
+	}
+
+	var wls []workload
+	if cfg.Ceiling {
+		wls = append(wls, workload{name: "ceiling (client consume)", mode: "ceiling", keys: cfg.Keys[0]})
+	}
+	for _, k := range cfg.Keys {
+		for _, d := range []string{"exactly-once", "at-least-once"} {
+			wls = append(wls, workload{name: fmt.Sprintf("Q1 keys=%d %s", k, d), mode: "window", keys: k, delivery: d})
+		}
+	}
+	if cfg.Q0 {
+		for _, d := range []string{"exactly-once", "at-least-once"} {
+			wls = append(wls, workload{name: "Q0 passthrough " + d, mode: "passthrough", keys: cfg.Keys[0], delivery: d})
+		}
+	}
+	for _, w := range wls {
+		for run := 1; run <= cfg.Runs; run++ {
+			for _, sys := range r.systemsFor(w) {
+				m, err := r.timed(ctx, w, sys, run, inputs[w.keys])
+				if err != nil {
+					return nil, fmt.Errorf("bench: %s on %s, run %d: %w", w.name, sys, run, err)
+				}
+				logf("%-34s %-7s run %d: %10.0f events/s (read %10.0f/s)  drain %6.2fs  cpu %6.2fs  rss %6.0f MiB  ckpt p50 %.1f ms",
+					w.name, sys, run, m.Throughput, m.ReadThroughput, m.DrainSeconds, m.CPUSeconds, m.PeakRSSMiB, m.CheckpointP50Ms)
+				rep.Measurements = append(rep.Measurements, m)
+			}
+		}
+	}
+	rep.LoadAfter = loadAverage()
+	rep.summarize(wls, cfg)
+	if err := rep.write(cfg.OutDir); err != nil {
+		return nil, err
+	}
+	logf("report written to %s", filepath.Join(cfg.OutDir, rep.fileBase()+".md"))
+	return rep, nil
+}
+
+type runner struct {
+	cfg   Config
+	cl    *broker.Cluster
+	flink *flinkPeer
+	logf  func(string, ...any)
+	seq   int
+}
+
+func (r *runner) systemsFor(w workload) []string {
+	switch w.mode {
+	case "ceiling":
+		return []string{SystemCeiling}
+	case "passthrough":
+		if r.flink != nil {
+			return []string{SystemFlink}
+		}
+		return nil
+	}
+	if r.flink != nil {
+		return []string{SystemWeir, SystemFlink}
+	}
+	return []string{SystemWeir}
+}
+
+// execJob runs one job of system sys reading topic and writing to a fresh
+// output topic, and returns its output topic, result line and usage.
+func (r *runner) execJob(ctx context.Context, sys, mode, delivery, topic, profile string) (string, childResult, procUsage, error) {
+	r.seq++
+	id := fmt.Sprintf("%s-%s-%d", sys, mode, r.seq)
+	out := "out-" + id
+	if sys != SystemCeiling {
+		if err := r.cl.CreateTopic(ctx, out, r.cfg.Partitions, nil); err != nil {
+			return "", childResult{}, procUsage{}, fmt.Errorf("bench: %w", err)
+		}
+	}
+	logPath := filepath.Join(r.cfg.WorkDir, "logs", id+".log")
+	var cmd *exec.Cmd
+	prefix := weirPrefix
+	switch sys {
+	case SystemWeir:
+		a, err := json.Marshal(weirJobArgs{
+			Name: "bench-" + id, Brokers: r.cl.Bootstrap(), Topic: topic, Out: out,
+			Delivery: delivery, Parallelism: r.cfg.Parallelism,
+			CheckpointMs:  r.cfg.CheckpointInterval.Milliseconds(),
+			CheckpointDir: filepath.Join(r.cfg.WorkDir, "checkpoints", id),
+			WindowMs:      r.cfg.WindowSize.Milliseconds(), OOOMs: r.cfg.OutOfOrderness.Milliseconds(),
+			CPUProfile: profile,
+		})
+		if err != nil {
+			return "", childResult{}, procUsage{}, fmt.Errorf("bench: %w", err)
+		}
+		cmd = exec.CommandContext(ctx, r.cfg.Self, cmdWeirJob, string(a))
+	case SystemCeiling:
+		a, err := json.Marshal(ceilingArgs{Brokers: r.cl.Bootstrap(), Topic: topic, Parallelism: r.cfg.Parallelism})
+		if err != nil {
+			return "", childResult{}, procUsage{}, fmt.Errorf("bench: %w", err)
+		}
+		cmd = exec.CommandContext(ctx, r.cfg.Self, cmdCeiling, string(a))
+	case SystemFlink:
+		prefix = flinkPrefix
+		cmd = r.flink.command(ctx, r.cfg.FlinkJVMOpts, flinkArgs{
+			Brokers: r.cl.Bootstrap(), Topic: topic, Out: out, Group: "flinkbench-" + id,
+			Mode: mode, Delivery: delivery, TxnPrefix: "flinkbench-" + id,
+			CheckpointDir: filepath.Join(r.cfg.WorkDir, "checkpoints", id),
+			Parallelism:   r.cfg.Parallelism,
+			CheckpointMs:  r.cfg.CheckpointInterval.Milliseconds(),
+			WindowMs:      r.cfg.WindowSize.Milliseconds(), OOOMs: r.cfg.OutOfOrderness.Milliseconds(),
+		})
+	default:
+		return "", childResult{}, procUsage{}, fmt.Errorf("bench: unknown system %q", sys)
+	}
+	stdout, u, err := runChild(ctx, cmd, logPath, r.cfg.RunTimeout)
+	if err != nil {
+		return "", childResult{}, procUsage{}, err
+	}
+	res, err := parseChildResult(stdout, prefix)
+	if err != nil {
+		return "", childResult{}, procUsage{}, fmt.Errorf("%w; log %s:\n%s", err, logPath, tail(logPath, 15))
+	}
+	return out, res, u, nil
+}
+
+// timed runs one measured run.
+func (r *runner) timed(ctx context.Context, w workload, sys string, run int, topic string) (Measurement, error) {
+	mode := w.mode
+	if sys == SystemCeiling {
+		mode = "ceiling"
+	}
+	profile := ""
+	if sys == SystemWeir && r.cfg.CPUProfileDir != "" {
+		if err := os.MkdirAll(r.cfg.CPUProfileDir, 0o755); err != nil {
+			return Measurement{}, fmt.Errorf("bench: %w", err)
+		}
+		name := strings.NewReplacer(" ", "-", "=", "", "(", "", ")", "").Replace(w.name)
+		profile = filepath.Join(r.cfg.CPUProfileDir, fmt.Sprintf("weir-%s-run%d.prof", name, run))
+	}
+	_, res, u, err := r.execJob(ctx, sys, mode, w.delivery, topic, profile)
+	if err != nil {
+		return Measurement{}, err
+	}
+	if res.RecordsIn != int64(r.cfg.Events) {
+		return Measurement{}, fmt.Errorf("bench: read %d records, the backlog has %d", res.RecordsIn, r.cfg.Events)
+	}
+	return measurement(w.name, sys, run, res, u), nil
+}
+
+func measurement(wl, sys string, run int, res childResult, u procUsage) Measurement {
+	m := Measurement{
+		Workload: wl, System: sys, Run: run,
+		RecordsIn: res.RecordsIn, ResultsOut: res.ResultsOut,
+		DrainSeconds: float64(res.EndMs-res.FirstRecordMs) / 1000,
+		WallSeconds:  u.Wall.Seconds(),
+		CPUSeconds:   u.CPU.Seconds(),
+		PeakRSSMiB:   float64(res.PeakRSSKiB) / 1024,
+		Checkpoints:  len(res.CheckpointUs),
+	}
+	if m.DrainSeconds <= 0 {
+		m.DrainSeconds = 0.001 // below the clock's resolution
+	}
+	m.Throughput = float64(res.RecordsIn) / m.DrainSeconds
+	if res.LastRecordMs >= res.FirstRecordMs && res.LastRecordMs > 0 {
+		m.ReadThroughput = float64(res.RecordsIn) / max(0.001, float64(res.LastRecordMs-res.FirstRecordMs)/1000)
+	}
+	if res.PeakRSSKiB == 0 { // not reported: the kernel's figure (may include the parent's)
+		m.PeakRSSMiB = float64(u.MaxRSSKiB) / 1024
+	}
+	if res.RecordsIn > 0 && res.CPUMsAtEnd > 0 {
+		m.CPUSecondsPerMillion = float64(res.CPUMsAtEnd-res.CPUMsAtFirst) / 1000 / (float64(res.RecordsIn) / 1e6)
+	}
+	ck := make([]float64, len(res.CheckpointUs))
+	for i, us := range res.CheckpointUs {
+		ck[i] = float64(us) / 1000
+	}
+	m.CheckpointP50Ms = percentile(ck, 50)
+	m.CheckpointP99Ms = percentile(ck, 99)
+	return m
+}
+
+// equalWork runs the window job exactly-once on both systems over the same
+// small input and compares each one's read_committed output with
+// verify.Expected.
+func (r *runner) equalWork(ctx context.Context) ([]CheckResult, error) {
+	const topic = "check-in"
+	if err := r.cl.CreateTopic(ctx, topic, r.cfg.Partitions, nil); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	events, err := verify.Generate(verify.GenConfig{
+		Seed: r.cfg.Seed, Keys: 100, Partitions: r.cfg.Partitions, Events: r.cfg.CheckEvents,
+		Start: eventEpoch, Step: r.cfg.Step, OutOfOrderness: r.cfg.OutOfOrderness / 2,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	i := 0
+	next := func() verify.Event { e := events[i]; i++; return e }
+	if err := produceEvents(ctx, r.cl.Bootstrap(), topic, r.cfg.Partitions, r.cfg.EventBytes, len(events), next); err != nil {
+		return nil, err
+	}
+	expected := verify.Expected(events, r.cfg.WindowSize)
+	systems := []string{SystemWeir}
+	if r.flink != nil {
+		systems = append(systems, SystemFlink)
+	}
+	var out []CheckResult
+	for _, sys := range systems {
+		outTopic, _, _, err := r.execJob(ctx, sys, "window", "exactly-once", topic, "")
+		if err != nil {
+			return out, fmt.Errorf("bench: equal-work check on %s: %w", sys, err)
+		}
+		got, err := verify.ReadResults(ctx, r.cl.Bootstrap(), outTopic, verify.ReadCommitted)
+		if err != nil {
+			return out, fmt.Errorf("bench: equal-work check on %s: %w", sys, err)
+		}
+		v := verify.Compare(len(events), expected, got)
+		r.logf("equal-work check, %s: %s", sys, v.String())
+		out = append(out, CheckResult{System: sys, OK: v.OK, Verdict: v.Report()})
+		if !v.OK {
+			return out, fmt.Errorf("bench: equal-work check failed on %s: %s", sys, v.Report())
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,171 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/weirstream/weir/integration/verify"
+)
+
+func eventForTest() verify.Event {
+	return verify.Event{Key: "u17", TS: 1764028800123, Amount: 17, Seq: 42}
+}
+
+func testReport() *Report {
+	cfg := QuickConfig()
+	wls := []workload{
+		{name: "ceiling (client consume)", mode: "ceiling"},
+		{name: "Q1 keys=1000 exactly-once", mode: "window"},
+		{name: "Q1 keys=1000 at-least-once", mode: "window"},
+		{name: "Q0 passthrough exactly-once", mode: "passthrough"},
+	}
+	r := &Report{Date: "2026-01-02T03:04:05Z", Quick: true, Config: reportConfig(cfg)}
+	add := func(wl, sys string, tps ...float64) {
+		for i, tp := range tps {
+			r.Measurements = append(r.Measurements, Measurement{Workload: wl, System: sys, Run: i + 1, Throughput: tp, PeakRSSMiB: tp / 1000})
+		}
+	}
+	add(wls[0].name, SystemCeiling, 1_000_000)
+	add(wls[1].name, SystemWeir, 300_000, 500_000, 400_000)
+	add(wls[1].name, SystemFlink, 100_000, 100_000, 200_000)
+	add(wls[2].name, SystemWeir, 500_000)
+	add(wls[2].name, SystemFlink, 125_000)
+	add(wls[3].name, SystemFlink, 250_000)
+	r.summarize(wls, cfg)
+	return r
+}
+
+func TestSummarize(t *testing.T) {
+	r := testReport()
+	got := map[[2]string]Summary{}
+	for _, s := range r.Summaries {
+		got[[2]string{s.Workload, s.System}] = s
+	}
+	w := got[[2]string{"Q1 keys=1000 exactly-once", SystemWeir}]
+	if w.Throughput != 400_000 || w.Runs != 3 || w.VsFlink != 4 || w.VsCeiling != 0.4 {
+		t.Errorf("weir EO summary %+v, want median 400000 over 3 runs, 4x Flink, 0.4 of the ceiling", w)
+	}
+	if w.PeakRSSMiB != 400 || w.RSSVsFlink != 4 {
+		t.Errorf("weir EO rss %v (vs flink %v), want the median run's 400 MiB and 4x", w.PeakRSSMiB, w.RSSVsFlink)
+	}
+	if q0 := got[[2]string{"Q0 passthrough exactly-once", SystemWeir}]; !strings.Contains(q0.Note, "n/a") {
+		t.Errorf("weir Q0 summary %+v, want an n/a note", q0)
+	}
+	if !strings.Contains(strings.Join(r.Skipped, "\n"), "quick mode") {
+		t.Errorf("skipped %q does not mention the single run", r.Skipped)
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	md := testReport().Markdown("chart.png")
+	for _, want := range []string{
+		"| Q1 keys=1000 exactly-once | weir | 400,000 | 0 | 4.00× | 0.40× |",
+		"| Q0 passthrough exactly-once | weir | n/a (no passthrough operator yet) |",
+		"Q1 keys=1000 on weir -20.0%",
+		"![throughput, events/s](chart.png)",
+		"quick run",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestWriteReport(t *testing.T) {
+	dir := t.TempDir()
+	r := testReport()
+	if err := r.write(dir); err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(dir, "2026-01-02T030405Z-quick")
+	if r.MarkdownPath != base+".md" {
+		t.Errorf("markdown path %q, want %q", r.MarkdownPath, base+".md")
+	}
+	js, err := os.ReadFile(base + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := LoadReport(base + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.Markdown("chart.png") != r.Markdown("chart.png") {
+		t.Error("a loaded report renders differently from the one written")
+	}
+	if len(back.Summaries) != len(r.Summaries) || len(back.Measurements) != len(r.Measurements) {
+		t.Errorf("json round trip: %d summaries, %d measurements; want %d, %d",
+			len(back.Summaries), len(back.Measurements), len(r.Summaries), len(r.Measurements))
+	}
+	pngData, err := os.ReadFile(base + ".png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(pngData))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Six bars (ceiling, 2+2 Q1, Q0 Flink) in four groups.
+	if w := img.Bounds().Dx(); w != 2*40+6*(44+6)+4*30 {
+		t.Errorf("chart width %d", w)
+	}
+	// The first bar (the ceiling) is grey at its foot.
+	if c := img.At(40+15+5, 40+320-5); c != colCeiling {
+		t.Errorf("pixel at the ceiling bar's foot is %v, want %v", c, colCeiling)
+	}
+}
+
+func TestChartLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"ceiling (client consume)":      "CEIL",
+		"Q1 keys=1000 exactly-once":     "Q1 1K EO",
+		"Q1 keys=1000000 at-least-once": "Q1 1M ALO",
+		"Q1 keys=1500 at-least-once":    "Q1 1500 ALO",
+		"Q0 passthrough exactly-once":   "Q0 EO",
+	} {
+		if got := chartLabel(in); got != want {
+			t.Errorf("chartLabel(%q) = %q, want %q", in, got, want)
+		}
+		for _, r := range want {
+			if _, ok := glyphs[r]; !ok && r != ' ' {
+				t.Errorf("label %q: no glyph for %q", want, r)
+			}
+		}
+	}
+}
+
+func TestThousandsAndShortRate(t *testing.T) {
+	for x, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567.4: "1,234,567"} {
+		if got := thousands(x); got != want {
+			t.Errorf("thousands(%v) = %q, want %q", x, got, want)
+		}
+	}
+	for x, want := range map[float64]string{950: "950", 12345: "12.3k", 1250000: "1.25M"} {
+		if got := shortRate(x); got != want {
+			t.Errorf("shortRate(%v) = %q, want %q", x, got, want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := QuickConfig()
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "Self") {
+		t.Errorf("config without Self: %v", err)
+	}
+	c.Self, c.RepoRoot = "/bin/true", "/"
+	if err := c.validate(); err != nil {
+		t.Errorf("quick config: %v", err)
+	}
+	c.Keys = []int{0}
+	if err := c.validate(); err == nil {
+		t.Error("key count 0 accepted")
+	}
+}
