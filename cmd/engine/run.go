@@ -335,7 +335,12 @@ func (c *controller) savepoint(take func(context.Context) (string, error)) (stri
 func (c *controller) stopSignal() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch c.sig {
+	return signalName(c.sig)
+}
+
+// signalName names sig as in the messages: SIGINT, SIGTERM; "" for none.
+func signalName(sig os.Signal) string {
+	switch sig {
 	case nil:
 		return ""
 	case syscall.SIGINT:
@@ -343,7 +348,7 @@ func (c *controller) stopSignal() string {
 	case syscall.SIGTERM:
 		return "SIGTERM"
 	}
-	return c.sig.String()
+	return sig.String()
 }
 
 // stopSavepoint returns the SIGTERM savepoint, or why it failed.
@@ -467,15 +472,7 @@ func signalContext() (context.Context, *stopSignal) {
 func (s *stopSignal) signal() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch s.sig {
-	case nil:
-		return ""
-	case syscall.SIGINT:
-		return "SIGINT"
-	case syscall.SIGTERM:
-		return "SIGTERM"
-	}
-	return s.sig.String()
+	return signalName(s.sig)
 }
 
 func (s *stopSignal) release() {
