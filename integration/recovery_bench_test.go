@@ -142,7 +142,10 @@ func BenchmarkExactlyOnceRecovery(b *testing.B) {
 		_ = cmd.Wait()
 		cmd, committed = start()
 		recoveries = append(recoveries, waitCommit(committed).Sub(killedAt))
-		time.Sleep(2 * time.Second) // let it commit a few epochs before the next kill
+		// Let the new process commit a few more epochs before the next kill.
+		for range 3 {
+			waitCommit(committed)
+		}
 	}
 	b.StopTimer()
 	_ = cmd.Process.Signal(syscall.SIGKILL)

@@ -72,7 +72,10 @@ func committed(t *testing.T, ctx context.Context, group, topic string) map[int32
 		if !kerr.IsRetriable(err) || rctx.Err() != nil {
 			t.Fatalf("offsets of group %s: %v", group, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		select { // retry a retriable broker error, bounded by rctx
+		case <-rctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -110,7 +113,10 @@ func commitGroup(t *testing.T, ctx context.Context, group, topic string, offsets
 		if !kerr.IsRetriable(err) || rctx.Err() != nil {
 			t.Fatalf("commit offsets of group %s: %v", group, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		select { // retry a retriable broker error, bounded by rctx
+		case <-rctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
