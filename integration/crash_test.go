@@ -28,12 +28,19 @@ var (
 // crashSeedList is the seeds to run: -crash-seed replays one; otherwise
 // -crash-seeds (or WEIR_CRASH_SEEDS, or 10) seeds from a printed base.
 func crashSeedList(t *testing.T) []int64 {
-	if *crashSeed != 0 {
-		return []int64{*crashSeed}
+	return seedList(t, *crashSeed, *crashSeeds, 10, "-crash-seed")
+}
+
+// seedList is the seeds of a seeded crash test: replay (from its replay
+// flag, named replayFlag) replays one; otherwise count seeds (its count
+// flag, else $WEIR_CRASH_SEEDS, else def) from a printed base.
+func seedList(t *testing.T, replay int64, count, def int, replayFlag string) []int64 {
+	if replay != 0 {
+		return []int64{replay}
 	}
-	n := *crashSeeds
+	n := count
 	if n == 0 {
-		n = 10
+		n = def
 		if v := os.Getenv("WEIR_CRASH_SEEDS"); v != "" {
 			var err error
 			if n, err = strconv.Atoi(v); err != nil || n < 1 {
@@ -46,7 +53,8 @@ func crashSeedList(t *testing.T) []int64 {
 	for i := range seeds {
 		seeds[i] = base + int64(i)
 	}
-	t.Logf("crash seeds %d..%d (replay one with -crash-seed N)", seeds[0], seeds[n-1])
+	t.Logf("seeds %d..%d (replay one: go test -p 1 -count=1 -v ./integration/ -run '^%s$' %s N)",
+		seeds[0], seeds[n-1], t.Name(), replayFlag)
 	return seeds
 }
 

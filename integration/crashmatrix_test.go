@@ -60,27 +60,7 @@ const (
 // otherwise -matrix-seeds (or WEIR_CRASH_SEEDS, or 5) seeds from a printed
 // base.
 func matrixSeedList(t *testing.T) []int64 {
-	if *matrixSeed != 0 {
-		return []int64{*matrixSeed}
-	}
-	n := *matrixSeeds
-	if n == 0 {
-		n = 5
-		if v := os.Getenv("WEIR_CRASH_SEEDS"); v != "" {
-			var err error
-			if n, err = strconv.Atoi(v); err != nil || n < 1 {
-				t.Fatalf("WEIR_CRASH_SEEDS=%q: want a positive whole number", v)
-			}
-		}
-	}
-	base := time.Now().UnixNano() % 1_000_000_000
-	seeds := make([]int64, n)
-	for i := range seeds {
-		seeds[i] = base + int64(i)
-	}
-	t.Logf("matrix seeds %d..%d (replay one: go test -p 1 -count=1 -v ./integration/ -run '^%s$' -matrix-seed N)",
-		seeds[0], seeds[n-1], t.Name())
-	return seeds
+	return seedList(t, *matrixSeed, *matrixSeeds, 5, "-matrix-seed")
 }
 
 // matrixBinary is the engine binary the matrix runs.
