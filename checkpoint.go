@@ -22,8 +22,14 @@ import (
 // checkpoint of another shape is refused on restore. The parallelism is not
 // part of it: a checkpoint restores into another parallelism by
 // redistributing key groups, partitions and pending transactions.
+//
+// The window job's fingerprint names its window operator; the passthrough
+// job's names its kind, so neither restores the other's checkpoints.
 func (j *Job) fingerprint() string {
 	s := j.spec
+	if s.Kind == KindPassthrough {
+		return fmt.Sprintf("kind=passthrough source(%s)->sink(%s)", s.Source.Topic, s.Sink.Topic)
+	}
 	return fmt.Sprintf("source(%s)->window(%dms)->sink(%s) key_groups=%d",
 		s.Source.Topic, s.Window.Size.Milliseconds(), s.Sink.Topic, actors.KeyGroups)
 }
@@ -31,7 +37,11 @@ func (j *Job) fingerprint() string {
 // taskNames lists the job's tasks, as they are named in checkpoints.
 func (j *Job) taskNames() []string {
 	var names []string
-	for _, stage := range []string{"source", "window", "sink"} {
+	stages := []string{"source", "window", "sink"}
+	if j.spec.Kind == KindPassthrough {
+		stages = []string{"source", "sink"}
+	}
+	for _, stage := range stages {
 		for i := 0; i < j.spec.Parallelism; i++ {
 			names = append(names, supervisor.TaskName(stage, i))
 		}
@@ -227,11 +237,11 @@ func (j *Job) newCheckpointing(st *stateSetup) *actors.Checkpointing {
 }
 
 // restoredParallelism is the parallelism a checkpoint was taken with: the
-// number of its window tasks.
+// number of its sink tasks (every kind of job has them).
 func restoredParallelism(m snapshot.Metadata) int {
 	n := 0
 	for task := range m.Tasks {
-		if strings.HasPrefix(task, "window-") {
+		if strings.HasPrefix(task, "sink-") {
 			n++
 		}
 	}
@@ -298,7 +308,36 @@ func (j *Job) rescale(st *stateSetup, metaRoot string, oldP int) error {
 	for i := 0; i < newP; i++ {
 		st.cps[supervisor.TaskName("source", i)].OpState = merged
 	}
-	// 2. Windows: move entries by key group.
+	// 2. Windows: move entries by key group (a passthrough job has none).
+	if j.spec.Kind != KindPassthrough {
+		if err := j.rescaleWindows(st, m, oldP, readOld); err != nil {
+			return err
+		}
+	}
+	// 3. Sinks: pending transactions and fencing by k mod p.
+	for k := 0; k < oldP; k++ {
+		cp := st.cps[supervisor.TaskName("sink", k%newP)]
+		err := readOld(supervisor.TaskName("sink", k), func(_ *snapshot.Store, op []byte) error {
+			if len(op) > 0 && string(op) != "{}" {
+				cp.OpStates = append(cp.OpStates, op)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("rescale sinks from checkpoint %d: %w", m.ID, err)
+		}
+		if k >= newP && j.spec.Delivery == ExactlyOnce {
+			cp.FenceIDs = append(cp.FenceIDs, txsink.TransactionalIDs(j.spec.Sink.TransactionalIDPrefix, j.spec.Name, "sink", k, k+1, txsinkPool)...)
+		}
+	}
+	return nil
+}
+
+// rescaleWindows moves the window state of checkpoint m, taken with
+// parallelism oldP, to the new window tasks by key group.
+func (j *Job) rescaleWindows(st *stateSetup, m snapshot.Metadata, oldP int,
+	readOld func(task string, f func(store *snapshot.Store, op []byte) error) error) error {
+	newP := j.spec.Parallelism
 	targets := make([]*snapshot.Store, newP)
 	for i := range targets {
 		targets[i] = st.cps[supervisor.TaskName("window", i)].Store
@@ -319,22 +358,6 @@ func (j *Job) rescale(st *stateSetup, metaRoot string, oldP int) error {
 	}
 	for i := 0; i < newP; i++ {
 		st.cps[supervisor.TaskName("window", i)].OpState = op
-	}
-	// 3. Sinks: pending transactions and fencing by k mod p.
-	for k := 0; k < oldP; k++ {
-		cp := st.cps[supervisor.TaskName("sink", k%newP)]
-		err := readOld(supervisor.TaskName("sink", k), func(_ *snapshot.Store, op []byte) error {
-			if len(op) > 0 && string(op) != "{}" {
-				cp.OpStates = append(cp.OpStates, op)
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("rescale sinks from checkpoint %d: %w", m.ID, err)
-		}
-		if k >= newP && j.spec.Delivery == ExactlyOnce {
-			cp.FenceIDs = append(cp.FenceIDs, txsink.TransactionalIDs(j.spec.Sink.TransactionalIDPrefix, j.spec.Name, "sink", k, k+1, txsinkPool)...)
-		}
 	}
 	return nil
 }

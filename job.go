@@ -353,7 +353,8 @@ func merge(a, b map[string]string) map[string]string {
 }
 
 // plan turns the spec into the job graph: source -> (hash by key) ->
-// window -> (forward) -> sink.
+// window -> (forward) -> sink for a window job, source -> (forward) -> sink
+// for a passthrough job.
 func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
 	s := j.spec
 	cp := func(task string) *actors.Checkpointing {
@@ -370,6 +371,9 @@ func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
 			MaxConcurrent: c.MaxConcurrent, TolerableFailures: c.TolerableFailures,
 			FS: state.fs, Root: state.root, JobName: s.Name, Fingerprint: j.fingerprint(),
 			Retain: c.Retain, After: state.after, OnComplete: j.onComplete,
+			// The exactly-once sinks commit their last epoch on the first
+			// checkpoint after every source finished: take it at once.
+			CheckpointWhenSourcesFinish: s.Delivery == ExactlyOnce,
 		}
 	}
 	p := s.Parallelism
@@ -395,61 +399,66 @@ func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
 	}
 	sizeMillis := s.Window.Size.Milliseconds()
 	log := j.opts.log.With("job", s.Name)
-	return supervisor.Plan{
-		Name:       s.Name,
-		Checkpoint: ckPlan,
-		Stages: []supervisor.Stage{
-			{
-				Name: "source", Parallelism: p, Source: true,
-				Producer: func(i int, targets []*actor.PID) actor.Producer {
-					return actors.NewSource(actors.SourceConfig{
-						Task: supervisor.TaskName("source", i), Index: i, Parallelism: p,
-						Checkpoint: cp(supervisor.TaskName("source", i)),
-						Brokers:    s.Brokers, Topic: s.Source.Topic, Group: s.Source.Group,
-						Start: start, Stop: stop, Isolation: string(s.Source.Isolation),
-						CommitOnCheckpoint: !s.Source.DisableOffsetCommit, DiscoveryInterval: discovery,
-						Properties: merge(s.Kafka, s.Source.Properties),
-						Extract:    extract, OutOfOrderness: s.Window.OutOfOrderness, IdleTimeout: s.Window.IdleTimeout,
-						Targets: targets, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
-						Metrics: &j.metrics, Done: closed, Log: log,
-					})
-				},
-			},
-			{
-				Name: "window", Parallelism: p,
-				Producer: func(i int, targets []*actor.PID) actor.Producer {
-					return actors.NewWindow(actors.WindowConfig{
-						Task: supervisor.TaskName("window", i), Index: i, Inputs: p, SizeMillis: sizeMillis,
-						Checkpoint: cp(supervisor.TaskName("window", i)),
-						Targets:    targets[i : i+1], OutIndex: 0, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
-						Metrics: &j.metrics, Log: log,
-					})
-				},
-			},
-			{
-				Name: "sink", Parallelism: p, Sink: true,
-				Producer: func(i int, _ []*actor.PID) actor.Producer {
-					var tx *txsink.KafkaConfig
-					if s.Delivery == ExactlyOnce {
-						tx = &txsink.KafkaConfig{
-							Brokers: s.Brokers, Topic: s.Sink.Topic, ProgressTopic: s.Sink.ProgressTopic,
-							TransactionalIDPrefix: s.Sink.TransactionalIDPrefix, Job: s.Name, Sink: "sink", Subtask: i,
-							TransactionTimeout: s.Sink.TransactionTimeout,
-							CheckpointInterval: s.Checkpoint.Interval, CheckpointTimeout: s.Checkpoint.Timeout,
-							Properties: merge(s.Kafka, s.Sink.Properties), Failpoint: j.opts.failpoint,
-						}
-					}
-					return actors.NewSink(actors.SinkConfig{
-						Task: supervisor.TaskName("sink", i), Index: i, Inputs: 1,
-						Transactional: tx, Failpoint: j.opts.failpoint,
-						Checkpoint: cp(supervisor.TaskName("sink", i)),
-						Brokers:    s.Brokers, Topic: s.Sink.Topic, Properties: merge(s.Kafka, s.Sink.Properties),
-						WindowMillis: sizeMillis, Metrics: &j.metrics, Done: closed, Log: log,
-					})
-				},
-			},
+	passthrough := s.Kind == KindPassthrough
+	source := supervisor.Stage{
+		Name: "source", Parallelism: p, Source: true,
+		Producer: func(i int, targets []*actor.PID) actor.Producer {
+			cfg := actors.SourceConfig{
+				Task: supervisor.TaskName("source", i), Index: i, Parallelism: p,
+				Checkpoint: cp(supervisor.TaskName("source", i)),
+				Brokers:    s.Brokers, Topic: s.Source.Topic, Group: s.Source.Group,
+				Start: start, Stop: stop, Isolation: string(s.Source.Isolation),
+				CommitOnCheckpoint: !s.Source.DisableOffsetCommit, DiscoveryInterval: discovery,
+				Properties: merge(s.Kafka, s.Source.Properties),
+				Extract:    extract, OutOfOrderness: s.Window.OutOfOrderness, IdleTimeout: s.Window.IdleTimeout,
+				Targets: targets, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
+				Metrics: &j.metrics, Done: closed, Log: log,
+			}
+			if passthrough {
+				// Forward: source i feeds sink i, nothing in between.
+				cfg.Passthrough, cfg.Extract, cfg.Targets = true, nil, targets[i:i+1]
+			}
+			return actors.NewSource(cfg)
 		},
 	}
+	window := supervisor.Stage{
+		Name: "window", Parallelism: p,
+		Producer: func(i int, targets []*actor.PID) actor.Producer {
+			return actors.NewWindow(actors.WindowConfig{
+				Task: supervisor.TaskName("window", i), Index: i, Inputs: p, SizeMillis: sizeMillis,
+				Checkpoint: cp(supervisor.TaskName("window", i)),
+				Targets:    targets[i : i+1], OutIndex: 0, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
+				Metrics: &j.metrics, Log: log,
+			})
+		},
+	}
+	sink := supervisor.Stage{
+		Name: "sink", Parallelism: p, Sink: true,
+		Producer: func(i int, _ []*actor.PID) actor.Producer {
+			var tx *txsink.KafkaConfig
+			if s.Delivery == ExactlyOnce {
+				tx = &txsink.KafkaConfig{
+					Brokers: s.Brokers, Topic: s.Sink.Topic, ProgressTopic: s.Sink.ProgressTopic,
+					TransactionalIDPrefix: s.Sink.TransactionalIDPrefix, Job: s.Name, Sink: "sink", Subtask: i,
+					TransactionTimeout: s.Sink.TransactionTimeout,
+					CheckpointInterval: s.Checkpoint.Interval, CheckpointTimeout: s.Checkpoint.Timeout,
+					Properties: merge(s.Kafka, s.Sink.Properties), Failpoint: j.opts.failpoint,
+				}
+			}
+			return actors.NewSink(actors.SinkConfig{
+				Task: supervisor.TaskName("sink", i), Index: i, Inputs: 1,
+				Transactional: tx, Failpoint: j.opts.failpoint,
+				Checkpoint: cp(supervisor.TaskName("sink", i)),
+				Brokers:    s.Brokers, Topic: s.Sink.Topic, Properties: merge(s.Kafka, s.Sink.Properties),
+				WindowMillis: sizeMillis, Metrics: &j.metrics, Done: closed, Log: log,
+			})
+		},
+	}
+	stages := []supervisor.Stage{source, window, sink}
+	if passthrough {
+		stages = []supervisor.Stage{source, sink}
+	}
+	return supervisor.Plan{Name: s.Name, Checkpoint: ckPlan, Stages: stages}
 }
 
 // JSONExtract returns the extraction the job uses by default: the key from

@@ -244,6 +244,7 @@ func jobFileSchema(s *JobSpec) []field {
 	return []field{
 		{name: "name", kind: kindString, example: "clicks-per-user", str: &s.Name},
 		{name: "brokers", kind: kindString, example: "127.0.0.1:9092", str: &s.Brokers},
+		{name: "kind", kind: kindString, example: "passthrough", str: (*string)(&s.Kind)},
 		{name: "parallelism", kind: kindInt, bound: positive, example: "4", num: &s.Parallelism},
 		{name: "source", kind: kindSection, sub: []field{
 			{name: "topic", kind: kindString, example: "clicks", str: &s.Source.Topic},

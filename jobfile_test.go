@@ -119,6 +119,7 @@ func dumpSpec(s JobSpec) string {
 	}
 	p("name", s.Name)
 	p("brokers", s.Brokers)
+	p("kind", s.Kind)
 	p("parallelism", s.Parallelism)
 	p("source.topic", s.Source.Topic)
 	p("source.group", s.Source.Group)
@@ -182,6 +183,7 @@ func exampleSpec() JobSpec {
 	return JobSpec{
 		Name:        "clicks-per-user",
 		Brokers:     "127.0.0.1:9092",
+		Kind:        KindWindow,
 		Parallelism: 2,
 		Source: SourceSpec{
 			Topic:                      "clicks",

@@ -10,10 +10,12 @@ import (
 	"github.com/weirstream/weir/supervisor"
 )
 
-// JobSpec describes a job: read JSON records from a Kafka topic, key them by a
-// field, assign them to event-time tumbling windows, aggregate count and sum
-// per key and window, and write one JSON result per key and window to a Kafka
-// topic.
+// JobSpec describes a job. A window job (Kind window, the default) reads
+// JSON records from a Kafka topic, keys them by a field, assigns them to
+// event-time tumbling windows, aggregates count and sum per key and window,
+// and writes one JSON result per key and window to a Kafka topic. A
+// passthrough job (Kind passthrough) copies every record of the source topic
+// to the sink topic unchanged.
 //
 // The job file read by `engine run --config` maps one to one onto this
 // struct; the YAML key of each field is given in its comment. Every error
@@ -27,6 +29,14 @@ type JobSpec struct {
 	// Brokers is the Kafka bootstrap list, "host:port[,host:port...]"
 	// (job file: brokers).
 	Brokers string
+
+	// Kind is what the job does (job file: kind): KindWindow (default)
+	// or KindPassthrough. A passthrough job copies every record of the
+	// source topic to the sink topic unchanged (the key and value bytes, in
+	// the order of each source partition; the records get new timestamps)
+	// and uses none of KeyField, TimestampField, Window, Aggregate and
+	// Extract: Validate refuses them.
+	Kind JobKind
 
 	// Source is the Kafka topic to read (job file: source).
 	Source SourceSpec
@@ -77,6 +87,18 @@ type JobSpec struct {
 	// is summed. An error makes the record a bad record.
 	Extract func(value []byte) (key []byte, tsMillis int64, v float64, err error) `yaml:"-"`
 }
+
+// JobKind says what a job does.
+type JobKind string
+
+// Job kinds.
+const (
+	// KindWindow keys, windows and aggregates JSON records.
+	KindWindow JobKind = "window"
+	// KindPassthrough copies records unchanged: source subtask i writes
+	// straight to sink subtask i.
+	KindPassthrough JobKind = "passthrough"
+)
 
 // SourceSpec is the Kafka source (job file: source).
 type SourceSpec struct {
@@ -311,6 +333,9 @@ var managedKafkaProperties = map[string]string{
 
 // WithDefaults returns a copy of s with defaults filled in.
 func (s JobSpec) WithDefaults() JobSpec {
+	if s.Kind == "" {
+		s.Kind = KindWindow
+	}
 	if s.Parallelism == 0 {
 		s.Parallelism = DefaultParallelism
 	}
@@ -416,26 +441,17 @@ func (s JobSpec) Validate() error {
 	if err := s.Source.validate(); err != nil {
 		return err
 	}
-	if s.KeyField == "" && s.Extract == nil {
-		return specErr("key_field", "required: name the JSON field to key by, e.g. key_field: user")
-	}
-	if s.TimestampField == "" && s.Extract == nil {
-		return specErr("timestamp_field", "required: name the JSON field with the event time in milliseconds, e.g. timestamp_field: ts")
-	}
-	if s.Window.Size == 0 {
-		return specErr("window.size", "required: set the window length, e.g. window.size: 10s")
-	}
-	if s.Window.Size < 0 {
-		return specErr("window.size", "must be a positive duration such as 10s, got %v", s.Window.Size)
-	}
-	if s.Window.Size%time.Millisecond != 0 {
-		return specErr("window.size", "must be a whole number of milliseconds, got %v", s.Window.Size)
-	}
-	if s.Window.OutOfOrderness < 0 {
-		return specErr("window.out_of_orderness", "must not be negative, got %v", s.Window.OutOfOrderness)
-	}
-	if s.Window.IdleTimeout < 0 {
-		return specErr("window.idle_timeout", "must not be negative, got %v", s.Window.IdleTimeout)
+	switch s.Kind {
+	case KindWindow:
+		if err := s.validateWindow(); err != nil {
+			return err
+		}
+	case KindPassthrough:
+		if err := s.validatePassthrough(); err != nil {
+			return err
+		}
+	default:
+		return specErr("kind", "%q is not a job kind; use window (key, window and aggregate JSON records) or passthrough (copy records unchanged)", s.Kind)
 	}
 	if s.Sink.Topic == "" {
 		return specErr("sink.topic", "required: name the topic to write results to")
@@ -489,6 +505,56 @@ func (s JobSpec) Validate() error {
 				return specErr(props.key+"."+k, "is set by the engine; use %s instead", instead)
 			}
 		}
+	}
+	return nil
+}
+
+// validateWindow checks the keys of a window job.
+func (s JobSpec) validateWindow() error {
+	if s.KeyField == "" && s.Extract == nil {
+		return specErr("key_field", "required: name the JSON field to key by, e.g. key_field: user")
+	}
+	if s.TimestampField == "" && s.Extract == nil {
+		return specErr("timestamp_field", "required: name the JSON field with the event time in milliseconds, e.g. timestamp_field: ts")
+	}
+	if s.Window.Size == 0 {
+		return specErr("window.size", "required: set the window length, e.g. window.size: 10s")
+	}
+	if s.Window.Size < 0 {
+		return specErr("window.size", "must be a positive duration such as 10s, got %v", s.Window.Size)
+	}
+	if s.Window.Size%time.Millisecond != 0 {
+		return specErr("window.size", "must be a whole number of milliseconds, got %v", s.Window.Size)
+	}
+	if s.Window.OutOfOrderness < 0 {
+		return specErr("window.out_of_orderness", "must not be negative, got %v", s.Window.OutOfOrderness)
+	}
+	if s.Window.IdleTimeout < 0 {
+		return specErr("window.idle_timeout", "must not be negative, got %v", s.Window.IdleTimeout)
+	}
+	return nil
+}
+
+// validatePassthrough refuses the keys a passthrough job does not use:
+// a setting that would be ignored is a mistake worth saying.
+func (s JobSpec) validatePassthrough() error {
+	for _, k := range []struct {
+		key string
+		set bool
+	}{
+		{"key_field", s.KeyField != ""},
+		{"timestamp_field", s.TimestampField != ""},
+		{"window.size", s.Window.Size != 0},
+		{"window.out_of_orderness", s.Window.OutOfOrderness != 0},
+		{"window.idle_timeout", s.Window.IdleTimeout != 0},
+		{"aggregate.value_field", s.Aggregate.ValueField != ""},
+	} {
+		if k.set {
+			return specErr(k.key, "not used by kind: passthrough (records are copied unchanged); remove it, or set kind: window")
+		}
+	}
+	if s.Extract != nil {
+		return specErr("kind", "passthrough copies records unchanged and does not use JobSpec.Extract; leave Extract nil, or use kind: window")
 	}
 	return nil
 }

@@ -20,14 +20,23 @@ type Record struct {
 	Count int64
 }
 
+// RawRecord is a Kafka record carried unchanged (passthrough jobs): its key
+// (nil for a record without one) and value, exactly the bytes read. They
+// are the consumer's own slices, never copied again and never modified.
+type RawRecord struct {
+	Key, Value []byte
+}
+
 // Batch carries records from one sender to one receiver. In is the index of
 // the sender on the receiver's input side. Batches are the unit of flow
-// control: each one costs the sender one credit.
+// control: each one costs the sender one credit. A batch holds Records
+// (window jobs) or Raw records (passthrough jobs).
 type Batch struct {
 	In      int
 	Out     int        // the receiver's index among the sender's targets; echoed in the Credit
 	From    *actor.PID // where to return the credit
 	Records []Record
+	Raw     []RawRecord
 }
 
 // Watermark says that no record with an event time <= TS will follow on the
@@ -66,6 +75,14 @@ func (f *Failed) String() string { return fmt.Sprintf("task %s failed: %v", f.Ta
 // Finished is sent by a sink task to its parent when all of its inputs ended
 // and everything it wrote is acknowledged.
 type Finished struct {
+	Task string
+}
+
+// SourceFinished is sent by a source task to its parent when it has read
+// all of its (bounded or drained) input and ended its output: once every
+// source has finished, a checkpoint taken then is the job's last, and the
+// exactly-once sinks commit their final epoch on it.
+type SourceFinished struct {
 	Task string
 }
 

@@ -69,6 +69,22 @@ func (o *Output) Emit(ctx actor.SenderContext, t int, r Record) {
 	}
 }
 
+// EmitRaw sends recs to target t in batches of at most the batch size,
+// behind anything emitted before. The batches are sub-slices of recs, not
+// copies: the caller must not reuse recs.
+func (o *Output) EmitRaw(ctx actor.SenderContext, t int, recs []RawRecord) {
+	if len(recs) == 0 {
+		return
+	}
+	o.flushTarget(ctx, t)
+	for len(recs) > 0 {
+		n := min(len(recs), o.batchRecords)
+		o.queue[t] = append(o.queue[t], &Batch{In: o.self, Out: t, From: o.selfPID, Raw: recs[:n:n]})
+		recs = recs[n:]
+	}
+	o.pump(ctx, t)
+}
+
 // Flush sends every partly filled batch.
 func (o *Output) Flush(ctx actor.SenderContext) {
 	for t := range o.targets {
@@ -114,7 +130,7 @@ func (o *Output) pump(ctx actor.SenderContext, t int) {
 				break
 			}
 			o.credits[t]--
-			o.sent += int64(len(b.Records))
+			o.sent += int64(len(b.Records) + len(b.Raw))
 		}
 		ctx.Send(o.targets[t], q[i])
 		q[i] = nil

@@ -97,9 +97,14 @@ func (s *Sink) Receive(ctx actor.Context) {
 			return
 		}
 		var err error
-		if s.tx != nil {
+		switch {
+		case s.tx != nil && m.Raw != nil:
+			err = s.writeTxRaw(m.Raw)
+		case s.tx != nil:
 			err = s.writeTx(m.Records)
-		} else {
+		case m.Raw != nil:
+			err = s.writeRaw(m.Raw)
+		default:
 			err = s.write(m.Records)
 		}
 		if err != nil {
@@ -302,6 +307,22 @@ func (s *Sink) writeTx(recs []Record) error {
 	return nil
 }
 
+// writeTxRaw writes passthrough records in the open transaction: the key
+// and value slices are handed over as they are (nothing modifies them).
+func (s *Sink) writeTxRaw(recs []RawRecord) error {
+	out := make([]txsink.Record, len(recs))
+	for i, r := range recs {
+		out[i] = txsink.Record{Key: r.Key, Value: r.Value}
+	}
+	octx, cancel := s.opContext()
+	defer cancel()
+	if err := s.tx.Write(octx, out); err != nil {
+		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
+	}
+	s.cfg.Metrics.ResultsOut.Add(int64(len(recs)))
+	return nil
+}
+
 func (s *Sink) start(ctx actor.Context) error {
 	if s.cfg.Transactional != nil {
 		return s.startTx()
@@ -368,29 +389,47 @@ func AppendResultJSON(b []byte, r Record, windowMillis int64) []byte {
 }
 
 func (s *Sink) write(recs []Record) error {
-	topic := s.cfg.Topic
 	for _, r := range recs {
 		v := AppendResultJSON(make([]byte, 0, 96), r, s.cfg.WindowMillis)
-		msg := &kafka.Message{
-			TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
-			Key:            []byte(r.Key),
-			Value:          v,
-		}
-		deadline := time.Now().Add(s.cfg.FlushTimeout)
-		for {
-			err := s.prod.Produce(msg, nil)
-			if err == nil {
-				break
-			}
-			var ke kafka.Error
-			if errors.As(err, &ke) && ke.Code() == kafka.ErrQueueFull && time.Now().Before(deadline) {
-				s.prod.Flush(100)
-				continue
-			}
-			return fmt.Errorf("sink %s: produce to %s: %w", s.cfg.Task, topic, err)
+		if err := s.produce([]byte(r.Key), v); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// writeRaw produces passthrough records as they were read.
+func (s *Sink) writeRaw(recs []RawRecord) error {
+	for _, r := range recs {
+		if err := s.produce(r.Key, r.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// produce hands one record to the producer, waiting (bounded by
+// FlushTimeout) while its queue is full.
+func (s *Sink) produce(key, value []byte) error {
+	topic := s.cfg.Topic
+	msg := &kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
+		Key:            key,
+		Value:          value,
+	}
+	deadline := time.Now().Add(s.cfg.FlushTimeout)
+	for {
+		err := s.prod.Produce(msg, nil)
+		if err == nil {
+			return nil
+		}
+		var ke kafka.Error
+		if errors.As(err, &ke) && ke.Code() == kafka.ErrQueueFull && time.Now().Before(deadline) {
+			s.prod.Flush(100)
+			continue
+		}
+		return fmt.Errorf("sink %s: produce to %s: %w", s.cfg.Task, topic, err)
+	}
 }
 
 func (s *Sink) flush() error {

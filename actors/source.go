@@ -51,6 +51,11 @@ type SourceConfig struct {
 	// Properties are librdkafka consumer properties applied last.
 	Properties map[string]string
 	Extract    Extractor
+	// Passthrough makes the source hand the records on unchanged
+	// (RawRecord: key and value as read, no extraction, no watermarks) to
+	// its one target, Targets[0], on whose input side it is input 0 (the
+	// forward edge source i -> sink i). Extract is not used.
+	Passthrough bool
 	// OutOfOrderness bounds how late an event may be on its partition.
 	OutOfOrderness time.Duration
 	// IdleTimeout: a partition silent for this long stops holding back the
@@ -102,6 +107,7 @@ func (c *SourceConfig) defaults() {
 // round, per-partition progress, and whether the poller is done.
 type polled struct {
 	records []Record
+	raw     []RawRecord // passthrough
 	parts   []partProgress
 	added   []partProgress // partitions discovered and assigned, with their start
 	done    bool
@@ -155,7 +161,11 @@ const pollerTokens = 2
 func (s *Source) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		s.out = NewOutput(s.cfg.Targets, s.cfg.Index, ctx.Self(), s.cfg.Credits, s.cfg.BatchRecords)
+		self := s.cfg.Index
+		if s.cfg.Passthrough {
+			self = 0 // the only input of its sink
+		}
+		s.out = NewOutput(s.cfg.Targets, self, ctx.Self(), s.cfg.Credits, s.cfg.BatchRecords)
 		if err := s.start(ctx); err != nil {
 			s.fail(ctx, err)
 		}
@@ -310,11 +320,16 @@ func (s *Source) handle(ctx actor.Context, p *polled) {
 			s.parts[a.partition] = &partState{partition: a.partition, next: a.next, maxTS: math.MinInt64, lastActive: now}
 		}
 	}
-	n := s.out.Targets()
-	for _, r := range p.records {
-		s.out.Emit(ctx, SubtaskForKeyGroup(KeyGroup(r.Key), n), r)
+	if s.cfg.Passthrough {
+		s.out.EmitRaw(ctx, 0, p.raw)
+		s.cfg.Metrics.RecordsIn.Add(int64(len(p.raw)))
+	} else {
+		n := s.out.Targets()
+		for _, r := range p.records {
+			s.out.Emit(ctx, SubtaskForKeyGroup(KeyGroup(r.Key), n), r)
+		}
+		s.cfg.Metrics.RecordsIn.Add(int64(len(p.records)))
 	}
-	s.cfg.Metrics.RecordsIn.Add(int64(len(p.records)))
 	for _, pp := range p.parts {
 		st := s.parts[pp.partition]
 		if st == nil {
@@ -333,9 +348,12 @@ func (s *Source) handle(ctx actor.Context, p *polled) {
 		// stops with the actor.
 		s.ended = true
 		s.out.Broadcast(ctx, func(in int) any { return &EndOfInput{In: in} })
+		ctx.Send(ctx.Parent(), &SourceFinished{Task: s.cfg.Task})
 		return
 	}
-	s.advanceWatermark(ctx, now)
+	if !s.cfg.Passthrough {
+		s.advanceWatermark(ctx, now)
+	}
 }
 
 // advanceWatermark emits the subtask's watermark: the smallest per-partition

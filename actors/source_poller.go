@@ -330,7 +330,13 @@ func (p *poller) committed(oc kafka.OffsetsCommitted) {
 }
 
 func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
-	b := &polled{records: make([]Record, 0, 256)}
+	b := &polled{}
+	raw := p.cfg.Passthrough
+	if raw {
+		b.raw = make([]RawRecord, 0, 256)
+	} else {
+		b.records = make([]Record, 0, 256)
+	}
 	prog := map[int32]*partProgress{}
 	progress := func(part int32) *partProgress {
 		pp := prog[part]
@@ -342,7 +348,7 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 	}
 	next := p.next
 	timeout := int(p.cfg.PollTimeout.Milliseconds())
-	for len(b.records) < p.cfg.PollRecords {
+	for len(b.records)+len(b.raw) < p.cfg.PollRecords {
 		ev := p.cons.Poll(timeout)
 		if ev == nil {
 			break
@@ -358,6 +364,14 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 					next[part] = end
 					progress(part).next = end
 				}
+				continue
+			}
+			if raw {
+				// The client's slices are the only copy out of librdkafka:
+				// they go downstream as they are.
+				b.raw = append(b.raw, RawRecord{Key: e.Key, Value: e.Value})
+				progress(part).next = off + 1
+				next[part] = off + 1
 				continue
 			}
 			key, ts, v, err := p.cfg.Extract(e.Value)

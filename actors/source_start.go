@@ -16,7 +16,23 @@ import (
 // commits its offsets (they are stored for it at once).
 const autoCommitInterval = "100"
 
+// Engine defaults for the consumer's prefetch, which otherwise dominates
+// the process's memory: librdkafka queues up to queued.max.messages.kbytes
+// (default 65536 KiB) of fetched records per consumer, one consumer per
+// source subtask. 16 MiB keeps a 1 s checkpoint interval fed at the
+// engine's throughput; a job can raise it in source.properties or kafka.
+const (
+	DefaultQueuedMaxKBytes = 16384    // queued.max.messages.kbytes
+	DefaultFetchMaxBytes   = 16 << 20 // fetch.max.bytes, matching it
+)
+
 // consumerConfig builds the librdkafka configuration of the subtask.
+//
+// The prefetch is bounded by DefaultQueuedMaxKBytes and
+// DefaultFetchMaxBytes unless the job sets queued.max.messages.kbytes or
+// fetch.max.bytes itself (fetch.max.bytes is only set by the engine when
+// the job sets neither, so that librdkafka matches it to a queue size the
+// job chose).
 //
 // Offsets are never stored by the client itself (enable.auto.offset.store
 // is false): with checkpoints off the poller stores the position of what
@@ -32,6 +48,14 @@ func consumerConfig(c SourceConfig) kafka.ConfigMap {
 		"auto.offset.reset":    librdkafkaReset(c.Start.AutoOffsetReset),
 		"isolation.level":      c.Isolation,
 		"log_level":            3,
+	}
+	_, setQueue := c.Properties["queued.max.messages.kbytes"]
+	_, setFetch := c.Properties["fetch.max.bytes"]
+	if !setQueue {
+		conf["queued.max.messages.kbytes"] = DefaultQueuedMaxKBytes
+	}
+	if !setQueue && !setFetch {
+		conf["fetch.max.bytes"] = DefaultFetchMaxBytes
 	}
 	for k, v := range c.Properties {
 		conf[k] = v
@@ -175,7 +199,9 @@ func (s *Source) start(ctx actor.Context) error {
 		c.Log.Info("source has no partition and is idle (parallelism is larger than the partition count)",
 			"task", c.Task, "partitions", len(parts), "parallelism", c.Parallelism)
 		s.idle = true
-		s.out.Broadcast(ctx, func(in int) any { return &Idle{In: in} })
+		if !c.Passthrough {
+			s.out.Broadcast(ctx, func(in int) any { return &Idle{In: in} })
+		}
 	}
 	s.tokens = pollerTokens
 	for i := 0; i < pollerTokens; i++ {

@@ -33,6 +33,11 @@ type CheckpointPlan struct {
 	// OnComplete, if set, is called (on the supervisor's goroutine) when a
 	// checkpoint completes.
 	OnComplete func(id uint64, savepoint bool)
+	// CheckpointWhenSourcesFinish triggers a checkpoint as soon as every
+	// source task has finished (bounded input read, or drained), instead of
+	// waiting for the next periodic one: exactly-once sinks commit their
+	// last epoch on it, so a bounded job ends right after its data.
+	CheckpointWhenSourcesFinish bool
 }
 
 type tick struct{}
@@ -138,6 +143,12 @@ func (j *jobSupervisor) checkpointMessage(ctx actor.Context, m any) bool {
 		if c != nil && !j.ended {
 			j.log.Warn("checkpoint declined", "checkpoint", m.ID, "task", m.Task, "reason", m.Reason)
 			j.act(ctx, c.core.Decline(c.plan.Now(), coordinator.TaskID(m.Task), coordinator.CheckpointID(m.ID), m.Reason))
+		}
+	case *actors.SourceFinished:
+		j.sourcesFinished[m.Task] = true
+		if c != nil && !j.ended && c.plan.CheckpointWhenSourcesFinish && len(j.sourcesFinished) == len(j.sources) {
+			j.log.Info("every source finished; triggering the final checkpoint")
+			j.act(ctx, c.core.TriggerNow(c.plan.Now(), false))
 		}
 	case *savepointRequest:
 		if c == nil {

@@ -135,8 +135,10 @@ type jobSupervisor struct {
 	names    map[string]string // PID id -> task name
 	sinks    int
 	finished map[string]bool
-	ended    bool
-	ck       *ckpt
+	// sourcesFinished holds the source tasks that reported SourceFinished.
+	sourcesFinished map[string]bool
+	ended           bool
+	ck              *ckpt
 }
 
 // decide turns a panic in a task into a job failure: the task is stopped
@@ -180,6 +182,7 @@ func (j *jobSupervisor) Receive(ctx actor.Context) {
 func (j *jobSupervisor) spawn(ctx actor.Context) {
 	j.tasks = map[string]*actor.PID{}
 	j.finished = map[string]bool{}
+	j.sourcesFinished = map[string]bool{}
 	var next []*actor.PID
 	for si := len(j.plan.Stages) - 1; si >= 0; si-- {
 		st := j.plan.Stages[si]
