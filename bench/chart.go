@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"image/draw"
 	"image/png"
 	"strconv"
 	"strings"
@@ -27,7 +28,9 @@ var glyphs = map[rune][5]uint8{
 	'M': {5, 7, 7, 5, 5}, 'A': {2, 5, 7, 5, 5}, 'C': {7, 4, 4, 4, 7}, 'E': {7, 4, 6, 4, 7},
 	'F': {7, 4, 6, 4, 4}, 'I': {7, 2, 2, 2, 7}, 'K': {5, 5, 6, 5, 5}, 'L': {4, 4, 4, 4, 7},
 	'N': {5, 7, 7, 7, 5}, 'O': {7, 5, 5, 5, 7}, 'Q': {2, 5, 5, 6, 3}, 'R': {6, 5, 6, 5, 5},
-	'W': {5, 5, 7, 7, 5},
+	'W': {5, 5, 7, 7, 5}, 'T': {7, 2, 2, 2, 2}, 'H': {5, 5, 7, 5, 5}, 'U': {5, 5, 5, 5, 7},
+	'G': {7, 4, 5, 5, 7}, 'P': {7, 5, 7, 4, 4}, 'Y': {5, 5, 2, 2, 2}, 'S': {7, 4, 7, 1, 7},
+	'D': {6, 5, 5, 5, 6}, 'V': {5, 5, 5, 5, 2}, '/': {1, 1, 2, 4, 4}, 'X': {5, 5, 2, 5, 5},
 }
 
 // chartLabel is the short upper-case label of a workload under its bars:
@@ -103,15 +106,27 @@ func shortRate(x float64) string {
 
 // chart draws the throughput of every summary as bars, one group per
 // workload in order, coloured by system, each labelled with its value.
-func (r *Report) chart() ([]byte, error) {
-	type bar struct {
-		v float64
-		c color.Color
+type chartBar struct {
+	v float64
+	c color.Color
+}
+
+func systemColor(sys string) color.Color {
+	switch sys {
+	case SystemWeir:
+		return colWeir
+	case SystemFlink:
+		return colFlink
 	}
-	var groups [][]bar
+	return colCeiling
+}
+
+// chart draws the report's PNG: drain throughput per workload and system,
+// and below it (when measured) the end-to-end latency p99 of the live runs.
+func (r *Report) chart() ([]byte, error) {
+	var groups [][]chartBar
 	var labels []string
 	var last string
-	maxV := 0.0
 	for _, s := range r.Summaries {
 		if s.Throughput == 0 {
 			continue
@@ -121,15 +136,52 @@ func (r *Report) chart() ([]byte, error) {
 			labels = append(labels, chartLabel(s.Workload))
 			last = s.Workload
 		}
-		c := colCeiling
-		switch s.System {
-		case SystemWeir:
-			c = colWeir
-		case SystemFlink:
-			c = colFlink
+		groups[len(groups)-1] = append(groups[len(groups)-1], chartBar{s.Throughput, systemColor(s.System)})
+	}
+	panels := []*image.RGBA{barPanel("THROUGHPUT EVENTS/S", groups, labels, shortRate)}
+	groups, labels, last = nil, nil, ""
+	for _, l := range r.Live {
+		if l.LatencyP99Ms == 0 {
+			continue
 		}
-		groups[len(groups)-1] = append(groups[len(groups)-1], bar{s.Throughput, c})
-		maxV = max(maxV, s.Throughput)
+		if len(groups) == 0 || l.Workload != last {
+			groups = append(groups, nil)
+			labels = append(labels, chartLabel(l.Workload))
+			last = l.Workload
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], chartBar{l.LatencyP99Ms, systemColor(l.System)})
+	}
+	if len(groups) > 0 {
+		panels = append(panels, barPanel("LATENCY P99 MS", groups, labels, func(x float64) string { return fmt.Sprintf("%.0f", x) }))
+	}
+	w, h := 0, 0
+	for _, p := range panels {
+		w = max(w, p.Bounds().Dx())
+		h += p.Bounds().Dy()
+	}
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	fill(img, 0, 0, w, h, color.White)
+	y := 0
+	for _, p := range panels {
+		b := p.Bounds()
+		draw.Draw(img, image.Rect(0, y, b.Dx(), y+b.Dy()), p, b.Min, draw.Src)
+		y += b.Dy()
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		return nil, fmt.Errorf("bench: chart: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// barPanel draws one bar chart: groups of bars with a label under each
+// group and each bar's value (formatted by label) above it.
+func barPanel(title string, groups [][]chartBar, labels []string, label func(float64) string) *image.RGBA {
+	maxV := 0.0
+	for _, g := range groups {
+		for _, b := range g {
+			maxV = max(maxV, b.v)
+		}
 	}
 	const (
 		barW, gap, groupGap, margin, plotH, scale = 44, 6, 30, 40, 320, 2
@@ -138,7 +190,7 @@ func (r *Report) chart() ([]byte, error) {
 	for _, g := range groups {
 		w += len(g)*(barW+gap) + groupGap
 	}
-	w = max(w, 200)
+	w = max(w, 420) // room for the legend and the title
 	h := plotH + 2*margin + 20
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	fill(img, 0, 0, w, h, color.White)
@@ -161,6 +213,7 @@ func (r *Report) chart() ([]byte, error) {
 		drawText(img, lx+14, 12, scale, l.name, colAxis)
 		lx += 14 + textWidth(l.name, scale) + 16
 	}
+	drawText(img, lx+20, 12, scale, title, colAxis)
 	x := margin + groupGap/2
 	for gi, g := range groups {
 		gw := len(g)*(barW+gap) - gap
@@ -168,16 +221,12 @@ func (r *Report) chart() ([]byte, error) {
 		for _, b := range g {
 			bh := int(b.v / maxV * float64(plotH-20))
 			fill(img, x, base-bh, barW, bh, b.c)
-			label := shortRate(b.v)
-			tx := x + (barW-textWidth(label, scale))/2
-			drawText(img, tx, base-bh-6*scale-2, scale, label, colAxis)
+			txt := label(b.v)
+			tx := x + (barW-textWidth(txt, scale))/2
+			drawText(img, tx, base-bh-6*scale-2, scale, txt, colAxis)
 			x += barW + gap
 		}
 		x += groupGap
 	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		return nil, fmt.Errorf("bench: chart: %w", err)
-	}
-	return buf.Bytes(), nil
+	return img
 }

@@ -30,6 +30,7 @@ type weirJobArgs struct {
 	Brokers       string `json:"brokers"`
 	Topic         string `json:"topic"`
 	Out           string `json:"out"`
+	Mode          string `json:"mode"`     // window or passthrough
 	Delivery      string `json:"delivery"` // exactly-once or at-least-once
 	Parallelism   int    `json:"parallelism"`
 	CheckpointMs  int64  `json:"checkpoint_ms"`
@@ -39,6 +40,8 @@ type weirJobArgs struct {
 	// CPUProfile, when set, is where the run writes its CPU profile
 	// (runtime/pprof), from the job's start to its end.
 	CPUProfile string `json:"cpu_profile,omitempty"`
+	// Unbounded makes the job read on until it is killed (live runs).
+	Unbounded bool `json:"unbounded,omitempty"`
 }
 
 // ceilingArgs is the JSON argument of the ceiling child.
@@ -146,7 +149,7 @@ func (h checkpointTimes) durations() []int64 {
 	return out
 }
 
-// runWeirJob runs weir's window job over the backlog of a.Topic (from the
+// runWeirJob runs weir's window (or passthrough) job over the backlog of a.Topic (from the
 // earliest offsets to the end offsets at start) and reports when the first
 // record was read and when the job ended.
 func runWeirJob(ctx context.Context, a weirJobArgs) (childResult, error) {
@@ -169,6 +172,14 @@ func runWeirJob(ctx context.Context, a weirJobArgs) (childResult, error) {
 		Sink:        weir.SinkSpec{Topic: a.Out, TransactionalIDPrefix: "weirbench"},
 		Delivery:    weir.Delivery(a.Delivery),
 		Parallelism: a.Parallelism,
+	}
+	if a.Unbounded {
+		spec.Source.Bounded = weir.Unbounded
+	}
+	if a.Mode == "passthrough" {
+		spec.Kind = weir.KindPassthrough
+		spec.KeyField, spec.TimestampField = "", ""
+		spec.Window, spec.Aggregate = weir.WindowSpec{}, weir.AggregateSpec{}
 	}
 	if a.CheckpointMs > 0 {
 		spec.Checkpoint = weir.CheckpointSpec{Interval: time.Duration(a.CheckpointMs) * time.Millisecond, Dir: a.CheckpointDir}

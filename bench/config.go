@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/weirstream/weir/integration/broker"
 )
 
 // Config says what Run measures and where it writes.
@@ -40,6 +42,19 @@ type Config struct {
 	Flink, Ceiling, Q0 bool
 	// FlinkJVMOpts are the JVM options of the Flink child (heap size).
 	FlinkJVMOpts []string
+	// BrokerJVMFlags are the Kafka broker's JVM flags (default
+	// broker.BenchJVMFlags: G1 and the full JIT, 1 GiB heap).
+	BrokerJVMFlags []string
+	// Live runs the latency and recovery measurements: for Q0 and for Q1
+	// at the first key count, each system runs unbounded over input
+	// produced at LiveRate events/s; latency is measured over LiveMeasure
+	// after LiveWarmup, then (with Recovery) the job is SIGKILLed and
+	// restarted and the time to its first new output is measured.
+	Live        bool
+	Recovery    bool
+	LiveRate    int
+	LiveWarmup  time.Duration
+	LiveMeasure time.Duration
 	// RunTimeout bounds each child run.
 	RunTimeout time.Duration
 	// CPUProfileDir, when set, makes every timed weir run write a CPU
@@ -78,7 +93,13 @@ func DefaultConfig() Config {
 		Ceiling:            true,
 		Q0:                 true,
 		FlinkJVMOpts:       []string{"-Xms1g", "-Xmx2g"},
+		BrokerJVMFlags:     broker.BenchJVMFlags,
 		RunTimeout:         30 * time.Minute,
+		Live:               true,
+		Recovery:           true,
+		LiveRate:           20_000,
+		LiveWarmup:         10 * time.Second,
+		LiveMeasure:        30 * time.Second,
 	}
 }
 
@@ -90,6 +111,7 @@ func QuickConfig() Config {
 	c.Runs = 1
 	c.CheckEvents = 20_000
 	c.RunTimeout = 5 * time.Minute
+	c.LiveMeasure = 20 * time.Second
 	c.Quick = true
 	return c
 }
@@ -116,6 +138,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("bench: config: Self (the executable for child runs) not set")
 	case c.RepoRoot == "":
 		return fmt.Errorf("bench: config: RepoRoot not set")
+	case c.Live && c.LiveRate < 1:
+		return fmt.Errorf("bench: config: live rate %d events/s, want >= 1", c.LiveRate)
+	case c.Live && (c.LiveWarmup < 0 || c.LiveMeasure < time.Second):
+		return fmt.Errorf("bench: config: live warm-up %v and measure %v, want >= 0 and >= 1s", c.LiveWarmup, c.LiveMeasure)
 	case c.RunTimeout <= 0:
 		return fmt.Errorf("bench: config: run timeout %v, want > 0", c.RunTimeout)
 	}

@@ -79,6 +79,10 @@ type flinkArgs struct {
 	Brokers, Topic, Out, Group, Mode, Delivery, TxnPrefix, CheckpointDir string
 	Parallelism                                                          int
 	CheckpointMs, WindowMs, OOOMs                                        int64
+	// Unbounded makes the source read on until the process is killed;
+	// Restore is a retained checkpoint (chk-N directory) to start from.
+	Unbounded bool
+	Restore   string
 }
 
 // command returns the java command line of one run.
@@ -107,6 +111,10 @@ func (f *flinkPeer) command(ctx context.Context, jvmOpts []string, a flinkArgs) 
 		fmt.Sprintf("checkpoint-ms=%d", a.CheckpointMs), "checkpoint-dir="+a.CheckpointDir,
 		fmt.Sprintf("window-ms=%d", a.WindowMs),
 		fmt.Sprintf("ooo-ms=%d", a.OOOMs),
+		fmt.Sprintf("unbounded=%t", a.Unbounded),
 	)
+	if a.Restore != "" {
+		args = append(args, "restore="+a.Restore)
+	}
 	return exec.CommandContext(ctx, "java", args...)
 }

@@ -59,9 +59,10 @@ type Measurement struct {
 
 // CheckResult is one system's outcome of the equal-work check.
 type CheckResult struct {
-	System  string `json:"system"`
-	OK      bool   `json:"ok"`
-	Verdict string `json:"verdict"`
+	Workload string `json:"workload"`
+	System   string `json:"system"`
+	OK       bool   `json:"ok"`
+	Verdict  string `json:"verdict"`
 }
 
 type workload struct {
@@ -114,7 +115,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	logf("starting the Kafka broker")
-	cl, err := broker.Start(ctx, broker.Options{Brokers: 1, Dir: filepath.Join(cfg.WorkDir, "broker"), Log: logw})
+	cl, err := broker.Start(ctx, broker.Options{Brokers: 1, Dir: filepath.Join(cfg.WorkDir, "broker"), Log: logw, JVMFlags: cfg.BrokerJVMFlags})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -122,9 +123,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Machine.Kafka = cl.Version()
 	r := &runner{cfg: cfg, cl: cl, flink: flink, logf: logf}
 
-	// The equal-work check: both systems, same small input, results
-	// compared with the independently computed expectation.
-	checks, err := r.equalWork(ctx)
+	var wls []workload
+	if cfg.Ceiling {
+		wls = append(wls, workload{name: "ceiling (client consume)", mode: "ceiling", keys: cfg.Keys[0]})
+	}
+	for _, k := range cfg.Keys {
+		for _, d := range []string{"exactly-once", "at-least-once"} {
+			wls = append(wls, workload{name: fmt.Sprintf("Q1 keys=%d %s", k, d), mode: "window", keys: k, delivery: d})
+		}
+	}
+	if cfg.Q0 {
+		for _, d := range []string{"exactly-once", "at-least-once"} {
+			wls = append(wls, workload{name: "Q0 passthrough " + d, mode: "passthrough", keys: cfg.Keys[0], delivery: d})
+		}
+	}
+	// The equal-work check: every workload on both systems over the same
+	// small input, each one's read_committed output compared with the
+	// independently computed expectation.
+	checks, err := r.equalWork(ctx, wls)
 	rep.Check = checks
 	if err != nil {
 		return nil, err
@@ -153,20 +169,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		inputs[k] = topic
 	}
 
-	var wls []workload
-	if cfg.Ceiling {
-		wls = append(wls, workload{name: "ceiling (client consume)", mode: "ceiling", keys: cfg.Keys[0]})
-	}
-	for _, k := range cfg.Keys {
-		for _, d := range []string{"exactly-once", "at-least-once"} {
-			wls = append(wls, workload{name: fmt.Sprintf("Q1 keys=%d %s", k, d), mode: "window", keys: k, delivery: d})
-		}
-	}
-	if cfg.Q0 {
-		for _, d := range []string{"exactly-once", "at-least-once"} {
-			wls = append(wls, workload{name: "Q0 passthrough " + d, mode: "passthrough", keys: cfg.Keys[0], delivery: d})
-		}
-	}
 	for _, w := range wls {
 		for run := 1; run <= cfg.Runs; run++ {
 			for _, sys := range r.systemsFor(w) {
@@ -179,7 +181,35 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				rep.Measurements = append(rep.Measurements, m)
 			}
 		}
+		// A partial report after every workload: a run cut short
+		// still leaves its figures.
+		rep.Partial = true
+		rep.summarize(wls, cfg)
+		if err := rep.write(cfg.OutDir); err != nil {
+			return nil, err
+		}
 	}
+	if cfg.Live {
+		for _, w := range wls {
+			if w.mode == "ceiling" || (w.mode == "window" && w.keys != cfg.Keys[0]) {
+				continue
+			}
+			for _, sys := range r.systemsFor(w) {
+				lm, err := r.live(ctx, w, sys)
+				if err != nil {
+					return nil, fmt.Errorf("bench: %s on %s, live run: %w", w.name, sys, err)
+				}
+				logf("%-34s %-7s live at %d/s: latency p50 %.0f ms p99 %.0f ms (%d outputs), recovery %.2fs",
+					w.name, sys, lm.Rate, lm.LatencyP50Ms, lm.LatencyP99Ms, lm.Samples, lm.RecoverySeconds)
+				rep.Live = append(rep.Live, lm)
+			}
+			rep.summarize(wls, cfg)
+			if err := rep.write(cfg.OutDir); err != nil {
+				return nil, err
+			}
+		}
+	}
+	rep.Partial = false
 	rep.LoadAfter = loadAverage()
 	rep.summarize(wls, cfg)
 	if err := rep.write(cfg.OutDir); err != nil {
@@ -201,16 +231,52 @@ func (r *runner) systemsFor(w workload) []string {
 	switch w.mode {
 	case "ceiling":
 		return []string{SystemCeiling}
-	case "passthrough":
-		if r.flink != nil {
-			return []string{SystemFlink}
-		}
-		return nil
 	}
 	if r.flink != nil {
 		return []string{SystemWeir, SystemFlink}
 	}
 	return []string{SystemWeir}
+}
+
+// command returns the command line of one job of system sys reading topic
+// and writing to out, and the prefix of its result line. live makes the job
+// unbounded (it runs until killed); restore is the retained Flink
+// checkpoint to start from (weir restores from its checkpoint dir by
+// itself).
+func (r *runner) command(ctx context.Context, sys, mode, delivery, topic, out, id, profile string, live bool, restore string) (*exec.Cmd, string, error) {
+	ckDir := filepath.Join(r.cfg.WorkDir, "checkpoints", id)
+	switch sys {
+	case SystemWeir:
+		a, err := json.Marshal(weirJobArgs{
+			Name: "bench-" + id, Brokers: r.cl.Bootstrap(), Topic: topic, Out: out,
+			Mode: mode, Delivery: delivery, Parallelism: r.cfg.Parallelism,
+			CheckpointMs:  r.cfg.CheckpointInterval.Milliseconds(),
+			CheckpointDir: ckDir,
+			WindowMs:      r.cfg.WindowSize.Milliseconds(), OOOMs: r.cfg.OutOfOrderness.Milliseconds(),
+			CPUProfile: profile, Unbounded: live,
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("bench: %w", err)
+		}
+		return exec.CommandContext(ctx, r.cfg.Self, cmdWeirJob, string(a)), weirPrefix, nil
+	case SystemCeiling:
+		a, err := json.Marshal(ceilingArgs{Brokers: r.cl.Bootstrap(), Topic: topic, Parallelism: r.cfg.Parallelism})
+		if err != nil {
+			return nil, "", fmt.Errorf("bench: %w", err)
+		}
+		return exec.CommandContext(ctx, r.cfg.Self, cmdCeiling, string(a)), weirPrefix, nil
+	case SystemFlink:
+		return r.flink.command(ctx, r.cfg.FlinkJVMOpts, flinkArgs{
+			Brokers: r.cl.Bootstrap(), Topic: topic, Out: out, Group: "flinkbench-" + id,
+			Mode: mode, Delivery: delivery, TxnPrefix: "flinkbench-" + id,
+			CheckpointDir: ckDir,
+			Parallelism:   r.cfg.Parallelism,
+			CheckpointMs:  r.cfg.CheckpointInterval.Milliseconds(),
+			WindowMs:      r.cfg.WindowSize.Milliseconds(), OOOMs: r.cfg.OutOfOrderness.Milliseconds(),
+			Unbounded: live, Restore: restore,
+		}), flinkPrefix, nil
+	}
+	return nil, "", fmt.Errorf("bench: unknown system %q", sys)
 }
 
 // execJob runs one job of system sys reading topic and writing to a fresh
@@ -225,40 +291,9 @@ func (r *runner) execJob(ctx context.Context, sys, mode, delivery, topic, profil
 		}
 	}
 	logPath := filepath.Join(r.cfg.WorkDir, "logs", id+".log")
-	var cmd *exec.Cmd
-	prefix := weirPrefix
-	switch sys {
-	case SystemWeir:
-		a, err := json.Marshal(weirJobArgs{
-			Name: "bench-" + id, Brokers: r.cl.Bootstrap(), Topic: topic, Out: out,
-			Delivery: delivery, Parallelism: r.cfg.Parallelism,
-			CheckpointMs:  r.cfg.CheckpointInterval.Milliseconds(),
-			CheckpointDir: filepath.Join(r.cfg.WorkDir, "checkpoints", id),
-			WindowMs:      r.cfg.WindowSize.Milliseconds(), OOOMs: r.cfg.OutOfOrderness.Milliseconds(),
-			CPUProfile: profile,
-		})
-		if err != nil {
-			return "", childResult{}, procUsage{}, fmt.Errorf("bench: %w", err)
-		}
-		cmd = exec.CommandContext(ctx, r.cfg.Self, cmdWeirJob, string(a))
-	case SystemCeiling:
-		a, err := json.Marshal(ceilingArgs{Brokers: r.cl.Bootstrap(), Topic: topic, Parallelism: r.cfg.Parallelism})
-		if err != nil {
-			return "", childResult{}, procUsage{}, fmt.Errorf("bench: %w", err)
-		}
-		cmd = exec.CommandContext(ctx, r.cfg.Self, cmdCeiling, string(a))
-	case SystemFlink:
-		prefix = flinkPrefix
-		cmd = r.flink.command(ctx, r.cfg.FlinkJVMOpts, flinkArgs{
-			Brokers: r.cl.Bootstrap(), Topic: topic, Out: out, Group: "flinkbench-" + id,
-			Mode: mode, Delivery: delivery, TxnPrefix: "flinkbench-" + id,
-			CheckpointDir: filepath.Join(r.cfg.WorkDir, "checkpoints", id),
-			Parallelism:   r.cfg.Parallelism,
-			CheckpointMs:  r.cfg.CheckpointInterval.Milliseconds(),
-			WindowMs:      r.cfg.WindowSize.Milliseconds(), OOOMs: r.cfg.OutOfOrderness.Milliseconds(),
-		})
-	default:
-		return "", childResult{}, procUsage{}, fmt.Errorf("bench: unknown system %q", sys)
+	cmd, prefix, err := r.command(ctx, sys, mode, delivery, topic, out, id, profile, false, "")
+	if err != nil {
+		return "", childResult{}, procUsage{}, err
 	}
 	stdout, u, err := runChild(ctx, cmd, logPath, r.cfg.RunTimeout)
 	if err != nil {
@@ -327,47 +362,113 @@ func measurement(wl, sys string, run int, res childResult, u procUsage) Measurem
 	return m
 }
 
-// equalWork runs the window job exactly-once on both systems over the same
-// small input and compares each one's read_committed output with
-// verify.Expected.
-func (r *runner) equalWork(ctx context.Context) ([]CheckResult, error) {
-	const topic = "check-in"
-	if err := r.cl.CreateTopic(ctx, topic, r.cfg.Partitions, nil); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+// equalWork runs every workload of wls on every system over the same small
+// input (CheckEvents events, the workload's key count) and compares each
+// one's read_committed output with what the input implies: the windows of
+// verify.Expected for Q1 (exactly-once: every window once; at-least-once:
+// the newest value of every window), every input record once for Q0.
+func (r *runner) equalWork(ctx context.Context, wls []workload) ([]CheckResult, error) {
+	type input struct {
+		topic  string
+		events []verify.Event
 	}
-	events, err := verify.Generate(verify.GenConfig{
-		Seed: r.cfg.Seed, Keys: 100, Partitions: r.cfg.Partitions, Events: r.cfg.CheckEvents,
-		Start: eventEpoch, Step: r.cfg.Step, OutOfOrderness: r.cfg.OutOfOrderness / 2,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	i := 0
-	next := func() verify.Event { e := events[i]; i++; return e }
-	if err := produceEvents(ctx, r.cl.Bootstrap(), topic, r.cfg.Partitions, r.cfg.EventBytes, len(events), next); err != nil {
-		return nil, err
-	}
-	expected := verify.Expected(events, r.cfg.WindowSize)
-	systems := []string{SystemWeir}
-	if r.flink != nil {
-		systems = append(systems, SystemFlink)
-	}
+	inputs := map[int]input{}
 	var out []CheckResult
-	for _, sys := range systems {
-		outTopic, _, _, err := r.execJob(ctx, sys, "window", "exactly-once", topic, "")
-		if err != nil {
-			return out, fmt.Errorf("bench: equal-work check on %s: %w", sys, err)
+	for _, w := range wls {
+		if w.mode == "ceiling" {
+			continue
 		}
-		got, err := verify.ReadResults(ctx, r.cl.Bootstrap(), outTopic, verify.ReadCommitted)
-		if err != nil {
-			return out, fmt.Errorf("bench: equal-work check on %s: %w", sys, err)
+		in, ok := inputs[w.keys]
+		if !ok {
+			in.topic = fmt.Sprintf("check-k%d", w.keys)
+			if err := r.cl.CreateTopic(ctx, in.topic, r.cfg.Partitions, nil); err != nil {
+				return nil, fmt.Errorf("bench: %w", err)
+			}
+			events, err := verify.Generate(verify.GenConfig{
+				Seed: r.cfg.Seed, Keys: w.keys, Partitions: r.cfg.Partitions, Events: r.cfg.CheckEvents,
+				Start: eventEpoch, Step: r.cfg.Step, OutOfOrderness: r.cfg.OutOfOrderness / 2,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("bench: %w", err)
+			}
+			i := 0
+			next := func() verify.Event { e := events[i]; i++; return e }
+			if err := produceEvents(ctx, r.cl.Bootstrap(), in.topic, r.cfg.Partitions, r.cfg.EventBytes, len(events), next); err != nil {
+				return nil, err
+			}
+			in.events = events
+			inputs[w.keys] = in
 		}
-		v := verify.Compare(len(events), expected, got)
-		r.logf("equal-work check, %s: %s", sys, v.String())
-		out = append(out, CheckResult{System: sys, OK: v.OK, Verdict: v.Report()})
-		if !v.OK {
-			return out, fmt.Errorf("bench: equal-work check failed on %s: %s", sys, v.Report())
+		for _, sys := range r.systemsFor(w) {
+			outTopic, _, _, err := r.execJob(ctx, sys, w.mode, w.delivery, in.topic, "")
+			if err != nil {
+				return out, fmt.Errorf("bench: equal-work check of %s on %s: %w", w.name, sys, err)
+			}
+			var ok bool
+			var verdict string
+			if w.mode == "passthrough" {
+				got, err := verify.ReadAll(ctx, r.cl.Bootstrap(), outTopic, verify.ReadCommitted)
+				if err != nil {
+					return out, fmt.Errorf("bench: equal-work check of %s on %s: %w", w.name, sys, err)
+				}
+				want := make([][]byte, len(in.events))
+				for i, e := range in.events {
+					want[i] = appendEvent(nil, e, r.cfg.EventBytes)
+				}
+				ok, verdict = comparePassthrough(want, got)
+			} else {
+				got, err := verify.ReadResults(ctx, r.cl.Bootstrap(), outTopic, verify.ReadCommitted)
+				if err != nil {
+					return out, fmt.Errorf("bench: equal-work check of %s on %s: %w", w.name, sys, err)
+				}
+				expected := verify.Expected(in.events, r.cfg.WindowSize)
+				v := verify.Compare(len(in.events), expected, got)
+				if w.delivery == "at-least-once" {
+					v = verify.CompareLatest(len(in.events), expected, got)
+				}
+				ok, verdict = v.OK, v.Report()
+			}
+			r.logf("equal-work check, %s on %s: %s", w.name, sys, firstLine(verdict))
+			out = append(out, CheckResult{Workload: w.name, System: sys, OK: ok, Verdict: verdict})
+			if !ok {
+				return out, fmt.Errorf("bench: equal-work check of %s failed on %s: %s", w.name, sys, verdict)
+			}
 		}
 	}
 	return out, nil
+}
+
+// comparePassthrough compares a passthrough job's output values with its
+// input values as multisets.
+func comparePassthrough(want, got [][]byte) (bool, string) {
+	count := make(map[string]int, len(want))
+	for _, v := range want {
+		count[string(v)]++
+	}
+	var dup, unexpected int
+	for _, v := range got {
+		n, ok := count[string(v)]
+		switch {
+		case !ok:
+			unexpected++
+		case n <= 0:
+			dup++
+		}
+		if ok {
+			count[string(v)] = n - 1
+		}
+	}
+	missing := 0
+	for _, n := range count {
+		if n > 0 {
+			missing += n
+		}
+	}
+	ok := dup == 0 && missing == 0 && unexpected == 0
+	word := "OK"
+	if !ok {
+		word = "FAILED"
+	}
+	return ok, fmt.Sprintf("verdict: passthrough %s input=%d output=%d duplicates=%d missing=%d unexpected=%d",
+		word, len(want), len(got), dup, missing, unexpected)
 }

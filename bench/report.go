@@ -17,16 +17,20 @@ import (
 // Report is everything one Run measured; it is written as JSON and
 // Markdown.
 type Report struct {
-	Date         string        `json:"date"`
-	Quick        bool          `json:"quick"`
+	Date  string `json:"date"`
+	Quick bool   `json:"quick"`
+	// Partial marks a report written while the run was still going.
+	Partial      bool          `json:"partial,omitempty"`
 	Config       ReportConfig  `json:"config"`
 	Machine      Machine       `json:"machine"`
 	LoadBefore   string        `json:"load_before"`
 	LoadAfter    string        `json:"load_after"`
 	Check        []CheckResult `json:"equal_work_check"`
 	Measurements []Measurement `json:"measurements"`
-	Summaries    []Summary     `json:"summaries"`
-	Skipped      []string      `json:"skipped"`
+	// Live holds the latency and recovery runs.
+	Live      []LiveMeasurement `json:"live,omitempty"`
+	Summaries []Summary         `json:"summaries"`
+	Skipped   []string          `json:"skipped"`
 	// Notes are caveats of the setup that the figures depend on.
 	Notes []string `json:"notes"`
 	// MarkdownPath is where write put the Markdown report.
@@ -118,6 +122,10 @@ type Summary struct {
 	PeakRSSMiB           float64 `json:"peak_rss_mib"`
 	CheckpointP50Ms      float64 `json:"checkpoint_p50_ms"`
 	CheckpointP99Ms      float64 `json:"checkpoint_p99_ms"`
+	// From the live run, when there was one (0: not measured).
+	LatencyP50Ms    float64 `json:"latency_p50_ms,omitempty"`
+	LatencyP99Ms    float64 `json:"latency_p99_ms,omitempty"`
+	RecoverySeconds float64 `json:"recovery_seconds,omitempty"`
 	// VsFlink and VsCeiling are weir's throughput over Flink's and over
 	// the ceiling's (weir rows only; 0 when not measured). RSSVsFlink is
 	// weir's peak RSS over Flink's.
@@ -128,6 +136,7 @@ type Summary struct {
 }
 
 func (r *Report) summarize(wls []workload, cfg Config) {
+	r.Summaries = nil
 	byKey := map[[2]string][]Measurement{}
 	for _, m := range r.Measurements {
 		k := [2]string{m.Workload, m.System}
@@ -138,9 +147,6 @@ func (r *Report) summarize(wls []workload, cfg Config) {
 		for _, sys := range []string{SystemCeiling, SystemWeir, SystemFlink} {
 			ms := byKey[[2]string{w.name, sys}]
 			if len(ms) == 0 {
-				if sys == SystemWeir && w.mode == "passthrough" {
-					r.Summaries = append(r.Summaries, Summary{Workload: w.name, System: sys, Note: "n/a (no passthrough operator yet)"})
-				}
 				continue
 			}
 			tp := make([]float64, len(ms))
@@ -181,9 +187,25 @@ func (r *Report) summarize(wls []workload, cfg Config) {
 			s.VsCeiling = s.Throughput / ceiling
 		}
 	}
-	r.Skipped = []string{
-		"end-to-end latency p50/p99 at a fixed input rate below saturation: not measured in this version",
-		"recovery time after SIGKILL: not measured here (integration/recovery_bench_test.go measures weir's)",
+	live := map[[2]string]LiveMeasurement{}
+	for _, l := range r.Live {
+		live[[2]string{l.Workload, l.System}] = l
+	}
+	for i := range r.Summaries {
+		s := &r.Summaries[i]
+		if l, ok := live[[2]string{s.Workload, s.System}]; ok {
+			s.LatencyP50Ms, s.LatencyP99Ms, s.RecoverySeconds = l.LatencyP50Ms, l.LatencyP99Ms, l.RecoverySeconds
+		}
+	}
+	r.Skipped = nil
+	switch {
+	case !cfg.Live:
+		r.Skipped = append(r.Skipped, "end-to-end latency and recovery after SIGKILL: not run (live runs off)")
+	case len(cfg.Keys) > 1:
+		r.Skipped = append(r.Skipped, fmt.Sprintf("latency and recovery of Q1 at keys %v: measured at keys=%d only (the live runs take a minute each)", cfg.Keys[1:], cfg.Keys[0]))
+	}
+	if cfg.Live && !cfg.Recovery {
+		r.Skipped = append(r.Skipped, "recovery after SIGKILL: not run")
 	}
 	if cfg.Runs < 3 {
 		r.Skipped = append(r.Skipped, fmt.Sprintf("%d run(s) per figure, not the median of 3 (quick mode)", cfg.Runs))
@@ -192,10 +214,10 @@ func (r *Report) summarize(wls []workload, cfg Config) {
 		r.Skipped = append(r.Skipped, "Q0 passthrough: not run")
 	}
 	r.Notes = []string{
-		"The broker is integration/broker's test broker (one JVM, -Xmx768m, SerialGC, C1 JIT only): on a small machine it, not the jobs, can bound throughput; compare the ceiling row.",
+		"The broker (one Kafka JVM: " + strings.Join(cfg.BrokerJVMFlags, " ") + ") shares the machine's cores with the system measured: on a small machine it, not the jobs, can bound throughput; compare the ceiling row.",
 		"Flink keeps window state on the heap (hashmap backend) with file checkpoint storage; weir keeps it in Pebble on disk (Flink's closer analogue would be RocksDB).",
 		"Flink runs in a local MiniCluster in one JVM with the heap options shown; the figures include its JobManager.",
-		"weir has no passthrough job yet, so Q0 is measured on Flink only.",
+		fmt.Sprintf("Latency and recovery come from live runs: the job runs unbounded while the harness produces %d events/s (event time = production time) for %v of warm-up and %v of measurement; latency is seen by a read_committed consumer (Q0: from a record's production to its copy being visible; Q1: from the moment its window can first fire, window end + watermark bound, to its result being visible). Then the job's process is SIGKILLed and started again at once (weir from the newest checkpoint in its directory, Flink from its newest retained checkpoint); recovery runs from the SIGKILL to the first output that needs input from after the kill (Q0: a record produced after the kill; Q1: the first window firing 1 s after the kill).", cfg.LiveRate, cfg.LiveWarmup, cfg.LiveMeasure),
 	}
 }
 
@@ -277,6 +299,9 @@ func (r *Report) Markdown(chart string) string {
 		title += " (quick run)"
 	}
 	fmt.Fprintf(&b, "# %s — %s\n\n", title, r.Date)
+	if r.Partial {
+		b.WriteString("**Partial report**: written while the run was still going (or the run stopped early); workloads not listed were not measured.\n\n")
+	}
 	c := r.Config
 	fmt.Fprintf(&b, "Input: %d JSON events of about %d bytes over %d partitions per input topic (keys %v); "+
 		"the throughput is how fast a backlog drains (first record read to every result committed). "+
@@ -285,27 +310,38 @@ func (r *Report) Markdown(chart string) string {
 		"Runs per figure: %d (figures of the median run by throughput).\n\n",
 		c.Events, c.EventBytes, c.Partitions, c.Keys, c.Parallelism, c.CheckpointInterval, c.WindowSize, c.OutOfOrderness, c.Runs)
 	m := r.Machine
-	fmt.Fprintf(&b, "Machine: %s, %d cores, %s GB memory, %s; Go %s; Java: %s; Apache Kafka %s (one broker, the test harness's JVM settings); Apache Flink %s (local MiniCluster, one JVM, %s). "+
+	fmt.Fprintf(&b, "Machine: %s, %d cores, %s GB memory, %s; Go %s; Java: %s; Apache Kafka %s (one broker); Apache Flink %s (local MiniCluster, one JVM, %s). "+
 		"Load average before %s, after %s.\n\n",
 		m.CPU, m.Cores, m.MemoryGB, m.OS, strings.TrimPrefix(m.Go, "go"), m.Java, m.Kafka, m.Flink, c.FlinkJVMOpts, r.LoadBefore, r.LoadAfter)
-	b.WriteString("Equal-work check (window job, exactly-once, read_committed output compared with the expected windows):\n\n")
+	b.WriteString("Equal-work check (every workload on both systems over the same small input; read_committed output compared with what the input implies — Q1: the expected windows, each once for exactly-once, the newest value of each for at-least-once; Q0: every input record once):\n\n")
 	for _, ch := range r.Check {
-		fmt.Fprintf(&b, "- %s: `%s`\n", ch.System, firstLine(ch.Verdict))
+		wl := ch.Workload
+		if wl == "" {
+			wl = "Q1 exactly-once"
+		}
+		fmt.Fprintf(&b, "- %s, %s: `%s`\n", wl, ch.System, firstLine(ch.Verdict))
 	}
-	b.WriteString("\n| workload | system | throughput (events/s) | read rate (events/s) | weir/Flink | weir/ceiling | CPU s per 10⁶ events | peak RSS (MiB) | weir/Flink RSS | checkpoint p50 / p99 (ms) | runs |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("\n| workload | system | throughput (events/s) | read rate (events/s) | weir/Flink | weir/ceiling | CPU s per 10⁶ events | peak RSS (MiB) | weir/Flink RSS | checkpoint p50 / p99 (ms) | latency p50 / p99 (ms) | recovery (s) | runs |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.Summaries {
 		if s.Note != "" {
-			fmt.Fprintf(&b, "| %s | %s | %s | | | | | | | | |\n", s.Workload, s.System, s.Note)
+			fmt.Fprintf(&b, "| %s | %s | %s | | | | | | | | | | |\n", s.Workload, s.System, s.Note)
 			continue
 		}
 		ck := "—"
 		if s.System != SystemCeiling && (s.CheckpointP50Ms > 0 || s.CheckpointP99Ms > 0) {
 			ck = fmt.Sprintf("%.0f / %.0f", s.CheckpointP50Ms, s.CheckpointP99Ms)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.2f | %.0f | %s | %s | %d |\n",
+		lat, rec := "", ""
+		if s.LatencyP50Ms > 0 || s.LatencyP99Ms > 0 {
+			lat = fmt.Sprintf("%.0f / %.0f", s.LatencyP50Ms, s.LatencyP99Ms)
+		}
+		if s.RecoverySeconds > 0 {
+			rec = fmt.Sprintf("%.2f", s.RecoverySeconds)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.2f | %.0f | %s | %s | %s | %s | %d |\n",
 			s.Workload, s.System, thousands(s.Throughput), thousands(s.ReadThroughput), ratio(s.VsFlink), ratio(s.VsCeiling),
-			s.CPUSecondsPerMillion, s.PeakRSSMiB, ratio(s.RSSVsFlink), ck, s.Runs)
+			s.CPUSecondsPerMillion, s.PeakRSSMiB, ratio(s.RSSVsFlink), ck, lat, rec, s.Runs)
 	}
 	b.WriteString("\nEach run is a child process of its own. CPU s per 10⁶ events is the process's CPU time (user+system) from the first record read to the end, per million input events (start-up excluded); peak RSS is the process's VmHWM at the end (start-up included). " +
 		"Checkpoint durations: weir's from its coordinator (trigger to complete); Flink's from a probe chained to the source (barrier at the source to notifyCheckpointComplete).\n\n")
@@ -326,7 +362,7 @@ func (r *Report) Markdown(chart string) string {
 		}
 		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "![throughput, events/s](%s)\n\nChart: drain throughput (events/s), one group of bars per workload in table order (EO exactly-once, ALO at-least-once, CEIL the ceiling); blue weir, orange Flink, grey the ceiling.\n", chart)
+	fmt.Fprintf(&b, "![throughput, events/s](%s)\n\nChart: drain throughput (events/s), one group of bars per workload in table order (EO exactly-once, ALO at-least-once, CEIL the ceiling); below it, when measured, the end-to-end latency p99 (ms) of the live runs; blue weir, orange Flink, grey the ceiling.\n", chart)
 	return b.String()
 }
 

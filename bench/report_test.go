@@ -35,7 +35,12 @@ func testReport() *Report {
 	add(wls[1].name, SystemFlink, 100_000, 100_000, 200_000)
 	add(wls[2].name, SystemWeir, 500_000)
 	add(wls[2].name, SystemFlink, 125_000)
+	add(wls[3].name, SystemWeir, 500_000)
 	add(wls[3].name, SystemFlink, 250_000)
+	r.Live = []LiveMeasurement{
+		{Workload: wls[1].name, System: SystemWeir, Rate: 20_000, Samples: 3000, LatencyP50Ms: 600, LatencyP99Ms: 1100, RecoverySeconds: 2.5},
+		{Workload: wls[1].name, System: SystemFlink, Rate: 20_000, Samples: 3000, LatencyP50Ms: 700, LatencyP99Ms: 1400, RecoverySeconds: 9.25},
+	}
 	r.summarize(wls, cfg)
 	return r
 }
@@ -53,8 +58,11 @@ func TestSummarize(t *testing.T) {
 	if w.PeakRSSMiB != 400 || w.RSSVsFlink != 4 {
 		t.Errorf("weir EO rss %v (vs flink %v), want the median run's 400 MiB and 4x", w.PeakRSSMiB, w.RSSVsFlink)
 	}
-	if q0 := got[[2]string{"Q0 passthrough exactly-once", SystemWeir}]; !strings.Contains(q0.Note, "n/a") {
-		t.Errorf("weir Q0 summary %+v, want an n/a note", q0)
+	if q0 := got[[2]string{"Q0 passthrough exactly-once", SystemWeir}]; q0.VsFlink != 2 {
+		t.Errorf("weir Q0 summary %+v, want 2x Flink", q0)
+	}
+	if f := got[[2]string{"Q1 keys=1000 exactly-once", SystemFlink}]; f.LatencyP50Ms != 700 || f.LatencyP99Ms != 1400 || f.RecoverySeconds != 9.25 {
+		t.Errorf("flink EO summary %+v, want the live run's latency 700/1400 ms and recovery 9.25 s", f)
 	}
 	if !strings.Contains(strings.Join(r.Skipped, "\n"), "quick mode") {
 		t.Errorf("skipped %q does not mention the single run", r.Skipped)
@@ -65,7 +73,8 @@ func TestMarkdown(t *testing.T) {
 	md := testReport().Markdown("chart.png")
 	for _, want := range []string{
 		"| Q1 keys=1000 exactly-once | weir | 400,000 | 0 | 4.00× | 0.40× |",
-		"| Q0 passthrough exactly-once | weir | n/a (no passthrough operator yet) |",
+		"| Q0 passthrough exactly-once | weir | 500,000 | 0 | 2.00× |",
+		"| 600 / 1100 | 2.50 | 3 |",
 		"Q1 keys=1000 on weir -20.0%",
 		"![throughput, events/s](chart.png)",
 		"quick run",
@@ -113,9 +122,13 @@ func TestWriteReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Six bars (ceiling, 2+2 Q1, Q0 Flink) in four groups.
-	if w := img.Bounds().Dx(); w != 2*40+6*(44+6)+4*30 {
+	// Throughput: seven bars (ceiling, 2+2 Q1, 2 Q0) in four groups;
+	// below it the latency panel (one group), as tall again.
+	if w := img.Bounds().Dx(); w != 2*40+7*(44+6)+4*30 {
 		t.Errorf("chart width %d", w)
+	}
+	if h := img.Bounds().Dy(); h != 2*(320+2*40+20) {
+		t.Errorf("chart height %d, want two panels", h)
 	}
 	// The first bar (the ceiling) is grey at its foot.
 	if c := img.At(40+15+5, 40+320-5); c != colCeiling {

@@ -67,6 +67,22 @@ type Options struct {
 	// and StartBroker); zero means 120 s. Fetching the release is not
 	// counted.
 	ReadyTimeout time.Duration
+	// JVMFlags, when not empty, replace the brokers' default JVM flags
+	// (a small heap, the serial collector and only the C1 compiler, which
+	// suit tests on a small machine). Benchmarks pass production-like
+	// flags (BenchJVMFlags).
+	JVMFlags []string
+}
+
+// BenchJVMFlags are production-like broker JVM flags for benchmarks: the
+// G1 collector and the full JIT, as Kafka's own start scripts use, with a
+// 1 GiB heap.
+var BenchJVMFlags = []string{
+	"-Xms1g", "-Xmx1g",
+	"-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+	"-XX:InitiatingHeapOccupancyPercent=35",
+	"-XX:+ExitOnOutOfMemoryError",
+	"-Djava.awt.headless=true",
 }
 
 // Cluster is a set of running Kafka nodes started by Start.
@@ -499,7 +515,11 @@ func (c *Cluster) format(ctx context.Context, n *node, quorum []string) error {
 }
 
 func (c *Cluster) jvmArgs(n *node) []string {
-	args := append([]string{}, jvmFlags...)
+	flags := jvmFlags
+	if len(c.opts.JVMFlags) > 0 {
+		flags = c.opts.JVMFlags
+	}
+	args := append([]string{}, flags...)
 	return append(args,
 		"-Dlog4j2.configurationFile="+n.log4jPath(),
 		"-Dkafka.logs.dir="+n.dir,

@@ -44,7 +44,11 @@ func run() error {
 	runs := flag.Int("runs", 0, "timed runs per workload and system (default 3, or 1 with -quick)")
 	par := flag.Int("parallelism", 0, "parallelism of both systems (default 2)")
 	noFlink := flag.Bool("no-flink", false, "measure weir and the ceiling only")
-	noQ0 := flag.Bool("no-q0", false, "skip Q0 passthrough (Flink only)")
+	noQ0 := flag.Bool("no-q0", false, "skip Q0 passthrough")
+	noLive := flag.Bool("no-live", false, "skip the latency and recovery runs")
+	noRecovery := flag.Bool("no-recovery", false, "skip the recovery after SIGKILL in the live runs")
+	liveMeasure := flag.Duration("live-measure", 0, "measured interval of each live run (default 30s, or 20s with -quick)")
+	liveRate := flag.Int("live-rate", 0, "input rate of the live runs, events/s (default 20000)")
 	out := flag.String("out", "", "report directory (default bench/results)")
 	jvm := flag.String("flink-jvm", "", "space-separated JVM options of the Flink child (default \"-Xms1g -Xmx2g\")")
 	prof := flag.String("cpuprofile", "", "directory for a CPU profile of every timed weir run")
@@ -98,6 +102,14 @@ func run() error {
 	}
 	cfg.Flink = !*noFlink
 	cfg.Q0 = !*noQ0
+	cfg.Live = !*noLive
+	cfg.Recovery = !*noRecovery
+	if *liveMeasure > 0 {
+		cfg.LiveMeasure = *liveMeasure
+	}
+	if *liveRate > 0 {
+		cfg.LiveRate = *liveRate
+	}
 	cfg.OutDir, cfg.WorkDir, cfg.CPUProfileDir = *out, *work, *prof
 	self, err := os.Executable()
 	if err != nil {

@@ -25,6 +25,7 @@ import org.apache.flink.connector.base.DeliveryGuarantee;
 import org.apache.flink.connector.kafka.sink.KafkaRecordSerializationSchema;
 import org.apache.flink.connector.kafka.sink.KafkaSink;
 import org.apache.flink.connector.kafka.source.KafkaSource;
+import org.apache.flink.connector.kafka.source.KafkaSourceBuilder;
 import org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer;
 import org.apache.flink.runtime.state.FunctionInitializationContext;
 import org.apache.flink.runtime.state.FunctionSnapshotContext;
@@ -49,7 +50,8 @@ import org.apache.kafka.clients.producer.ProducerRecord;
  * State is on the heap (hashmap backend); a failure ends the job (no
  * restarts). The source reads the topic
  * from its earliest offsets up to the end offsets it finds at start
- * (bounded), read_committed. The window mode keys the JSON events
+ * (bounded; unbounded=true reads on until killed), read_committed;
+ * restore=PATH starts from a retained checkpoint (chk-N directory). The window mode keys the JSON events
  * {"user","ts","amount",...} by user, assigns event time from ts with a
  * bounded-out-of-orderness watermark, counts and sums amount in tumbling
  * windows, and writes {"key","window_start","window_end","count","sum"}
@@ -116,6 +118,11 @@ public final class FlinkBench {
     long oooMs = Long.parseLong(a.getOrDefault("ooo-ms", "0"));
     String txnPrefix = a.getOrDefault("txn-prefix", "flinkbench-" + out);
     String checkpointDir = a.get("checkpoint-dir");
+    // unbounded=true: read on past the end offsets at start until killed (the
+    // harness's latency and recovery runs). restore=PATH: start from that
+    // retained checkpoint (a chk-N directory), as after a crash.
+    boolean unbounded = Boolean.parseBoolean(a.getOrDefault("unbounded", "false"));
+    String restore = a.get("restore");
 
     Configuration conf = new Configuration();
     conf.setString("rest.bind-address", "127.0.0.1");
@@ -132,6 +139,13 @@ public final class FlinkBench {
     if (checkpointDir != null && !checkpointDir.isEmpty()) {
       conf.setString("state.checkpoints.dir", java.nio.file.Path.of(checkpointDir).toUri().toString());
       conf.setString("execution.checkpointing.storage", "filesystem");
+      // Keep the latest checkpoint when the JVM dies, so a new JVM can
+      // restore from it (the harness's recovery run).
+      conf.setString("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION");
+      conf.setString("execution.checkpointing.num-retained", "2");
+    }
+    if (restore != null && !restore.isEmpty()) {
+      conf.setString("execution.savepoint.path", java.nio.file.Path.of(restore).toUri().toString());
     }
     StreamExecutionEnvironment env =
         StreamExecutionEnvironment.createLocalEnvironment(parallelism, conf);
@@ -165,16 +179,18 @@ public final class FlinkBench {
     switch (mode) {
       case "window":
         {
-          KafkaSource<Event> source =
+          KafkaSourceBuilder<Event> b =
               KafkaSource.<Event>builder()
                   .setBootstrapServers(brokers)
                   .setTopics(topic)
                   .setGroupId(group)
                   .setStartingOffsets(OffsetsInitializer.earliest())
-                  .setBounded(OffsetsInitializer.latest())
                   .setProperty("isolation.level", "read_committed")
-                  .setValueOnlyDeserializer(new EventSchema())
-                  .build();
+                  .setValueOnlyDeserializer(new EventSchema());
+          if (!unbounded) {
+            b.setBounded(OffsetsInitializer.latest());
+          }
+          KafkaSource<Event> source = b.build();
           WatermarkStrategy<Event> ws =
               WatermarkStrategy.<Event>forBoundedOutOfOrderness(Duration.ofMillis(oooMs))
                   .withTimestampAssigner((e, t) -> e.ts);
@@ -189,16 +205,18 @@ public final class FlinkBench {
         }
       case "passthrough":
         {
-          KafkaSource<byte[][]> source =
+          KafkaSourceBuilder<byte[][]> b =
               KafkaSource.<byte[][]>builder()
                   .setBootstrapServers(brokers)
                   .setTopics(topic)
                   .setGroupId(group)
                   .setStartingOffsets(OffsetsInitializer.earliest())
-                  .setBounded(OffsetsInitializer.latest())
                   .setProperty("isolation.level", "read_committed")
-                  .setDeserializer(new RawRecord())
-                  .build();
+                  .setDeserializer(new RawRecord());
+          if (!unbounded) {
+            b.setBounded(OffsetsInitializer.latest());
+          }
+          KafkaSource<byte[][]> source = b.build();
           env.fromSource(source, WatermarkStrategy.noWatermarks(), "kafka")
               .map(new Probe<byte[][]>())
               .returns(TypeInformation.of(byte[][].class))
