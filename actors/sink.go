@@ -323,6 +323,11 @@ func (s *Sink) writeTxRaw(recs []RawRecord) error {
 	return nil
 }
 
+// ProducerEventsChannelSize bounds the Go client's Events() channel of
+// every producer the engine creates (confluent-kafka-go's default is 10^6
+// entries, about 16 MiB of heap per channel, two channels per producer).
+const ProducerEventsChannelSize = 10_000
+
 func (s *Sink) start(ctx actor.Context) error {
 	if s.cfg.Transactional != nil {
 		return s.startTx()
@@ -333,6 +338,11 @@ func (s *Sink) start(ctx actor.Context) error {
 		"acks":               "all",
 		"linger.ms":          5,
 		"log_level":          3,
+		// The Go client's channels default to 10^6 entries each (~32 MiB of
+		// heap per producer); the delivery reports are drained by their
+		// own goroutine, and ProduceChannel is never used.
+		"go.events.channel.size":  ProducerEventsChannelSize,
+		"go.produce.channel.size": 1,
 	}
 	for k, v := range s.cfg.Properties {
 		conf[k] = v

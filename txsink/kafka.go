@@ -239,6 +239,11 @@ func (k *Kafka) newProducer(id string) (*kproducer, error) {
 		"linger.ms":           5,
 		"log_level":           3,
 		"enable.metrics.push": false,
+		// The Go client's channels default to 10^6 entries each (~32 MiB
+		// of heap per producer); events are drained by their own
+		// goroutine and ProduceChannel is never used.
+		"go.events.channel.size":  10_000,
+		"go.produce.channel.size": 1,
 	}
 	for key, v := range k.cfg.Properties {
 		conf[key] = v
