@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -100,15 +101,24 @@ type checkpointTimes struct {
 }
 
 func newCheckpointTimes() checkpointTimes {
+	// WEIRBENCH_LOG=debug|info makes the child's log (in the work dir's
+	// logs/) verbose, for looking into a run; the default is warnings.
+	level := slog.LevelWarn
+	switch os.Getenv("WEIRBENCH_LOG") {
+	case "debug":
+		level = slog.LevelDebug
+	case "info":
+		level = slog.LevelInfo
+	}
 	return checkpointTimes{
-		next: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}),
+		next: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}),
 		mu:   new(sync.Mutex),
 		took: new([]time.Duration),
 	}
 }
 
 func (h checkpointTimes) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelInfo
+	return l >= slog.LevelInfo || h.next.Enabled(ctx, l)
 }
 
 func (h checkpointTimes) Handle(ctx context.Context, r slog.Record) error {
@@ -225,6 +235,10 @@ func runWeirJob(ctx context.Context, a weirJobArgs) (childResult, error) {
 						first.Store(now)
 						cpuFirst.Store(selfCPUMs())
 					}
+					if hp := os.Getenv("WEIRBENCH_HEAPPROFILE"); hp != "" && seen < 100_000 && n >= 100_000 {
+						// Looking into memory: the heap after 10^5 records.
+						writeHeapProfile(hp)
+					}
 					seen = n
 					last.Store(now)
 				}
@@ -251,6 +265,21 @@ func runWeirJob(ctx context.Context, a weirJobArgs) (childResult, error) {
 		CPUMsAtEnd:    selfCPUMs(),
 		PeakRSSKiB:    selfPeakRSSKiB(),
 	}, nil
+}
+
+// writeHeapProfile writes the heap profile to path (best effort: the run
+// goes on without it).
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: heap profile: %v\n", err)
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: heap profile: %v\n", err)
+	}
 }
 
 // runCeiling reads a.Topic from the earliest offsets to the end offsets at

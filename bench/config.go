@@ -142,6 +142,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("bench: config: live rate %d events/s, want >= 1", c.LiveRate)
 	case c.Live && (c.LiveWarmup < 0 || c.LiveMeasure < time.Second):
 		return fmt.Errorf("bench: config: live warm-up %v and measure %v, want >= 0 and >= 1s", c.LiveWarmup, c.LiveMeasure)
+	case c.Live && c.LiveMeasure < c.WindowSize:
+		return fmt.Errorf("bench: config: live measure %v is shorter than the window size %v: Q1's measured interval could hold no window; make it at least one window", c.LiveMeasure, c.WindowSize)
 	case c.RunTimeout <= 0:
 		return fmt.Errorf("bench: config: run timeout %v, want > 0", c.RunTimeout)
 	}
