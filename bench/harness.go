@@ -199,8 +199,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				if err != nil {
 					return nil, fmt.Errorf("bench: %s on %s, live run: %w", w.name, sys, err)
 				}
-				logf("%-34s %-7s live at %d/s: latency p50 %.0f ms p99 %.0f ms (%d outputs), recovery %.2fs",
-					w.name, sys, lm.Rate, lm.LatencyP50Ms, lm.LatencyP99Ms, lm.Samples, lm.RecoverySeconds)
+				logf("%-34s %-7s live at %d/s: latency p50 %.0f ms p99 %.0f ms (%d outputs), rss %.0f MiB, recovery %.2fs",
+					w.name, sys, lm.Rate, lm.LatencyP50Ms, lm.LatencyP99Ms, lm.Samples, lm.PeakRSSMiB, lm.RecoverySeconds)
 				rep.Live = append(rep.Live, lm)
 			}
 			rep.summarize(wls, cfg)

@@ -44,6 +44,10 @@ type LiveMeasurement struct {
 	// kill is placed 1 s before such a window's firing time). 0 when not
 	// measured.
 	RecoverySeconds float64 `json:"recovery_seconds"`
+	// PeakRSSMiB is the job process's VmHWM at the end of the measured
+	// interval (before the kill): its memory at a steady rate, where
+	// Measurement.PeakRSSMiB is that of a backlog drain.
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
 	// Restored says what the restarted process restored from.
 	Restored string `json:"restored,omitempty"`
 }
@@ -437,6 +441,9 @@ func (r *runner) live(ctx context.Context, w workload, sys string) (LiveMeasurem
 	lm := LiveMeasurement{
 		Workload: w.name, System: sys, Rate: cfg.LiveRate, Samples: len(lat),
 		LatencyP50Ms: percentile(lat, 50), LatencyP99Ms: percentile(lat, 99),
+	}
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", child.cmd.Process.Pid)); err == nil {
+		lm.PeakRSSMiB = float64(vmHWM(st)) / 1024
 	}
 	if !cfg.Recovery {
 		return lm, nil

@@ -126,6 +126,7 @@ type Summary struct {
 	LatencyP50Ms    float64 `json:"latency_p50_ms,omitempty"`
 	LatencyP99Ms    float64 `json:"latency_p99_ms,omitempty"`
 	RecoverySeconds float64 `json:"recovery_seconds,omitempty"`
+	LiveRSSMiB      float64 `json:"live_rss_mib,omitempty"`
 	// VsFlink and VsCeiling are weir's throughput over Flink's and over
 	// the ceiling's (weir rows only; 0 when not measured). RSSVsFlink is
 	// weir's peak RSS over Flink's.
@@ -195,6 +196,7 @@ func (r *Report) summarize(wls []workload, cfg Config) {
 		s := &r.Summaries[i]
 		if l, ok := live[[2]string{s.Workload, s.System}]; ok {
 			s.LatencyP50Ms, s.LatencyP99Ms, s.RecoverySeconds = l.LatencyP50Ms, l.LatencyP99Ms, l.RecoverySeconds
+			s.LiveRSSMiB = l.PeakRSSMiB
 		}
 	}
 	r.Skipped = nil
@@ -321,29 +323,32 @@ func (r *Report) Markdown(chart string) string {
 		}
 		fmt.Fprintf(&b, "- %s, %s: `%s`\n", wl, ch.System, firstLine(ch.Verdict))
 	}
-	b.WriteString("\n| workload | system | throughput (events/s) | read rate (events/s) | weir/Flink | weir/ceiling | CPU s per 10⁶ events | peak RSS (MiB) | weir/Flink RSS | checkpoint p50 / p99 (ms) | latency p50 / p99 (ms) | recovery (s) | runs |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("\n| workload | system | throughput (events/s) | read rate (events/s) | weir/Flink | weir/ceiling | CPU s per 10⁶ events | peak RSS (MiB) | weir/Flink RSS | checkpoint p50 / p99 (ms) | latency p50 / p99 (ms) | peak RSS at that rate (MiB) | recovery (s) | runs |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.Summaries {
 		if s.Note != "" {
-			fmt.Fprintf(&b, "| %s | %s | %s | | | | | | | | | | |\n", s.Workload, s.System, s.Note)
+			fmt.Fprintf(&b, "| %s | %s | %s | | | | | | | | | | | |\n", s.Workload, s.System, s.Note)
 			continue
 		}
 		ck := "—"
 		if s.System != SystemCeiling && (s.CheckpointP50Ms > 0 || s.CheckpointP99Ms > 0) {
 			ck = fmt.Sprintf("%.0f / %.0f", s.CheckpointP50Ms, s.CheckpointP99Ms)
 		}
-		lat, rec := "", ""
+		lat, rec, lrss := "", "", ""
+		if s.LiveRSSMiB > 0 {
+			lrss = fmt.Sprintf("%.0f", s.LiveRSSMiB)
+		}
 		if s.LatencyP50Ms > 0 || s.LatencyP99Ms > 0 {
 			lat = fmt.Sprintf("%.0f / %.0f", s.LatencyP50Ms, s.LatencyP99Ms)
 		}
 		if s.RecoverySeconds > 0 {
 			rec = fmt.Sprintf("%.2f", s.RecoverySeconds)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.2f | %.0f | %s | %s | %s | %s | %d |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.2f | %.0f | %s | %s | %s | %s | %s | %d |\n",
 			s.Workload, s.System, thousands(s.Throughput), thousands(s.ReadThroughput), ratio(s.VsFlink), ratio(s.VsCeiling),
-			s.CPUSecondsPerMillion, s.PeakRSSMiB, ratio(s.RSSVsFlink), ck, lat, rec, s.Runs)
+			s.CPUSecondsPerMillion, s.PeakRSSMiB, ratio(s.RSSVsFlink), ck, lat, lrss, rec, s.Runs)
 	}
-	b.WriteString("\nEach run is a child process of its own. CPU s per 10⁶ events is the process's CPU time (user+system) from the first record read to the end, per million input events (start-up excluded); peak RSS is the process's VmHWM at the end (start-up included). " +
+	b.WriteString("\nEach run is a child process of its own. CPU s per 10⁶ events is the process's CPU time (user+system) from the first record read to the end, per million input events (start-up excluded); peak RSS is the process's VmHWM at the end of the backlog drain (start-up included); peak RSS at that rate is the VmHWM of the live run's process after its measured interval, at the fixed input rate. " +
 		"Checkpoint durations: weir's from its coordinator (trigger to complete); Flink's from a probe chained to the source (barrier at the source to notifyCheckpointComplete).\n\n")
 	if eo := r.eoCost(); eo != "" {
 		b.WriteString(eo + "\n\n")

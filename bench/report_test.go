@@ -38,7 +38,7 @@ func testReport() *Report {
 	add(wls[3].name, SystemWeir, 500_000)
 	add(wls[3].name, SystemFlink, 250_000)
 	r.Live = []LiveMeasurement{
-		{Workload: wls[1].name, System: SystemWeir, Rate: 20_000, Samples: 3000, LatencyP50Ms: 600, LatencyP99Ms: 1100, RecoverySeconds: 2.5},
+		{Workload: wls[1].name, System: SystemWeir, Rate: 20_000, Samples: 3000, LatencyP50Ms: 600, LatencyP99Ms: 1100, RecoverySeconds: 2.5, PeakRSSMiB: 55},
 		{Workload: wls[1].name, System: SystemFlink, Rate: 20_000, Samples: 3000, LatencyP50Ms: 700, LatencyP99Ms: 1400, RecoverySeconds: 9.25},
 	}
 	r.summarize(wls, cfg)
@@ -74,7 +74,7 @@ func TestMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"| Q1 keys=1000 exactly-once | weir | 400,000 | 0 | 4.00× | 0.40× |",
 		"| Q0 passthrough exactly-once | weir | 500,000 | 0 | 2.00× |",
-		"| 600 / 1100 | 2.50 | 3 |",
+		"| 600 / 1100 | 55 | 2.50 | 3 |",
 		"Q1 keys=1000 on weir -20.0%",
 		"![throughput, events/s](chart.png)",
 		"quick run",
