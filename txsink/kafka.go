@@ -607,9 +607,19 @@ func (t *kafkaTxn) produce(ctx context.Context, msg *kafka.Message) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("producer queue full: %w", context.Cause(ctx))
 		}
-		t.kp.p.Flush(100)
+		// Short waits: with delivery reports off no event wakes Flush
+		// early, so Flush(n) sleeps its whole n ms whenever a record is
+		// outstanding.
+		t.kp.p.Flush(flushPollMs)
 	}
 }
+
+// flushPollMs is how long one Flush call of a transactional producer may
+// wait. Its producers have delivery reports off, and confluent-kafka-go's
+// Flush waits for an event in steps of up to the timeout given, so a long
+// step (say 100 ms) would add up to that to every pre-commit and to every
+// wait for room in a full queue, however fast the broker acknowledges.
+const flushPollMs = 2
 
 // Write implements Txn.
 func (t *kafkaTxn) Write(ctx context.Context, recs []Record) error {
@@ -639,7 +649,7 @@ func (t *kafkaTxn) Prepare(ctx context.Context, owner string, epoch uint64) erro
 	if err := t.produce(ctx, msg); err != nil {
 		return fmt.Errorf("txsink: kafka: marker of %s epoch %d on %s: %w", owner, epoch, t.kp.id, err)
 	}
-	for t.kp.p.Flush(100) > 0 {
+	for t.kp.p.Flush(flushPollMs) > 0 {
 		if ctx.Err() != nil {
 			return fmt.Errorf("txsink: kafka: flush %s: %d records not acknowledged: %w", t.kp.id, t.kp.p.Len(), context.Cause(ctx))
 		}
