@@ -46,9 +46,14 @@ demo:
 # Benchmarks against Apache Flink on a real Kafka broker (bench/, issue 6).
 # Needs a JDK 17+ and Maven: Kafka and Flink come from Maven Central into
 # .cache/, ~/.m2 and bench/flink/target. The report goes to bench/results/.
-#   make bench         10^7 events per input, keys 10^3/10^5/10^6, 3 runs each
-#   make bench-quick   2*10^5 events, keys 10^3, one run (a few minutes)
-# Knob: BENCHFLAGS (e.g. BENCHFLAGS="-events 1000000 -runs 3").
+#   make bench         10^7 events per input, keys 10^3/10^5/10^6, 3 runs each,
+#                      then latency at 20,000 events/s and recovery after
+#                      SIGKILL (Q0, and Q1 at 10^3 keys): about 80 minutes
+#                      on 2 cores
+#   make bench-quick   2*10^5 events, keys 10^3, one run, shorter live runs
+#                      (about 7 minutes)
+# Knob: BENCHFLAGS (e.g. BENCHFLAGS="-events 1000000 -runs 3 -no-live");
+# .cache/weirbench -help lists every flag.
 BENCHFLAGS ?=
 
 .PHONY: bench bench-quick

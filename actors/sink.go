@@ -298,12 +298,17 @@ func (s *Sink) writeTx(recs []Record) error {
 	for i, r := range recs {
 		out[i] = txsink.Record{Key: []byte(r.Key), Value: AppendResultJSON(make([]byte, 0, 96), r, s.cfg.WindowMillis)}
 	}
+	return s.writeTxRecords(out)
+}
+
+// writeTxRecords writes records in the open transaction and counts them.
+func (s *Sink) writeTxRecords(out []txsink.Record) error {
 	octx, cancel := s.opContext()
 	defer cancel()
 	if err := s.tx.Write(octx, out); err != nil {
 		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
 	}
-	s.cfg.Metrics.ResultsOut.Add(int64(len(recs)))
+	s.cfg.Metrics.ResultsOut.Add(int64(len(out)))
 	return nil
 }
 
@@ -314,13 +319,7 @@ func (s *Sink) writeTxRaw(recs []RawRecord) error {
 	for i, r := range recs {
 		out[i] = txsink.Record{Key: r.Key, Value: r.Value}
 	}
-	octx, cancel := s.opContext()
-	defer cancel()
-	if err := s.tx.Write(octx, out); err != nil {
-		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
-	}
-	s.cfg.Metrics.ResultsOut.Add(int64(len(recs)))
-	return nil
+	return s.writeTxRecords(out)
 }
 
 // ProducerEventsChannelSize bounds the Go client's Events() channel of

@@ -121,36 +121,45 @@ func systemColor(sys string) color.Color {
 	return colCeiling
 }
 
+// chartValue is one bar's figure.
+type chartValue struct {
+	workload, system string
+	v                float64
+}
+
+// groupBars groups consecutive values of one workload into one group of
+// bars (zero values are left out) and labels each group.
+func groupBars(vs []chartValue) ([][]chartBar, []string) {
+	var groups [][]chartBar
+	var labels []string
+	last := ""
+	for _, v := range vs {
+		if v.v == 0 {
+			continue
+		}
+		if len(groups) == 0 || v.workload != last {
+			groups = append(groups, nil)
+			labels = append(labels, chartLabel(v.workload))
+			last = v.workload
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], chartBar{v.v, systemColor(v.system)})
+	}
+	return groups, labels
+}
+
 // chart draws the report's PNG: drain throughput per workload and system,
 // and below it (when measured) the end-to-end latency p99 of the live runs.
 func (r *Report) chart() ([]byte, error) {
-	var groups [][]chartBar
-	var labels []string
-	var last string
+	var tp, lat []chartValue
 	for _, s := range r.Summaries {
-		if s.Throughput == 0 {
-			continue
-		}
-		if len(groups) == 0 || s.Workload != last {
-			groups = append(groups, nil)
-			labels = append(labels, chartLabel(s.Workload))
-			last = s.Workload
-		}
-		groups[len(groups)-1] = append(groups[len(groups)-1], chartBar{s.Throughput, systemColor(s.System)})
+		tp = append(tp, chartValue{s.Workload, s.System, s.Throughput})
 	}
-	panels := []*image.RGBA{barPanel("THROUGHPUT EVENTS/S", groups, labels, shortRate)}
-	groups, labels, last = nil, nil, ""
 	for _, l := range r.Live {
-		if l.LatencyP99Ms == 0 {
-			continue
-		}
-		if len(groups) == 0 || l.Workload != last {
-			groups = append(groups, nil)
-			labels = append(labels, chartLabel(l.Workload))
-			last = l.Workload
-		}
-		groups[len(groups)-1] = append(groups[len(groups)-1], chartBar{l.LatencyP99Ms, systemColor(l.System)})
+		lat = append(lat, chartValue{l.Workload, l.System, l.LatencyP99Ms})
 	}
+	groups, labels := groupBars(tp)
+	panels := []*image.RGBA{barPanel("THROUGHPUT EVENTS/S", groups, labels, shortRate)}
+	groups, labels = groupBars(lat)
 	if len(groups) > 0 {
 		panels = append(panels, barPanel("LATENCY P99 MS", groups, labels, func(x float64) string { return fmt.Sprintf("%.0f", x) }))
 	}
