@@ -413,6 +413,9 @@ func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
 				Extract:    extract, OutOfOrderness: s.Window.OutOfOrderness, IdleTimeout: s.Window.IdleTimeout,
 				Targets: targets, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
 				Metrics: &j.metrics, Done: closed, Log: log,
+				// Read once every sink is ready (recovered): see
+				// actors.StartOutput.
+				HoldUntilStarted: true,
 			}
 			if passthrough {
 				// Forward: source i feeds sink i, nothing in between.

@@ -86,6 +86,20 @@ type SourceFinished struct {
 	Task string
 }
 
+// SinkReady is sent by a sink task to its parent once it has started: its
+// producer is up and, with exactly-once delivery, every pending epoch of
+// the restored checkpoint has been replayed and committed.
+type SinkReady struct {
+	Task string
+}
+
+// StartOutput releases a source task that waits for the sinks
+// (SourceConfig.HoldUntilStarted): it starts reading. The supervisor sends
+// it once every sink is ready, so that the records a sink replays on
+// recovery reach Kafka before any new record of the same source partition,
+// whichever sink subtask writes it after a rescale.
+type StartOutput struct{}
+
 // Drain asks a source task to stop at the current end of its partitions and
 // then end its output (stop with drain: every window fires).
 type Drain struct{}

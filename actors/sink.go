@@ -91,7 +91,9 @@ func (s *Sink) Receive(ctx actor.Context) {
 	case *actor.Started:
 		if err := s.start(ctx); err != nil {
 			s.fail(ctx, err)
+			return
 		}
+		ctx.Send(ctx.Parent(), &SinkReady{Task: s.cfg.Task})
 	case *Batch:
 		if s.failed {
 			return

@@ -56,6 +56,9 @@ type SourceConfig struct {
 	// its one target, Targets[0], on whose input side it is input 0 (the
 	// forward edge source i -> sink i). Extract is not used.
 	Passthrough bool
+	// HoldUntilStarted makes the source read nothing until it receives
+	// StartOutput (sent by the supervisor once every sink is ready).
+	HoldUntilStarted bool
 	// OutOfOrderness bounds how late an event may be on its partition.
 	OutOfOrderness time.Duration
 	// IdleTimeout: a partition silent for this long stops holding back the
@@ -138,6 +141,8 @@ type Source struct {
 	idle   bool
 	ended  bool
 	held   []*polled // batches received while the output was blocked
+	// released: the source may hand records on (see HoldUntilStarted).
+	released bool
 	// pending are the offsets of checkpoints taken and not yet complete,
 	// committed to the group when one completes (at most maxPendingCommits).
 	pending map[uint64]map[int32]int64
@@ -166,9 +171,13 @@ func (s *Source) Receive(ctx actor.Context) {
 			self = 0 // the only input of its sink
 		}
 		s.out = NewOutput(s.cfg.Targets, self, ctx.Self(), s.cfg.Credits, s.cfg.BatchRecords)
+		s.released = !s.cfg.HoldUntilStarted
 		if err := s.start(ctx); err != nil {
 			s.fail(ctx, err)
 		}
+	case *StartOutput:
+		s.released = true
+		s.drainHeld(ctx)
 	case *polled:
 		s.held = append(s.held, m)
 		s.drainHeld(ctx)
@@ -292,6 +301,9 @@ func (s *Source) fail(ctx actor.Context, err error) {
 }
 
 func (s *Source) drainHeld(ctx actor.Context) {
+	if !s.released {
+		return // no tokens either: the poller reads nothing yet
+	}
 	for len(s.held) > 0 && !s.out.Blocked() {
 		p := s.held[0]
 		s.held[0] = nil

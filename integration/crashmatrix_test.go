@@ -394,8 +394,17 @@ func failpointSeed(t *testing.T, bin, step string, seed int64, hit int) int {
 	dir := t.TempDir()
 	job := matrixJob{name: fmt.Sprintf("matrix-%s-%d", step, seed), in: in, out: out, dir: filepath.Join(dir, "checkpoints")}
 	jobFile := job.write(t, dir)
-
-	open := killAt(t, ctx, bin, jobFile, dir, step, hit, out)
+	// The run that is killed reads unbounded: a bounded job can end before
+	// the step has been reached hit times (a fast run takes few
+	// checkpoints); an unbounded one reaches every step at every
+	// checkpoint. The clean runs after it are bounded.
+	fault := job
+	fault.unbounded = true
+	faultDir := filepath.Join(dir, "fault")
+	if err := os.MkdirAll(faultDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	open := killAt(t, ctx, bin, fault.write(t, faultDir), dir, step, hit, out)
 	runs := runClean(t, bin, jobFile, dir, "run")
 	n := checkExactlyOnce(t, ctx, out, events, time.Second)
 	committed, uncommitted := counts(t, ctx, out)

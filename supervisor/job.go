@@ -137,8 +137,10 @@ type jobSupervisor struct {
 	finished map[string]bool
 	// sourcesFinished holds the source tasks that reported SourceFinished.
 	sourcesFinished map[string]bool
-	ended           bool
-	ck              *ckpt
+	// sinksReady holds the sink tasks that reported SinkReady.
+	sinksReady map[string]bool
+	ended      bool
+	ck         *ckpt
 }
 
 // decide turns a panic in a task into a job failure: the task is stopped
@@ -162,6 +164,15 @@ func (j *jobSupervisor) Receive(ctx actor.Context) {
 		if len(j.finished) == j.sinks {
 			j.end(ctx, nil)
 		}
+	case *actors.SinkReady:
+		// Sources read only once every sink is ready: a sink's recovery
+		// (replaying pending epochs) must reach Kafka before new records.
+		j.sinksReady[m.Task] = true
+		if len(j.sinksReady) == j.sinks {
+			for _, s := range j.sources {
+				ctx.Send(s, &actors.StartOutput{})
+			}
+		}
 	case *actors.Failed:
 		j.log.Error("task failed", "task", m.Task, "err", m.Err)
 		j.end(ctx, m.Err)
@@ -183,6 +194,7 @@ func (j *jobSupervisor) spawn(ctx actor.Context) {
 	j.tasks = map[string]*actor.PID{}
 	j.finished = map[string]bool{}
 	j.sourcesFinished = map[string]bool{}
+	j.sinksReady = map[string]bool{}
 	var next []*actor.PID
 	for si := len(j.plan.Stages) - 1; si >= 0; si-- {
 		st := j.plan.Stages[si]
