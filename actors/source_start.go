@@ -21,9 +21,19 @@ const autoCommitInterval = "100"
 // (default 65536 KiB) of fetched records per consumer, one consumer per
 // source subtask. 16 MiB keeps a 1 s checkpoint interval fed at the
 // engine's throughput; a job can raise it in source.properties or kafka.
+//
+// DefaultFetchQueueBackoffMs: when a partition's fetch queue is over its
+// thresholds (queued.min.messages, queued.max.messages.kbytes), librdkafka
+// postpones that partition's next fetch by fetch.queue.backoff.ms, 1000 ms
+// by default, even if the queue drains a moment later. Reading a backlog,
+// the queues are over the thresholds all the time, so each partition reads
+// in bursts with pauses of up to a second: measured on a 10^7-record
+// backlog, a bare consumer read 250k records/s with the default. A few
+// milliseconds keep the queue fed.
 const (
-	DefaultQueuedMaxKBytes = 16384    // queued.max.messages.kbytes
-	DefaultFetchMaxBytes   = 16 << 20 // fetch.max.bytes, matching it
+	DefaultQueuedMaxKBytes     = 16384    // queued.max.messages.kbytes
+	DefaultFetchMaxBytes       = 16 << 20 // fetch.max.bytes, matching it
+	DefaultFetchQueueBackoffMs = 5        // fetch.queue.backoff.ms
 )
 
 // consumerConfig builds the librdkafka configuration of the subtask.
@@ -42,12 +52,13 @@ const (
 // autoCommitInterval (or never, without CommitOnCheckpoint).
 func consumerConfig(c SourceConfig) kafka.ConfigMap {
 	conf := kafka.ConfigMap{
-		"bootstrap.servers":    c.Brokers,
-		"group.id":             c.Group,
-		"enable.partition.eof": true,
-		"auto.offset.reset":    librdkafkaReset(c.Start.AutoOffsetReset),
-		"isolation.level":      c.Isolation,
-		"log_level":            3,
+		"bootstrap.servers":      c.Brokers,
+		"group.id":               c.Group,
+		"enable.partition.eof":   true,
+		"auto.offset.reset":      librdkafkaReset(c.Start.AutoOffsetReset),
+		"isolation.level":        c.Isolation,
+		"log_level":              3,
+		"fetch.queue.backoff.ms": DefaultFetchQueueBackoffMs,
 	}
 	_, setQueue := c.Properties["queued.max.messages.kbytes"]
 	_, setFetch := c.Properties["fetch.max.bytes"]

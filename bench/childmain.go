@@ -295,6 +295,10 @@ func runCeiling(ctx context.Context, a ceilingArgs) (childResult, error) {
 			"enable.auto.commit":  false,
 			"isolation.level":     "read_committed",
 			"enable.metrics.push": false,
+			// The client's best setting for draining a backlog (the
+			// default, 1000, pauses a partition whose fetch queue is full
+			// for up to a second): the ceiling is the client at its best.
+			"fetch.queue.backoff.ms": 5,
 		}
 	}
 	meta, err := kafka.NewConsumer(conf(-1))
