@@ -559,7 +559,7 @@ func TestMatrixRow6TransactionTimeout(t *testing.T) {
 }
 
 // TestMatrixRow7Zombie: the unbounded job (instance A) is paused with
-// SIGSTOP after its first checkpoint; a second instance B starts from a
+// SIGSTOP after its 1st to 3rd checkpoint (seeded); a second instance B starts from a
 // copy of A's checkpoints (another checkpoint.dir, the same job name and so
 // the same transactional ids) and fences A's ids. More input arrives and A
 // is resumed (SIGCONT): it reads it and tries to write its results, and
@@ -599,8 +599,9 @@ func TestMatrixRow7Zombie(t *testing.T) {
 			fileA, fileB := jobA.write(t, filepath.Dir(dirA)), jobB.write(t, filepath.Dir(dirB))
 
 			a := startChild(t, bin, fileA, filepath.Join(dir, "zombie.log"))
-			a.waitLog(t, "checkpoint complete", 1)
-			time.Sleep(time.Duration(rng.Intn(40)) * time.Millisecond)
+			// Pause A after a seeded number of completed checkpoints
+			// (observed in its log, not timed).
+			a.waitLog(t, "checkpoint complete", 1+rng.Intn(3))
 			if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
