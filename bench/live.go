@@ -203,12 +203,11 @@ func (w *watcher) waitFor(ctx context.Context, timeout time.Duration, ok func(ou
 // rateProducer writes generated events with ts = the wall clock at a fixed
 // rate until stopped.
 type rateProducer struct {
-	p        *kafka.Producer
-	stop     chan struct{}
-	done     chan struct{}
-	errMu    sync.Mutex
-	err      error
-	produced int64
+	p     *kafka.Producer
+	stop  chan struct{}
+	done  chan struct{}
+	errMu sync.Mutex
+	err   error
 }
 
 func startRateProducer(brokers, topic string, partitions, keys, size, rate int, seed uint64) (*rateProducer, error) {
@@ -257,7 +256,6 @@ func startRateProducer(brokers, topic string, partitions, keys, size, rate int, 
 		for {
 			select {
 			case <-rp.stop:
-				rp.produced = seq
 				return
 			case now := <-t.C:
 				due := int64(now.Sub(start).Seconds() * float64(rate))
@@ -275,7 +273,6 @@ func startRateProducer(brokers, topic string, partitions, keys, size, rate int, 
 							break // behind: catch up on the next tick
 						}
 						fail(fmt.Errorf("bench: rate producer: %w", err))
-						rp.produced = seq
 						return
 					}
 				}
