@@ -26,6 +26,9 @@ import (
 // The window job's fingerprint names its window operator; the passthrough
 // job's names its kind, so neither restores the other's checkpoints.
 func (j *Job) fingerprint() string {
+	if j.graph != nil {
+		return j.graph.fingerprint()
+	}
 	s := j.spec
 	if s.Kind == KindPassthrough {
 		return fmt.Sprintf("kind=passthrough source(%s)->sink(%s)", s.Source.Topic, s.Sink.Topic)
@@ -36,6 +39,9 @@ func (j *Job) fingerprint() string {
 
 // taskNames lists the job's tasks, as they are named in checkpoints.
 func (j *Job) taskNames() []string {
+	if j.graph != nil {
+		return j.graph.taskNames(j.spec.Parallelism)
+	}
 	var names []string
 	stages := []string{"source", "window", "sink"}
 	if j.spec.Kind == KindPassthrough {
@@ -122,14 +128,28 @@ func (j *Job) setupState() (*stateSetup, error) {
 		if err != nil {
 			return fail(err)
 		}
-		if m.JobName != j.spec.Name || m.GraphFingerprint != j.fingerprint() {
+		if j.graph != nil && m.JobName == j.spec.Name {
+			if err := j.graph.acceptCheckpoint(m, j.spec.Parallelism, j.opts.allowDrop); err != nil {
+				return fail(fmt.Errorf("--from-savepoint %s: %w", j.opts.savepoint, err))
+			}
+		} else if m.JobName != j.spec.Name || m.GraphFingerprint != j.fingerprint() {
 			return fail(fmt.Errorf("--from-savepoint %s: it belongs to job %q with graph %q, not job %q with graph %q",
 				j.opts.savepoint, m.JobName, m.GraphFingerprint, j.spec.Name, j.fingerprint()))
 		}
 		st.restored, metaRoot = &m, r
 		st.after = max(st.after, m.ID)
 	} else {
-		m, problems, err := snapshot.Latest(st.fs, root, j.spec.Name, j.fingerprint())
+		accept := func(m snapshot.Metadata) error {
+			if j.graph != nil {
+				return j.graph.acceptCheckpoint(m, j.spec.Parallelism, j.opts.allowDrop)
+			}
+			if m.GraphFingerprint != j.fingerprint() {
+				return fmt.Errorf("snapshot: checkpoint %d in %s was taken with graph fingerprint %q, not %q (the job's operator graph changed)",
+					m.ID, root, m.GraphFingerprint, j.fingerprint())
+			}
+			return nil
+		}
+		m, problems, err := snapshot.LatestAccepted(st.fs, root, j.spec.Name, accept)
 		for _, p := range problems {
 			if errors.Is(p.Err, snapshot.ErrIncomplete) {
 				j.opts.log.Warn("ignoring an incomplete checkpoint (the job stopped while taking it)", "checkpoint", p.ID)
@@ -153,7 +173,7 @@ func (j *Job) setupState() (*stateSetup, error) {
 	}
 
 	live := filepath.Join(root, "live")
-	if st.restored != nil {
+	if st.restored != nil && j.graph == nil {
 		oldP := restoredParallelism(*st.restored)
 		if oldP != j.spec.Parallelism {
 			if err := j.rescale(st, metaRoot, oldP); err != nil {
@@ -164,9 +184,17 @@ func (j *Job) setupState() (*stateSetup, error) {
 	}
 	for _, task := range j.taskNames() {
 		liveDir := filepath.Join(live, task)
-		opts := storeOptions(task)
+		opts := j.storeOptions(task)
 		cp := j.newCheckpointing(st)
-		if st.restored != nil {
+		held := st.restored != nil
+		if held && j.graph != nil {
+			if _, held = st.restored.Tasks[task]; !held {
+				// A dataflow operator the checkpoint has no state for (added
+				// to the program since): it starts empty.
+				j.opts.log.Info("no state for this task in the checkpoint; it starts empty", "task", task, "checkpoint", st.restored.ID)
+			}
+		}
+		if held {
 			store, opState, err := snapshot.Restore(st.fs, metaRoot, *st.restored, task, liveDir, opts)
 			if err != nil {
 				return fail(err)
@@ -198,8 +226,16 @@ func (quietPebble) Fatalf(format string, args ...any) {
 }
 
 // storeOptions keeps the stores of stateless tasks small.
-func storeOptions(task string) snapshot.StoreOptions {
+func (j *Job) storeOptions(task string) snapshot.StoreOptions {
 	small := !strings.HasPrefix(task, "window-")
+	if j.graph != nil {
+		base, _, _ := cutTaskIndex(task)
+		small = j.graph.statefulOps()[base] != "process"
+	}
+	return storeOptions(small)
+}
+
+func storeOptions(small bool) snapshot.StoreOptions {
 	return snapshot.StoreOptions{Tune: func(o *pebble.Options) {
 		o.Logger = quietPebble{}
 		if small {
@@ -269,7 +305,7 @@ func (j *Job) rescale(st *stateSetup, metaRoot string, oldP int) error {
 	// operator state to f.
 	readOld := func(task string, f func(store *snapshot.Store, op []byte) error) error {
 		dir := filepath.Join(scratch, task)
-		store, op, err := snapshot.Restore(st.fs, metaRoot, m, task, dir, storeOptions(task))
+		store, op, err := snapshot.Restore(st.fs, metaRoot, m, task, dir, j.storeOptions(task))
 		if err != nil {
 			return err
 		}
@@ -285,7 +321,7 @@ func (j *Job) rescale(st *stateSetup, metaRoot string, oldP int) error {
 		if err := os.RemoveAll(liveDir); err != nil {
 			return fmt.Errorf("checkpoint.dir: clear %s: %w", liveDir, err)
 		}
-		store, err := snapshot.OpenStore(st.fs, liveDir, storeOptions(task))
+		store, err := snapshot.OpenStore(st.fs, liveDir, j.storeOptions(task))
 		if err != nil {
 			return err
 		}

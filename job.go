@@ -29,6 +29,10 @@ type Job struct {
 	lastCheckpoint atomic.Uint64
 	restoredFrom   atomic.Uint64
 
+	// graph is the dataflow graph of a job built with NewEnv, nil for a
+	// job-file kind (window, passthrough).
+	graph *graphPlan
+
 	mu      sync.Mutex
 	handle  *supervisor.Handle
 	drain   bool
@@ -44,6 +48,7 @@ type options struct {
 	onCheckpoint func(id uint64, savepoint bool)
 	failpoint    func(name string)
 	fs           vfs.FS
+	allowDrop    bool
 }
 
 // Option configures a Job.
@@ -75,6 +80,12 @@ func WithCheckpointListener(f func(id uint64, savepoint bool)) Option {
 	return func(o *options) { o.onCheckpoint = f }
 }
 
+// AllowNonRestoredState lets a job restore a checkpoint or savepoint that
+// holds state of operators the program no longer has (Flink's
+// --allowNonRestoredState): that state is dropped. Without it such a
+// restore is refused with an error naming the operator.
+func AllowNonRestoredState() Option { return func(o *options) { o.allowDrop = true } }
+
 // ErrNotYet is returned for settings that are accepted in job files but not
 // implemented by this version of the engine.
 var ErrNotYet = errors.New("weir: not implemented in this version")
@@ -82,9 +93,16 @@ var ErrNotYet = errors.New("weir: not implemented in this version")
 // NewJob checks spec (filling in defaults) and returns a job that Run runs.
 func NewJob(spec JobSpec, opts ...Option) (*Job, error) {
 	spec = spec.WithDefaults()
+	if spec.Kind == KindDataflow {
+		return nil, ErrDataflowNeedsEnv
+	}
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	return newJob(spec, opts)
+}
+
+func newJob(spec JobSpec, opts []Option) (*Job, error) {
 	o := options{log: slog.Default(), closeTimeout: 30 * time.Second}
 	for _, f := range opts {
 		f(&o)
@@ -256,8 +274,17 @@ func (j *Job) ensureProgressTopic(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sink.progress_topic: %w", err)
 	}
-	if err := txsink.CreateProgressTopic(cctx, j.spec.Brokers, j.spec.Sink.ProgressTopic, min(3, brokers)); err != nil {
-		return fmt.Errorf("sink.progress_topic: %w; create it (compacted) yourself or fix the broker's permissions", err)
+	topics := []string{j.spec.Sink.ProgressTopic}
+	if j.graph != nil {
+		topics = topics[:0]
+		for _, n := range j.graph.sinks {
+			topics = append(topics, n.sink.spec.ProgressTopic)
+		}
+	}
+	for _, t := range topics {
+		if err := txsink.CreateProgressTopic(cctx, j.spec.Brokers, t, min(3, brokers)); err != nil {
+			return fmt.Errorf("progress topic %s: %w; create it (compacted) yourself or fix the broker's permissions", t, err)
+		}
 	}
 	return nil
 }
@@ -352,30 +379,42 @@ func merge(a, b map[string]string) map[string]string {
 	return m
 }
 
+// checkpointing is the checkpoint set-up of task, nil with checkpoints off.
+func (st *stateSetup) checkpointing(task string) *actors.Checkpointing {
+	if st == nil {
+		return nil
+	}
+	return st.cps[task]
+}
+
+// checkpointPlan is the coordinator's plan, nil with checkpoints off.
+func (j *Job) checkpointPlan(state *stateSetup) *supervisor.CheckpointPlan {
+	if state == nil {
+		return nil
+	}
+	s := j.spec
+	c := s.Checkpoint
+	return &supervisor.CheckpointPlan{
+		Interval: c.Interval, Timeout: c.Timeout, MinPause: c.MinPause,
+		MaxConcurrent: c.MaxConcurrent, TolerableFailures: c.TolerableFailures,
+		FS: state.fs, Root: state.root, JobName: s.Name, Fingerprint: j.fingerprint(),
+		Retain: c.Retain, After: state.after, OnComplete: j.onComplete,
+		// The exactly-once sinks commit their last epoch on the first
+		// checkpoint after every source finished: take it at once.
+		CheckpointWhenSourcesFinish: s.Delivery == ExactlyOnce,
+	}
+}
+
 // plan turns the spec into the job graph: source -> (hash by key) ->
 // window -> (forward) -> sink for a window job, source -> (forward) -> sink
 // for a passthrough job.
 func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
+	if j.graph != nil {
+		return j.dataflowPlan(closed, state)
+	}
 	s := j.spec
-	cp := func(task string) *actors.Checkpointing {
-		if state == nil {
-			return nil
-		}
-		return state.cps[task]
-	}
-	var ckPlan *supervisor.CheckpointPlan
-	if state != nil {
-		c := s.Checkpoint
-		ckPlan = &supervisor.CheckpointPlan{
-			Interval: c.Interval, Timeout: c.Timeout, MinPause: c.MinPause,
-			MaxConcurrent: c.MaxConcurrent, TolerableFailures: c.TolerableFailures,
-			FS: state.fs, Root: state.root, JobName: s.Name, Fingerprint: j.fingerprint(),
-			Retain: c.Retain, After: state.after, OnComplete: j.onComplete,
-			// The exactly-once sinks commit their last epoch on the first
-			// checkpoint after every source finished: take it at once.
-			CheckpointWhenSourcesFinish: s.Delivery == ExactlyOnce,
-		}
-	}
+	cp := state.checkpointing
+	ckPlan := j.checkpointPlan(state)
 	p := s.Parallelism
 	extract := actors.Extractor(s.Extract)
 	if extract == nil {

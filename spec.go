@@ -98,6 +98,9 @@ const (
 	// KindPassthrough copies records unchanged: source subtask i writes
 	// straight to sink subtask i.
 	KindPassthrough JobKind = "passthrough"
+	// KindDataflow is a job whose graph a program built with NewEnv; it
+	// cannot come from a job file.
+	KindDataflow JobKind = "dataflow"
 )
 
 // SourceSpec is the Kafka source (job file: source).
@@ -432,6 +435,54 @@ func (s JobSpec) Validate() error {
 			return specErr("brokers", "%q has port %s; ports are 1 to 65535", b, b[i+1:])
 		}
 	}
+	if s.Kind == KindDataflow {
+		// Sources and sinks are nodes of the graph, checked when it is built.
+		if s.Extract != nil {
+			return specErr("kind", "a dataflow job (weir.NewEnv) does not use JobSpec.Extract; decode records with the source's format")
+		}
+	} else if err := s.validateIO(); err != nil {
+		return err
+	}
+	switch s.Delivery {
+	case AtLeastOnce, ExactlyOnce:
+	default:
+		return specErr("delivery", "%q is not a delivery guarantee; use at-least-once or exactly-once", s.Delivery)
+	}
+	switch s.BadRecords {
+	case BadRecordsFail:
+	default:
+		return specErr("bad_records", "%q is not a policy; use fail", s.BadRecords)
+	}
+	if s.Parallelism < 1 || s.Parallelism > MaxParallelism {
+		return specErr("parallelism", "must be between 1 and %d, got %d", MaxParallelism, s.Parallelism)
+	}
+	if err := s.Checkpoint.validate(s.Delivery); err != nil {
+		return err
+	}
+	if err := s.Restart.Validate("restart"); err != nil {
+		key, msg, _ := strings.Cut(err.Error(), ": ")
+		return specErr(key, "%s", msg)
+	}
+	for _, props := range []struct {
+		key string
+		m   map[string]string
+	}{{"kafka", s.Kafka}, {"source.properties", s.Source.Properties}, {"sink.properties", s.Sink.Properties}} {
+		keys := make([]string, 0, len(props.m))
+		for k := range props.m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if instead, ok := managedKafkaProperties[k]; ok {
+				return specErr(props.key+"."+k, "is set by the engine; use %s instead", instead)
+			}
+		}
+	}
+	return nil
+}
+
+// validateIO checks the source, the sink and the kind of a job-file job.
+func (s JobSpec) validateIO() error {
 	if s.Source.Topic == "" {
 		return specErr("source.topic", "required: name the topic to read")
 	}
@@ -470,41 +521,6 @@ func (s JobSpec) Validate() error {
 	}
 	if s.Sink.Topic == s.Source.Topic {
 		return specErr("sink.topic", "is the same topic as source.topic (%q); write results to another topic", s.Sink.Topic)
-	}
-	switch s.Delivery {
-	case AtLeastOnce, ExactlyOnce:
-	default:
-		return specErr("delivery", "%q is not a delivery guarantee; use at-least-once or exactly-once", s.Delivery)
-	}
-	switch s.BadRecords {
-	case BadRecordsFail:
-	default:
-		return specErr("bad_records", "%q is not a policy; use fail", s.BadRecords)
-	}
-	if s.Parallelism < 1 || s.Parallelism > MaxParallelism {
-		return specErr("parallelism", "must be between 1 and %d, got %d", MaxParallelism, s.Parallelism)
-	}
-	if err := s.Checkpoint.validate(s.Delivery); err != nil {
-		return err
-	}
-	if err := s.Restart.Validate("restart"); err != nil {
-		key, msg, _ := strings.Cut(err.Error(), ": ")
-		return specErr(key, "%s", msg)
-	}
-	for _, props := range []struct {
-		key string
-		m   map[string]string
-	}{{"kafka", s.Kafka}, {"source.properties", s.Source.Properties}, {"sink.properties", s.Sink.Properties}} {
-		keys := make([]string, 0, len(props.m))
-		for k := range props.m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			if instead, ok := managedKafkaProperties[k]; ok {
-				return specErr(props.key+"."+k, "is set by the engine; use %s instead", instead)
-			}
-		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/weirstream/weir/operator"
 	"github.com/weirstream/weir/snapshot"
 )
 
@@ -55,14 +56,12 @@ type Checkpointing struct {
 }
 
 // StateEntry is one changed entry of keyed state: Value nil deletes Key.
-type StateEntry struct {
-	Key, Value []byte
-}
+type StateEntry = operator.Entry
 
 type snapshotJob struct {
 	task    string
 	id      uint64
-	entries func() []StateEntry
+	entries func() ([]StateEntry, error)
 	opState []byte
 	root    *actor.RootContext
 	parent  *actor.PID
@@ -82,7 +81,7 @@ func (c *Checkpointing) Enabled() bool { return c != nil && c.Store != nil }
 // (nil for a task without keyed state) returns, on the worker, the keyed
 // state changed since the previous snapshot; opState is the operator state.
 // The ack or decline goes to the task's parent, the job supervisor.
-func (c *Checkpointing) snapshot(ctx actor.Context, task string, id uint64, entries func() []StateEntry, opState []byte) {
+func (c *Checkpointing) snapshot(ctx actor.Context, task string, id uint64, entries func() ([]StateEntry, error), opState []byte) {
 	c.once.Do(func() {
 		c.jobs = make(chan snapshotJob, snapshotQueue)
 		c.exited = make(chan struct{})
@@ -114,10 +113,13 @@ func (c *Checkpointing) worker() {
 
 // write applies the changed entries to the store and takes its snapshot for
 // checkpoint id, waiting (bounded) until it is durable.
-func (c *Checkpointing) write(task string, id uint64, changed func() []StateEntry, opState []byte) (snapshot.Handle, error) {
+func (c *Checkpointing) write(task string, id uint64, changed func() ([]StateEntry, error), opState []byte) (snapshot.Handle, error) {
 	var entries []StateEntry
 	if changed != nil {
-		entries = changed()
+		var err error
+		if entries, err = changed(); err != nil {
+			return snapshot.Handle{}, fmt.Errorf("encode state of task %s: %w", task, err)
+		}
 	}
 	b := c.Store.NewBatch()
 	defer b.Close()

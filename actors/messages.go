@@ -37,7 +37,14 @@ type Batch struct {
 	From    *actor.PID // where to return the credit
 	Records []Record
 	Raw     []RawRecord
+	// Data is a typed batch of the dataflow API: a []operator.Rec[T] of N
+	// records, T being the type of the stream on this edge.
+	Data any
+	N    int
 }
+
+// Len is the number of records in the batch.
+func (b *Batch) Len() int { return len(b.Records) + len(b.Raw) + b.N }
 
 // Watermark says that no record with an event time <= TS will follow on the
 // input In (Flink semantics: records with ts <= watermark are late).

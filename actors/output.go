@@ -23,6 +23,7 @@ const (
 type Output struct {
 	targets      []*actor.PID
 	self         int
+	selfIn       []int // per target, when the index differs by target
 	selfPID      *actor.PID
 	batchRecords int
 	credits      []int
@@ -55,6 +56,18 @@ func NewOutput(targets []*actor.PID, self int, selfPID *actor.PID, credits, batc
 	return o
 }
 
+// SetInputIndexes sets this task's index on each target's input side,
+// when it is not the same on every target (a task that feeds several
+// operators, each with inputs from several upstream operators).
+func (o *Output) SetInputIndexes(in []int) { o.selfIn = in }
+
+func (o *Output) in(t int) int {
+	if o.selfIn != nil {
+		return o.selfIn[t]
+	}
+	return o.self
+}
+
 // Targets is the number of downstream targets.
 func (o *Output) Targets() int { return len(o.targets) }
 
@@ -79,9 +92,20 @@ func (o *Output) EmitRaw(ctx actor.SenderContext, t int, recs []RawRecord) {
 	o.flushTarget(ctx, t)
 	for len(recs) > 0 {
 		n := min(len(recs), o.batchRecords)
-		o.queue[t] = append(o.queue[t], &Batch{In: o.self, Out: t, From: o.selfPID, Raw: recs[:n:n]})
+		o.queue[t] = append(o.queue[t], &Batch{In: o.in(t), Out: t, From: o.selfPID, Raw: recs[:n:n]})
 		recs = recs[n:]
 	}
+	o.pump(ctx, t)
+}
+
+// EmitData sends a typed batch (see Batch.Data) of n records to target t,
+// behind anything emitted before. The caller must not reuse data.
+func (o *Output) EmitData(ctx actor.SenderContext, t int, data any, n int) {
+	if n == 0 {
+		return
+	}
+	o.flushTarget(ctx, t)
+	o.queue[t] = append(o.queue[t], &Batch{In: o.in(t), Out: t, From: o.selfPID, Data: data, N: n})
 	o.pump(ctx, t)
 }
 
@@ -96,7 +120,7 @@ func (o *Output) flushTarget(ctx actor.SenderContext, t int) {
 	if len(o.buf[t]) == 0 {
 		return
 	}
-	o.queue[t] = append(o.queue[t], &Batch{In: o.self, Out: t, From: o.selfPID, Records: o.buf[t]})
+	o.queue[t] = append(o.queue[t], &Batch{In: o.in(t), Out: t, From: o.selfPID, Records: o.buf[t]})
 	o.buf[t] = nil
 	o.pump(ctx, t)
 }
@@ -107,7 +131,7 @@ func (o *Output) flushTarget(ctx actor.SenderContext, t int) {
 func (o *Output) Broadcast(ctx actor.SenderContext, mk func(in int) any) {
 	for t := range o.targets {
 		o.flushTarget(ctx, t)
-		o.queue[t] = append(o.queue[t], mk(o.self))
+		o.queue[t] = append(o.queue[t], mk(o.in(t)))
 		o.pump(ctx, t)
 	}
 }
@@ -130,7 +154,7 @@ func (o *Output) pump(ctx actor.SenderContext, t int) {
 				break
 			}
 			o.credits[t]--
-			o.sent += int64(len(b.Records) + len(b.Raw))
+			o.sent += int64(b.Len())
 		}
 		ctx.Send(o.targets[t], q[i])
 		q[i] = nil

@@ -6,24 +6,18 @@ import (
 	"math"
 	"strconv"
 
-	"github.com/cespare/xxhash/v2"
+	"github.com/weirstream/weir/operator"
 )
 
-// KeyGroups is the fixed number of key groups. A key belongs to one key
-// group forever; a subtask owns a contiguous range of key groups, so a
-// later rescale moves whole key groups (Flink's max parallelism).
-const KeyGroups = 128
+// KeyGroups is the fixed number of key groups (see operator.KeyGroups).
+const KeyGroups = operator.KeyGroups
 
 // KeyGroup returns the key group of key.
-func KeyGroup(key string) int {
-	return int(xxhash.Sum64String(key) % KeyGroups)
-}
+func KeyGroup(key string) int { return operator.KeyGroup(key) }
 
 // SubtaskForKeyGroup returns the subtask, of parallelism p, that owns key
-// group kg (Flink's computeOperatorIndexForKeyGroup).
-func SubtaskForKeyGroup(kg, p int) int {
-	return kg * p / KeyGroups
-}
+// group kg.
+func SubtaskForKeyGroup(kg, p int) int { return operator.SubtaskForKeyGroup(kg, p) }
 
 // Extractor turns a record's value into a Record.
 type Extractor func(value []byte) (key []byte, ts int64, v float64, err error)

@@ -98,6 +98,15 @@ func (s *Sink) Receive(ctx actor.Context) {
 		if s.failed {
 			return
 		}
+		if m.Data != nil {
+			// A dataflow graph's sink: records encoded upstream.
+			raw, ok := m.Data.([]RawRecord)
+			if !ok {
+				s.fail(ctx, fmt.Errorf("sink %s: got a batch of %T, not encoded records", s.cfg.Task, m.Data))
+				return
+			}
+			m.Raw = raw
+		}
 		var err error
 		switch {
 		case s.tx != nil && m.Raw != nil:

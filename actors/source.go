@@ -51,6 +51,15 @@ type SourceConfig struct {
 	// Properties are librdkafka consumer properties applied last.
 	Properties map[string]string
 	Extract    Extractor
+	// NewDecoder, when set, makes this the source of a dataflow graph: each
+	// subtask's poller decodes records with its own Decoder into typed
+	// batches for its one target, Targets[0] (input 0 there; the forward
+	// edge source i -> first task i). Extract is not used. Watermarks are
+	// emitted only when EventTime is set.
+	NewDecoder func() Decoder
+	// EventTime makes a decoding source track event time per partition and
+	// emit watermarks (bounded by OutOfOrderness, IdleTimeout).
+	EventTime bool
 	// Passthrough makes the source hand the records on unchanged
 	// (RawRecord: key and value as read, no extraction, no watermarks) to
 	// its one target, Targets[0], on whose input side it is input 0 (the
@@ -106,11 +115,26 @@ func (c *SourceConfig) defaults() {
 	}
 }
 
+// Decoder turns Kafka records into the typed records of a dataflow
+// source; it runs on the poller's goroutine.
+type Decoder interface {
+	// Add decodes one record and appends it to the batch being built. It
+	// returns the record's event time (operator.NoTimestamp for none);
+	// kafkaTS is the record's Kafka timestamp in milliseconds
+	// (operator.NoTimestamp when the record has none).
+	Add(key, value []byte, kafkaTS int64, partition int32, offset int64) (ts int64, err error)
+	// Take returns the batch built since the last Take (a []operator.Rec[T])
+	// and its length, and starts a new one.
+	Take() (data any, n int)
+}
+
 // polled is what the poller hands the source actor: records of one poll
 // round, per-partition progress, and whether the poller is done.
 type polled struct {
 	records []Record
 	raw     []RawRecord // passthrough
+	data    any         // decoded (NewDecoder)
+	n       int
 	parts   []partProgress
 	added   []partProgress // partitions discovered and assigned, with their start
 	done    bool
@@ -167,7 +191,7 @@ func (s *Source) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		self := s.cfg.Index
-		if s.cfg.Passthrough {
+		if s.cfg.Passthrough || s.cfg.NewDecoder != nil {
 			self = 0 // the only input of its sink
 		}
 		s.out = NewOutput(s.cfg.Targets, self, ctx.Self(), s.cfg.Credits, s.cfg.BatchRecords)
@@ -332,10 +356,14 @@ func (s *Source) handle(ctx actor.Context, p *polled) {
 			s.parts[a.partition] = &partState{partition: a.partition, next: a.next, maxTS: math.MinInt64, lastActive: now}
 		}
 	}
-	if s.cfg.Passthrough {
+	switch {
+	case s.cfg.NewDecoder != nil:
+		s.out.EmitData(ctx, 0, p.data, p.n)
+		s.cfg.Metrics.RecordsIn.Add(int64(p.n))
+	case s.cfg.Passthrough:
 		s.out.EmitRaw(ctx, 0, p.raw)
 		s.cfg.Metrics.RecordsIn.Add(int64(len(p.raw)))
-	} else {
+	default:
 		n := s.out.Targets()
 		for _, r := range p.records {
 			s.out.Emit(ctx, SubtaskForKeyGroup(KeyGroup(r.Key), n), r)
@@ -363,7 +391,7 @@ func (s *Source) handle(ctx actor.Context, p *polled) {
 		ctx.Send(ctx.Parent(), &SourceFinished{Task: s.cfg.Task})
 		return
 	}
-	if !s.cfg.Passthrough {
+	if s.cfg.NewDecoder != nil && s.cfg.EventTime || s.cfg.NewDecoder == nil && !s.cfg.Passthrough {
 		s.advanceWatermark(ctx, now)
 	}
 }

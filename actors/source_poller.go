@@ -8,6 +8,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/weirstream/weir/operator"
 )
 
 // poller owns the consumer: it polls in its own goroutine (librdkafka's
@@ -38,6 +40,8 @@ type poller struct {
 	commitSig chan struct{}
 
 	lastDiscovery time.Time
+	// dec decodes records of a dataflow source (SourceConfig.NewDecoder).
+	dec Decoder
 }
 
 func newPoller(root *actor.RootContext, self *actor.PID, cons *kafka.Consumer, offs offsetLister, cfg SourceConfig,
@@ -46,7 +50,12 @@ func newPoller(root *actor.RootContext, self *actor.PID, cons *kafka.Consumer, o
 	for p, o := range positions {
 		next[p] = o
 	}
+	var dec Decoder
+	if cfg.NewDecoder != nil {
+		dec = cfg.NewDecoder()
+	}
 	return &poller{
+		dec:  dec,
 		root: root, self: self, cons: cons, offs: offs, cfg: cfg, parts: parts, next: next, stop0: stop,
 		tokens:        make(chan struct{}, pollerTokens),
 		quit:          make(chan struct{}),
@@ -332,7 +341,9 @@ func (p *poller) committed(oc kafka.OffsetsCommitted) {
 func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 	b := &polled{}
 	raw := p.cfg.Passthrough
-	if raw {
+	if p.dec != nil {
+		defer func() { b.data, b.n = p.dec.Take() }()
+	} else if raw {
 		b.raw = make([]RawRecord, 0, 256)
 	} else {
 		b.records = make([]Record, 0, 256)
@@ -348,7 +359,8 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 	}
 	next := p.next
 	timeout := int(p.cfg.PollTimeout.Milliseconds())
-	for len(b.records)+len(b.raw) < p.cfg.PollRecords {
+	decoded := 0
+	for len(b.records)+len(b.raw)+decoded < p.cfg.PollRecords {
 		ev := p.cons.Poll(timeout)
 		if ev == nil {
 			break
@@ -363,6 +375,26 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 				if next[part] < end {
 					next[part] = end
 					progress(part).next = end
+				}
+				continue
+			}
+			if p.dec != nil {
+				kts := int64(operator.NoTimestamp)
+				if e.TimestampType != kafka.TimestampNotAvailable {
+					kts = e.Timestamp.UnixMilli()
+				}
+				ts, err := p.dec.Add(e.Key, e.Value, kts, part, off)
+				if err != nil {
+					p.cfg.Metrics.BadRecords.Add(1)
+					return nil, fmt.Errorf("source %s: bad record at %s/%d offset %d: %w (a record that cannot be decoded stops the job; fix the producer or the source's format)",
+						p.cfg.Task, p.cfg.Topic, part, off, err)
+				}
+				decoded++
+				pp := progress(part)
+				pp.next = off + 1
+				next[part] = off + 1
+				if ts > pp.maxTS {
+					pp.maxTS = ts
 				}
 				continue
 			}

@@ -356,12 +356,12 @@ func (w *Window) snapshotFinished(ctx actor.Context) {
 // captureState ends the current epoch: it returns a function that encodes
 // the entries changed in it (safe to call on another goroutine) and the
 // operator state.
-func (w *Window) captureState() (func() []StateEntry, []byte) {
+func (w *Window) captureState() (func() ([]StateEntry, error), []byte) {
 	dirty := w.dirty
 	w.dirty = map[windowKey]*accumulator{}
 	w.epoch++
 	op, _ := json.Marshal(windowOpState{Watermark: w.wm, SizeMs: w.cfg.SizeMillis})
-	return func() []StateEntry { return encodeEntries(dirty) }, op
+	return func() ([]StateEntry, error) { return encodeEntries(dirty), nil }, op
 }
 
 // encodeEntries encodes changed entries into one arena; a nil accumulator

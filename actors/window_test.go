@@ -26,7 +26,7 @@ func TestWindowCaptureIsPointInTime(t *testing.T) {
 	w := NewWindow(WindowConfig{Task: "window-0", Inputs: 1, SizeMillis: 100, Checkpoint: &Checkpointing{Store: store}})().(*Window)
 	applied := map[string][2]float64{}
 	type capture struct {
-		encode func() []StateEntry
+		encode func() ([]StateEntry, error)
 		want   map[string][2]float64
 	}
 	var lagging []capture
@@ -40,7 +40,8 @@ func TestWindowCaptureIsPointInTime(t *testing.T) {
 		return m
 	}
 	apply := func(c capture) {
-		for _, e := range c.encode() {
+		entries, _ := c.encode()
+		for _, e := range entries {
 			start := int64(binary.BigEndian.Uint64(e.Key[2:10]))
 			k := fmt.Sprintf("%d/%s", start, e.Key[10:])
 			if e.Value == nil {

@@ -131,6 +131,20 @@ func dirSize(fs vfs.FS, dir string) (int64, error) {
 // another graph fingerprint is refused with an error. With no usable
 // checkpoint the error wraps ErrNoCheckpoint.
 func Latest(fs vfs.FS, root, job, fingerprint string) (Metadata, []Problem, error) {
+	return LatestAccepted(fs, root, job, func(m Metadata) error {
+		if m.GraphFingerprint != fingerprint {
+			return fmt.Errorf(
+				"snapshot: checkpoint %d in %s was taken with graph fingerprint %q, not %q (the job's operator graph changed)",
+				m.ID, root, m.GraphFingerprint, fingerprint)
+		}
+		return nil
+	})
+}
+
+// LatestAccepted is Latest with the graph check left to accept: a
+// checkpoint of the job that accept refuses ends the search with accept's
+// error.
+func LatestAccepted(fs vfs.FS, root, job string, accept func(Metadata) error) (Metadata, []Problem, error) {
 	ids, err := checkpointIDs(fs, root)
 	if err != nil {
 		return Metadata{}, nil, err
@@ -148,10 +162,8 @@ func Latest(fs vfs.FS, root, job, fingerprint string) (Metadata, []Problem, erro
 			return Metadata{}, problems, fmt.Errorf("snapshot: checkpoint %d in %s belongs to job %q, not %q",
 				id, root, m.JobName, job)
 		}
-		if m.GraphFingerprint != fingerprint {
-			return Metadata{}, problems, fmt.Errorf(
-				"snapshot: checkpoint %d in %s was taken with graph fingerprint %q, not %q (the job's operator graph changed)",
-				id, root, m.GraphFingerprint, fingerprint)
+		if err := accept(m); err != nil {
+			return Metadata{}, problems, err
 		}
 		if err := verify(fs, root, m); err != nil {
 			problems = append(problems, Problem{ID: id, Dir: dir, Err: err})

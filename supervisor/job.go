@@ -11,7 +11,7 @@ import (
 	"github.com/weirstream/weir/actors"
 )
 
-// Stage is one operator of a linear job graph with its parallelism.
+// Stage is one operator of a job graph with its parallelism.
 type Stage struct {
 	// Name is the operator's name; subtask i is the task TaskName(Name, i).
 	Name        string
@@ -19,12 +19,17 @@ type Stage struct {
 	// Source marks the stages that read from outside (they are told to
 	// drain); Sink marks the stages whose Finished ends the job.
 	Source, Sink bool
-	// Producer builds subtask index given the PIDs of the next stage's
-	// subtasks (nil for the last stage).
+	// Downstream names the stages this one sends to, in order. Nil means
+	// the next stage of the plan (a linear graph); a sink has none.
+	Downstream []string
+	// Producer builds subtask index given the PIDs of the downstream
+	// stages' subtasks: every subtask of Downstream[0], then of
+	// Downstream[1], and so on (nil for a sink).
 	Producer func(index int, targets []*actor.PID) actor.Producer
 }
 
-// Plan is a job graph: stages in data-flow order, each feeding the next.
+// Plan is a job graph: stages in data-flow order (every stage comes before
+// the stages it sends to).
 type Plan struct {
 	Name   string
 	Stages []Stage
@@ -38,6 +43,13 @@ func (p Plan) Validate() error {
 		return errors.New("supervisor: plan has no stages")
 	}
 	sinks := 0
+	at := map[string]int{}
+	for i, s := range p.Stages {
+		if _, dup := at[s.Name]; dup {
+			return fmt.Errorf("supervisor: two stages are named %q", s.Name)
+		}
+		at[s.Name] = i
+	}
 	for i, s := range p.Stages {
 		if s.Parallelism < 1 {
 			return fmt.Errorf("supervisor: stage %q: parallelism %d < 1", s.Name, s.Parallelism)
@@ -45,10 +57,19 @@ func (p Plan) Validate() error {
 		if s.Producer == nil {
 			return fmt.Errorf("supervisor: stage %q has no producer", s.Name)
 		}
+		for _, d := range p.downstream(i) {
+			k, ok := at[d]
+			if !ok {
+				return fmt.Errorf("supervisor: stage %q sends to %q, which is not in the plan", s.Name, d)
+			}
+			if k <= i {
+				return fmt.Errorf("supervisor: stage %q sends to %q, which comes before it", s.Name, d)
+			}
+		}
 		if s.Sink {
 			sinks++
-			if i != len(p.Stages)-1 {
-				return fmt.Errorf("supervisor: sink stage %q is not last", s.Name)
+			if len(s.Downstream) > 0 {
+				return fmt.Errorf("supervisor: sink stage %q sends to other stages", s.Name)
 			}
 		}
 	}
@@ -56,6 +77,15 @@ func (p Plan) Validate() error {
 		return errors.New("supervisor: plan has no sink stage")
 	}
 	return nil
+}
+
+// downstream is the names of the stages that stage i sends to.
+func (p Plan) downstream(i int) []string {
+	s := p.Stages[i]
+	if s.Downstream != nil || s.Sink || i == len(p.Stages)-1 {
+		return s.Downstream
+	}
+	return []string{p.Stages[i+1].Name}
 }
 
 // Handle is a running job.
@@ -195,9 +225,13 @@ func (j *jobSupervisor) spawn(ctx actor.Context) {
 	j.finished = map[string]bool{}
 	j.sourcesFinished = map[string]bool{}
 	j.sinksReady = map[string]bool{}
-	var next []*actor.PID
+	spawned := map[string][]*actor.PID{}
 	for si := len(j.plan.Stages) - 1; si >= 0; si-- {
 		st := j.plan.Stages[si]
+		var next []*actor.PID
+		for _, d := range j.plan.downstream(si) {
+			next = append(next, spawned[d]...)
+		}
 		pids := make([]*actor.PID, st.Parallelism)
 		for i := 0; i < st.Parallelism; i++ {
 			name := TaskName(st.Name, i)
@@ -216,7 +250,7 @@ func (j *jobSupervisor) spawn(ctx actor.Context) {
 		if st.Source {
 			j.sources = append(j.sources, pids...)
 		}
-		next = pids
+		spawned[st.Name] = pids
 	}
 	if j.plan.Checkpoint != nil {
 		names := make([]string, 0, len(j.tasks))

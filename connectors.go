@@ -1,0 +1,303 @@
+package weir
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/weirstream/weir/actors"
+	"github.com/weirstream/weir/operator"
+)
+
+// Format turns Kafka records into values of T and back.
+type Format[T any] interface {
+	// Decode reads a record's key and value. An error stops the job with
+	// the record's topic, partition and offset (nothing is skipped).
+	Decode(key, value []byte) (T, error)
+	// Encode writes v as a record's key (nil for none) and value.
+	Encode(v T) (key, value []byte, err error)
+}
+
+// JSON is the format of records whose value is v encoded by encoding/json
+// (no key).
+func JSON[T any]() Format[T] { return jsonFormat[T]{} }
+
+type jsonFormat[T any] struct{}
+
+func (jsonFormat[T]) Decode(_, value []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(value, &v); err != nil {
+		return v, fmt.Errorf("JSON of %T: %w", v, err)
+	}
+	return v, nil
+}
+
+func (jsonFormat[T]) Encode(v T) ([]byte, []byte, error) {
+	b, err := json.Marshal(v)
+	return nil, b, err
+}
+
+// KeyedJSON is JSON with a record key: key(v) is written as the key.
+func KeyedJSON[T any](key func(T) string) Format[T] { return keyedJSON[T]{key: key} }
+
+type keyedJSON[T any] struct {
+	jsonFormat[T]
+	key func(T) string
+}
+
+func (f keyedJSON[T]) Encode(v T) ([]byte, []byte, error) {
+	_, b, err := f.jsonFormat.Encode(v)
+	return []byte(f.key(v)), b, err
+}
+
+// Record is a Kafka record as bytes: the value of the Raw format.
+type Record struct {
+	Key, Value []byte
+}
+
+// Raw is the format that hands records over as they are.
+func Raw() Format[Record] { return rawFormat{} }
+
+type rawFormat struct{}
+
+func (rawFormat) Decode(key, value []byte) (Record, error) {
+	return Record{Key: key, Value: value}, nil
+}
+func (rawFormat) Encode(r Record) ([]byte, []byte, error) { return r.Key, r.Value, nil }
+
+// String is the format of UTF-8 text values (no key).
+func String() Format[string] { return stringFormat{} }
+
+type stringFormat struct{}
+
+func (stringFormat) Decode(_, value []byte) (string, error)  { return string(value), nil }
+func (stringFormat) Encode(s string) ([]byte, []byte, error) { return nil, []byte(s), nil }
+
+// SourceOption configures FromKafka.
+type SourceOption func(*sourceNode)
+
+type sourceNode struct {
+	spec      SourceSpec
+	eventTime bool
+	bound     time.Duration
+	idle      time.Duration
+	opts      []OpOption
+	tsFunc    any // func(T) int64
+	decoder   func() actors.Decoder
+}
+
+// FromEarliest reads every partition from its first offset.
+func FromEarliest() SourceOption {
+	return func(s *sourceNode) { s.spec.Start.Mode = StartEarliest }
+}
+
+// FromLatest reads only records written after the start.
+func FromLatest() SourceOption { return func(s *sourceNode) { s.spec.Start.Mode = StartLatest } }
+
+// FromTimestamp reads from the first record with a timestamp at or
+// after t (else from the end).
+func FromTimestamp(t time.Time) SourceOption {
+	return func(s *sourceNode) { s.spec.Start.Mode, s.spec.Start.Timestamp = StartTimestamp, t }
+}
+
+// FromGroupOffsets reads from the consumer group's committed offsets, and
+// partitions without one from reset ("earliest", "latest" or "none": an
+// error). It is the default, with "earliest".
+func FromGroupOffsets(reset string) SourceOption {
+	return func(s *sourceNode) { s.spec.Start.Mode, s.spec.Start.AutoOffsetReset = StartGroup, reset }
+}
+
+// FromOffsets reads each listed partition from its offset; the others
+// start as with FromGroupOffsets.
+func FromOffsets(offsets map[int32]int64) SourceOption {
+	return func(s *sourceNode) { s.spec.Start.Mode, s.spec.Start.Offsets = StartOffsets, offsets }
+}
+
+// Group sets the consumer group id (default "weir-<job>-<source uid>").
+// It is used for the group start position and for committing offsets for
+// monitoring, never for assigning partitions.
+func Group(id string) SourceOption { return func(s *sourceNode) { s.spec.Group = id } }
+
+// BoundedAtLatest makes the source stop at the end its partitions have at
+// the start: the job ends once every record before it is processed.
+func BoundedAtLatest() SourceOption { return func(s *sourceNode) { s.spec.Bounded = BoundLatest } }
+
+// EventTime takes each value's event time (milliseconds) from ts and
+// emits watermarks per partition that trail the newest event time by
+// outOfOrderness (Flink's forBoundedOutOfOrderness). Without it a value's
+// timestamp is its Kafka record's and no watermarks flow, so event-time
+// timers fire only at the end of a bounded input.
+func EventTime[T any](ts func(T) int64, outOfOrderness time.Duration) SourceOption {
+	return func(s *sourceNode) {
+		s.eventTime, s.bound, s.tsFunc = true, outOfOrderness, ts
+	}
+}
+
+// IdleTimeout lets a partition that has had no records for d stop holding
+// back the watermark (Flink's withIdleness).
+func IdleTimeout(d time.Duration) SourceOption { return func(s *sourceNode) { s.idle = d } }
+
+// ConsumerProperties are librdkafka consumer properties for this source,
+// applied after the Env's Kafka properties.
+func ConsumerProperties(p map[string]string) SourceOption {
+	return func(s *sourceNode) { s.spec.Properties = p }
+}
+
+// WithIsolation sets the consumer's isolation level (default
+// ReadCommitted: only committed transactional records are read).
+func WithIsolation(i Isolation) SourceOption {
+	return func(s *sourceNode) { s.spec.Isolation = i }
+}
+
+// SourceUID sets the source's stable id (see UID); default "source-N".
+func SourceUID(id string) SourceOption {
+	return func(s *sourceNode) { s.opts = append(s.opts, UID(id)) }
+}
+
+// decoder decodes one source subtask's records into typed batches.
+type decoder[T any] struct {
+	format Format[T]
+	ts     func(T) int64
+	buf    []operator.Rec[T]
+}
+
+func (d *decoder[T]) Add(key, value []byte, kafkaTS int64, _ int32, _ int64) (int64, error) {
+	v, err := d.format.Decode(key, value)
+	if err != nil {
+		return 0, err
+	}
+	ts := kafkaTS
+	if d.ts != nil {
+		ts = d.ts(v)
+	}
+	if d.buf == nil {
+		d.buf = make([]operator.Rec[T], 0, 256)
+	}
+	d.buf = append(d.buf, operator.Rec[T]{TS: ts, V: v})
+	return ts, nil
+}
+
+func (d *decoder[T]) Take() (any, int) {
+	b := d.buf
+	d.buf = nil
+	return b, len(b)
+}
+
+// FromKafka reads topic, decoding every record with format: a source with
+// one subtask per Env parallelism, partitions assigned by the engine. Its
+// position is part of every checkpoint; on a restore it resumes from
+// there, whatever the start option says (as in Flink).
+func FromKafka[T any](env *Env, topic string, format Format[T], opts ...SourceOption) Stream[T] {
+	src := &sourceNode{spec: SourceSpec{Topic: topic}}
+	for _, o := range opts {
+		o(src)
+	}
+	ts, _ := src.tsFunc.(func(T) int64)
+	if src.tsFunc != nil && ts == nil {
+		env.fail(fmt.Errorf("weir: FromKafka(%q): EventTime is for another type than the format's %T", topic, *new(T)))
+	}
+	src.decoder = func() actors.Decoder { return &decoder[T]{format: format, ts: ts} }
+	n := env.addNode("source", src.opts, portFor[T]())
+	n.source = src
+	// The relay heads the task that the source feeds: the records' first
+	// operators chain behind it.
+	relay := env.addNode("relay", nil, portFor[T]())
+	relay.uid = n.uid + ".out"
+	relay.connect(Stream[T]{n: n}, nil)
+	relay.build = func(b *buildCtx, outs []any) (any, lifecycle, error) {
+		return outs[0].(emitter[T]), nil, nil
+	}
+	relay.relay = true
+	return Stream[T]{n: relay}
+}
+
+// SinkOption configures ToKafka.
+type SinkOption func(*sinkNode)
+
+type sinkNode struct {
+	spec SinkSpec
+	opts []OpOption
+	// writer builds the exchange that encodes records for the sink.
+	writer func(send func(int, any, int), target int, onErr func(error)) (em any, flush func())
+}
+
+// ProducerProperties are librdkafka producer properties for this sink,
+// applied after the Env's Kafka properties.
+func ProducerProperties(p map[string]string) SinkOption {
+	return func(s *sinkNode) { s.spec.Properties = p }
+}
+
+// ProgressTopic names the topic of this sink's exactly-once progress
+// markers (default "<topic>.weir-progress"; created compacted if missing).
+func ProgressTopic(t string) SinkOption { return func(s *sinkNode) { s.spec.ProgressTopic = t } }
+
+// TransactionalIDPrefix prefixes the sink's transactional ids (default
+// "weir"): <prefix>-<job>-<sink uid>-<subtask>-<slot>.
+func TransactionalIDPrefix(p string) SinkOption {
+	return func(s *sinkNode) { s.spec.TransactionalIDPrefix = p }
+}
+
+// TransactionTimeout sets transaction.timeout.ms of the sink's
+// exactly-once producers (default: chosen from the checkpoint settings
+// and the broker's maximum).
+func TransactionTimeout(d time.Duration) SinkOption {
+	return func(s *sinkNode) { s.spec.TransactionTimeout = d }
+}
+
+// SinkUID sets the sink's stable id (see UID); default "sink-N". With
+// exactly-once delivery it is part of the transactional ids.
+func SinkUID(id string) SinkOption { return func(s *sinkNode) { s.opts = append(s.opts, UID(id)) } }
+
+// rawBatch encodes records for a sink.
+type rawBatch[T any] struct {
+	format Format[T]
+	send   func(int, any, int)
+	target int
+	batch  int
+	onErr  func(error)
+	buf    []actors.RawRecord
+}
+
+func (w *rawBatch[T]) Emit(r operator.Rec[T]) {
+	k, v, err := w.format.Encode(r.V)
+	if err != nil {
+		w.onErr(err)
+		return
+	}
+	if w.buf == nil {
+		w.buf = make([]actors.RawRecord, 0, w.batch)
+	}
+	w.buf = append(w.buf, actors.RawRecord{Key: k, Value: v})
+	if len(w.buf) >= w.batch {
+		w.flush()
+	}
+}
+
+func (w *rawBatch[T]) flush() {
+	if len(w.buf) > 0 {
+		w.send(w.target, w.buf, len(w.buf))
+		w.buf = nil
+	}
+}
+
+// ToKafka writes s to topic, encoding every value with format: a sink with
+// one subtask per Env parallelism. With exactly-once delivery (the Env's
+// ExactlyOnce) its records are written in Kafka transactions committed
+// when a checkpoint completes, with every sink of the job on the same
+// checkpoints.
+func ToKafka[T any](s Stream[T], topic string, format Format[T], opts ...SinkOption) {
+	sk := &sinkNode{spec: SinkSpec{Topic: topic}}
+	for _, o := range opts {
+		o(sk)
+	}
+	if s.n == nil {
+		return
+	}
+	n := s.n.env.addNode("sink", sk.opts, nil)
+	n.sink = sk
+	n.connect(s, nil)
+	sk.writer = func(send func(int, any, int), target int, onErr func(error)) (any, func()) {
+		w := &rawBatch[T]{format: format, send: send, target: target, batch: 1024, onErr: onErr}
+		return w, w.flush
+	}
+}

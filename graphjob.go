@@ -1,0 +1,397 @@
+package weir
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/weirstream/weir/actors"
+	"github.com/weirstream/weir/operator"
+	"github.com/weirstream/weir/snapshot"
+	"github.com/weirstream/weir/supervisor"
+	"github.com/weirstream/weir/txsink"
+)
+
+// dataflowPlan turns the graph of a job built with NewEnv into the
+// supervisor's stages: a source stage per FromKafka, a task stage per
+// chain of operators, a sink stage per ToKafka.
+func (j *Job) dataflowPlan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
+	g, s, p := j.graph, j.spec, j.spec.Parallelism
+	log := j.opts.log.With("job", s.Name)
+	stages := map[string]supervisor.Stage{}
+	for _, n := range g.sources {
+		stages[n.uid] = j.sourceStage(n, closed, state, log)
+	}
+	for _, t := range g.tasks {
+		stages[t.name()] = j.taskStage(t, state, log)
+	}
+	for _, n := range g.sinks {
+		n := n
+		sk := n.sink.spec
+		stages[n.uid] = supervisor.Stage{
+			Name: n.uid, Parallelism: p, Sink: true, Downstream: []string{},
+			Producer: func(i int, _ []*actor.PID) actor.Producer {
+				task := supervisor.TaskName(n.uid, i)
+				var tx *txsink.KafkaConfig
+				if s.Delivery == ExactlyOnce {
+					tx = &txsink.KafkaConfig{
+						Brokers: s.Brokers, Topic: sk.Topic, ProgressTopic: sk.ProgressTopic,
+						TransactionalIDPrefix: sk.TransactionalIDPrefix, Job: s.Name, Sink: n.uid, Subtask: i,
+						TransactionTimeout: sk.TransactionTimeout,
+						CheckpointInterval: s.Checkpoint.Interval, CheckpointTimeout: s.Checkpoint.Timeout,
+						Properties: merge(s.Kafka, sk.Properties), Failpoint: j.opts.failpoint,
+					}
+				}
+				return actors.NewSink(actors.SinkConfig{
+					Task: task, Index: i, Inputs: 1,
+					Transactional: tx, Failpoint: j.opts.failpoint,
+					Checkpoint: state.checkpointing(task),
+					Brokers:    s.Brokers, Topic: sk.Topic, Properties: merge(s.Kafka, sk.Properties),
+					Metrics: &j.metrics, Done: closed, Log: log,
+				})
+			},
+		}
+	}
+	plan := supervisor.Plan{Name: s.Name, Checkpoint: j.checkpointPlan(state)}
+	for _, name := range g.order {
+		plan.Stages = append(plan.Stages, stages[name])
+	}
+	return plan
+}
+
+func (j *Job) sourceStage(n *node, closed *sync.WaitGroup, state *stateSetup, log interface{}) supervisor.Stage {
+	s, p, src := j.spec, j.spec.Parallelism, n.source
+	sp := src.spec
+	start := actors.StartPosition{Mode: string(sp.Start.Mode), AutoOffsetReset: sp.Start.AutoOffsetReset, Offsets: sp.Start.Offsets}
+	if !sp.Start.Timestamp.IsZero() {
+		start.TimestampMillis = sp.Start.Timestamp.UnixMilli()
+	}
+	stop := actors.StopPosition{Mode: string(sp.Bounded), Offsets: sp.BoundedOffsets}
+	if !sp.BoundedTimestamp.IsZero() {
+		stop.TimestampMillis = sp.BoundedTimestamp.UnixMilli()
+	}
+	discovery := sp.PartitionDiscoveryInterval
+	if sp.Bounded != Unbounded {
+		discovery = 0
+	}
+	relay := n.ports[0].consumers[0].to
+	return supervisor.Stage{
+		Name: n.uid, Parallelism: p, Source: true, Downstream: []string{j.graph.taskOf[relay].name()},
+		Producer: func(i int, targets []*actor.PID) actor.Producer {
+			task := supervisor.TaskName(n.uid, i)
+			return actors.NewSource(actors.SourceConfig{
+				Task: task, Index: i, Parallelism: p,
+				Checkpoint: state.checkpointing(task),
+				Brokers:    s.Brokers, Topic: sp.Topic, Group: sp.Group,
+				Start: start, Stop: stop, Isolation: string(sp.Isolation),
+				CommitOnCheckpoint: !sp.DisableOffsetCommit, DiscoveryInterval: discovery,
+				Properties: merge(s.Kafka, sp.Properties),
+				NewDecoder: src.decoder, EventTime: src.eventTime,
+				OutOfOrderness: src.bound, IdleTimeout: src.idle,
+				Targets: targets[i : i+1], Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
+				Metrics: &j.metrics, Done: closed, Log: j.opts.log.With("job", s.Name),
+				HoldUntilStarted: true,
+			})
+		},
+	}
+}
+
+// receiverBase is the first input channel of edge e at its receiver.
+func (g *graphPlan) receiverBase(e *edge, p int) int {
+	if e.to.sink != nil {
+		return 0
+	}
+	base, _ := inputLayout(g.taskOf[e.to].head.ins, p)
+	return base[e]
+}
+
+func (j *Job) taskStage(t *task, state *stateSetup, log interface{}) supervisor.Stage {
+	g, p := j.graph, j.spec.Parallelism
+	downstream := make([]string, len(t.out))
+	for k, e := range t.out {
+		downstream[k] = g.stageOf(e)
+	}
+	_, inputOf := inputLayout(t.head.ins, p)
+	return supervisor.Stage{
+		Name: t.name(), Parallelism: p, Downstream: downstream,
+		Producer: func(i int, all []*actor.PID) actor.Producer {
+			// The subtask's own targets: forward edges go to subtask i
+			// alone, hash edges to every subtask.
+			var (
+				pids    []*actor.PID
+				inIdx   []int
+				targets = map[*edge][]int{}
+			)
+			for k, e := range t.out {
+				group := all[k*p : (k+1)*p]
+				base := g.receiverBase(e, p)
+				if e.hash() {
+					for r := 0; r < p; r++ {
+						targets[e] = append(targets[e], len(pids))
+						pids = append(pids, group[r])
+						inIdx = append(inIdx, base+i)
+					}
+					continue
+				}
+				targets[e] = []int{len(pids)}
+				pids = append(pids, group[i])
+				inIdx = append(inIdx, base)
+			}
+			task := supervisor.TaskName(t.name(), i)
+			cp := state.checkpointing(task)
+			batch := j.opts.batchRecords
+			if batch <= 0 {
+				batch = actors.DefaultBatchRecords
+			}
+			return actors.NewTask(actors.TaskConfig{
+				Task: task, Index: i, Inputs: len(inputOf), InputOf: inputOf,
+				Targets: pids, InputIndexes: inIdx, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
+				Checkpoint: cp, Metrics: &j.metrics, Log: j.opts.log.With("job", j.spec.Name),
+				NewOperator: func(send func(int, any, int)) (operator.Operator, func(), error) {
+					b := &buildCtx{index: i, parallelism: p, checkpoints: cp.Enabled(), now: func() int64 { return time.Now().UnixMilli() }}
+					return wireTask(t, b, targets, send, batch)
+				},
+			})
+		},
+	}
+}
+
+// wireTask builds the operators of one subtask of t, from the head down
+// the chain, and returns the operator the task actor runs and the flush
+// of its output edges.
+func wireTask(t *task, b *buildCtx, targets map[*edge][]int, send func(int, any, int), batch int) (operator.Operator, func(), error) {
+	var (
+		flushers []func()
+		life     lifecycle
+	)
+	var wire func(n *node) (any, error)
+	wire = func(n *node) (any, error) {
+		outs := make([]any, len(n.ports))
+		for pi, pt := range n.ports {
+			var ems []any
+			for _, e := range pt.consumers {
+				switch {
+				case t.in[e.to]:
+					em, err := wire(e.to)
+					if err != nil {
+						return nil, err
+					}
+					ems = append(ems, em)
+				case e.to.sink != nil:
+					sinkID := e.to.uid
+					em, fl := e.to.sink.writer(send, targets[e][0], func(err error) {
+						b.fail(fmt.Errorf("encode a record for sink %s: %w", sinkID, err))
+					})
+					flushers = append(flushers, fl)
+					ems = append(ems, em)
+				default:
+					em, fl := pt.exchange(send, targets[e], e.key, batch)
+					flushers = append(flushers, fl)
+					ems = append(ems, em)
+				}
+			}
+			if len(ems) == 1 {
+				outs[pi] = ems[0]
+			} else {
+				outs[pi] = pt.fanout(ems)
+			}
+		}
+		in, l, err := n.build(b, outs)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n.uid, err)
+		}
+		if l != nil {
+			life = l
+		}
+		return in, nil
+	}
+	in, err := wire(t.head)
+	if err != nil {
+		return nil, nil, err
+	}
+	op := &chainOp{b: b, life: life}
+	for _, e := range t.head.ins {
+		op.push = append(op.push, e.from.ports[e.port].input(in))
+	}
+	flush := func() {
+		for _, f := range flushers {
+			f()
+		}
+	}
+	return op, flush, nil
+}
+
+// chainOp is the operator.Operator of a task: its inputs push records
+// down the chain; the head's lifecycle, if any, gets the rest.
+type chainOp struct {
+	b    *buildCtx
+	push []func(data any) error
+	life lifecycle
+}
+
+func (c *chainOp) Open(restored operator.Iter, opState []byte) error {
+	if c.life == nil {
+		return nil
+	}
+	return c.life.Open(restored, opState)
+}
+
+func (c *chainOp) Process(input int, data any) error {
+	if err := c.push[input](data); err != nil {
+		return err
+	}
+	return c.b.take()
+}
+
+func (c *chainOp) Watermark(ts int64) error {
+	if c.life == nil {
+		return nil
+	}
+	if err := c.life.Watermark(ts); err != nil {
+		return err
+	}
+	return c.b.take()
+}
+
+func (c *chainOp) ProcessingTime(now int64) error {
+	if c.life == nil {
+		return nil
+	}
+	if err := c.life.ProcessingTime(now); err != nil {
+		return err
+	}
+	return c.b.take()
+}
+
+func (c *chainOp) NextProcessingTimer() (int64, bool) {
+	if c.life == nil {
+		return 0, false
+	}
+	return c.life.NextProcessingTimer()
+}
+
+func (c *chainOp) EndOfInput() error {
+	if c.life == nil {
+		return nil
+	}
+	if err := c.life.EndOfInput(); err != nil {
+		return err
+	}
+	return c.b.take()
+}
+
+func (c *chainOp) Snapshot(id uint64) (operator.Capture, error) {
+	if c.life == nil {
+		return operator.Capture{}, nil
+	}
+	return c.life.Snapshot(id)
+}
+
+// Checkpoints of a dataflow job name their state by operator id. The
+// fingerprint lists the operators that hold state (sources: positions;
+// keyed operators; sinks: pending transactions) with their kind; a
+// restore compares these, not the whole graph, so a program with an
+// operator added restores a savepoint of the program without it.
+
+const dataflowFingerprintPrefix = "dataflow key_groups=128 state="
+
+// statefulOps maps the uid of every operator that holds state to its kind.
+func (g *graphPlan) statefulOps() map[string]string {
+	m := map[string]string{}
+	for _, n := range g.sources {
+		m[n.uid] = "source"
+	}
+	for _, n := range g.sinks {
+		m[n.uid] = "sink"
+	}
+	for _, t := range g.tasks {
+		if t.head.stateful {
+			m[t.head.uid] = t.head.kind
+		}
+	}
+	return m
+}
+
+func (g *graphPlan) fingerprint() string {
+	ops := g.statefulOps()
+	parts := make([]string, 0, len(ops))
+	for uid, kind := range ops {
+		parts = append(parts, uid+":"+kind)
+	}
+	sort.Strings(parts)
+	return dataflowFingerprintPrefix + strings.Join(parts, ",")
+}
+
+// taskNames lists the graph's tasks as they are named in checkpoints.
+func (g *graphPlan) taskNames(p int) []string {
+	var names []string
+	for _, stage := range g.order {
+		for i := 0; i < p; i++ {
+			names = append(names, supervisor.TaskName(stage, i))
+		}
+	}
+	return names
+}
+
+// acceptCheckpoint says whether checkpoint m can be restored into the
+// graph with parallelism p: every operator whose state it holds must be in
+// the program, with the same kind (unless allowDrop), and it must have
+// been taken with parallelism p.
+func (g *graphPlan) acceptCheckpoint(m snapshot.Metadata, p int, allowDrop bool) error {
+	old, ok := strings.CutPrefix(m.GraphFingerprint, dataflowFingerprintPrefix)
+	if !ok {
+		return fmt.Errorf("checkpoint %d was taken by another kind of job (%q), not a dataflow program; use a fresh checkpoint directory", m.ID, m.GraphFingerprint)
+	}
+	now := g.statefulOps()
+	var dropped []string
+	for _, part := range strings.Split(old, ",") {
+		if part == "" {
+			continue
+		}
+		uid, kind, _ := strings.Cut(part, ":")
+		switch have, ok := now[uid]; {
+		case !ok:
+			dropped = append(dropped, fmt.Sprintf("%s (%s)", uid, kind))
+		case have != kind:
+			return fmt.Errorf("checkpoint %d holds state of operator %q as a %s, but in this program %q is a %s; give the new operator another weir.UID", m.ID, uid, kind, uid, have)
+		}
+	}
+	if len(dropped) > 0 && !allowDrop {
+		return fmt.Errorf("checkpoint %d holds state of operator %s, which this program does not have; keep its weir.UID, or allow dropping that state with weir.AllowNonRestoredState (engine: --allow-non-restored-state)", m.ID, strings.Join(dropped, ", "))
+	}
+	for uid := range now {
+		n := 0
+		for task := range m.Tasks {
+			if base, _, ok := cutTaskIndex(task); ok && base == uid {
+				n++
+			}
+		}
+		if n > 0 && n != p {
+			return fmt.Errorf("checkpoint %d was taken with parallelism %d (operator %s), the program runs %d; rescaling a dataflow job is not supported yet: run it with parallelism %d", m.ID, n, uid, p, n)
+		}
+	}
+	return nil
+}
+
+// cutTaskIndex splits "name-3" into "name" and 3.
+func cutTaskIndex(task string) (string, int, bool) {
+	i := strings.LastIndexByte(task, '-')
+	if i < 0 {
+		return "", 0, false
+	}
+	var n int
+	if _, err := fmt.Sscanf(task[i+1:], "%d", &n); err != nil {
+		return "", 0, false
+	}
+	return task[:i], n, true
+}
+
+// restoredTasks returns, of the program's tasks, those checkpoint m holds.
+func restoredTasks(m snapshot.Metadata, tasks []string) []string {
+	return slices.DeleteFunc(slices.Clone(tasks), func(t string) bool { _, ok := m.Tasks[t]; return !ok })
+}
