@@ -3,8 +3,10 @@ package weir
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +26,13 @@ type ev struct {
 // dataflowFixture is a kfake cluster with the input produced and the
 // topics a dataflow test writes.
 func dataflowFixture(t *testing.T, gen verify.GenConfig, topics ...string) *fixture {
+	t.Helper()
+	return dataflowFixtureHeld(t, gen, false, topics...)
+}
+
+// dataflowFixtureHeld is dataflowFixture producing only the first half of
+// the events when hold is set; f.produceHeld produces the rest.
+func dataflowFixtureHeld(t *testing.T, gen verify.GenConfig, hold bool, topics ...string) *fixture {
 	t.Helper()
 	if gen.Start == 0 {
 		gen.Start = 1_700_000_000_000
@@ -45,7 +54,11 @@ func dataflowFixture(t *testing.T, gen verify.GenConfig, topics ...string) *fixt
 	if f.events, err = verify.Generate(gen); err != nil {
 		t.Fatal(err)
 	}
-	if err := verify.Produce(ctx, f.brokers, "in", f.events, gen.Partitions); err != nil {
+	produce := f.events
+	if hold {
+		produce, f.held = f.events[:len(f.events)/2], f.events[len(f.events)/2:]
+	}
+	if err := verify.Produce(ctx, f.brokers, "in", produce, gen.Partitions); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -208,6 +221,14 @@ func TestDataflowProcessOnKfake(t *testing.T) {
 	if err := env.Run(f.ctx); err != nil {
 		t.Fatal(err)
 	}
+	checkSums(f, "sums")
+}
+
+// checkSums checks that topic holds every user's one-second sums of the
+// fixture's events exactly once, and that "late" is empty.
+func checkSums(f *fixture, topic string) {
+	t := f.t
+	t.Helper()
 	want := map[[2]any]windowSum{}
 	for _, e := range f.events {
 		start := e.TS - e.TS%1000
@@ -217,7 +238,7 @@ func TestDataflowProcessOnKfake(t *testing.T) {
 		w.Count++
 		want[[2]any{e.Key, start}] = w
 	}
-	got := readJSON[windowSum](f, "sums")
+	got := readJSON[windowSum](f, topic)
 	if lateRecs := readJSON[ev](f, "late"); len(lateRecs) != 0 {
 		t.Fatalf("%d late records, want none (first %+v)", len(lateRecs), lateRecs[0])
 	}
@@ -233,4 +254,135 @@ func TestDataflowProcessOnKfake(t *testing.T) {
 		delete(want, k)
 	}
 	t.Logf("all %d per-user sums exactly once and right", len(got))
+}
+
+// sumsEnv is the graph of TestDataflowProcessOnKfake: uid names the
+// Process; more, when set, adds operators after it.
+func sumsEnv(f *fixture, dir string, bounded bool, uid string, more func(Stream[windowSum])) *Env {
+	env := NewEnv("sums", Brokers(f.brokers), Parallelism(2), Guarantee(ExactlyOnce),
+		Checkpoints(40*time.Millisecond, dir))
+	late := NewOutputTag[ev]("late")
+	opts := []SourceOption{FromEarliest(), SourceUID("in"), EventTime(func(e ev) int64 { return e.TS }, 100*time.Millisecond)}
+	if bounded {
+		opts = append(opts, BoundedAtLatest())
+	}
+	in := FromKafka(env, "in", JSON[ev](), opts...)
+	sums := Process(KeyBy(in, func(e ev) string { return e.User }), &sumPerSecond{late: late}, UID(uid))
+	ToKafka(sums, "sums", JSON[windowSum](), SinkUID("sums"))
+	ToKafka(SideOutput(sums, late), "late", JSON[ev](), SinkUID("late"))
+	if more != nil {
+		more(sums)
+	}
+	return env
+}
+
+// TestDataflowRestoreOnKfake: the keyed Process job stops after some
+// checkpoints with half its input read, the rest arrives, and a second
+// run restores state and timers (windows opened before the stop fire
+// after it) and ends with every sum exactly once.
+func TestDataflowRestoreOnKfake(t *testing.T) {
+	f := dataflowFixtureHeld(t, verify.GenConfig{Seed: 11, Keys: 30, Partitions: 4, Events: 8000}, true, "sums", "late")
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	n := 0
+	job, err := sumsEnv(f, dir, false, "sum-per-second", nil).Build(WithCheckpointListener(func(uint64, bool) {
+		if n++; n == 5 {
+			cancel()
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v, want it cancelled after 5 checkpoints", err)
+	}
+	if err := f.produceHeld(); err != nil {
+		t.Fatal(err)
+	}
+	job, err = sumsEnv(f, dir, true, "sum-per-second", nil).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Run(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if job.Stats().RestoredFrom == 0 {
+		t.Fatal("the second run restored no checkpoint")
+	}
+	checkSums(f, "sums")
+}
+
+// TestDataflowSavepointChangedProgram: a savepoint of the keyed Process
+// job restores into a program with an operator and a sink added, by
+// operator id; a program whose Process has another id is refused with
+// one line naming the id, unless AllowNonRestoredState.
+func TestDataflowSavepointChangedProgram(t *testing.T) {
+	f := dataflowFixtureHeld(t, verify.GenConfig{Seed: 13, Keys: 30, Partitions: 4, Events: 6000}, true, "sums", "late", "counts")
+	dir := t.TempDir()
+	// Take the savepoint once a checkpoint holds the whole first half, and
+	// stop there.
+	var job *Job
+	half := make(chan struct{}, 1)
+	job, err := sumsEnv(f, dir, false, "sum-per-second", nil).Build(WithCheckpointListener(func(uint64, bool) {
+		if job.Stats().RecordsIn == int64(len(f.events)/2) {
+			select {
+			case half <- struct{}{}:
+			default:
+			}
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- job.Run(f.ctx) }()
+	var path string
+	select {
+	case <-half:
+		if path, err = job.StopWithSavepoint(f.ctx); err != nil {
+			t.Fatal(err)
+		}
+	case err := <-done:
+		t.Fatalf("job ended before its savepoint: %v", err)
+	case <-f.ctx.Done():
+		t.Fatal(f.ctx.Err())
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("stop with savepoint: %v", err)
+	}
+	if err := f.produceHeld(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The renamed Process is refused, in one line naming its old id.
+	renamed, err := sumsEnv(f, dir, true, "renamed", nil).Build(WithSavepoint(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = renamed.Run(f.ctx)
+	if err == nil || !strings.Contains(err.Error(), `"sum-per-second"`) || !strings.Contains(err.Error(), "AllowNonRestoredState") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("renamed operator: %v; want a one-line error naming sum-per-second and AllowNonRestoredState", err)
+	}
+	t.Logf("renamed operator refused: %v", err)
+
+	// The program with an operator and a sink added restores by id.
+	added := func(sums Stream[windowSum]) {
+		counts := Map(sums, func(w windowSum) int64 { return w.Count }, UID("count-only"))
+		ToKafka(counts, "counts", JSON[int64](), SinkUID("counts"))
+	}
+	job, err = sumsEnv(f, dir, true, "sum-per-second", added).Build(WithSavepoint(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Run(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if job.Stats().RestoredFrom == 0 {
+		t.Fatal("the changed program restored nothing")
+	}
+	checkSums(f, "sums")
+	if counts := readJSON[int64](f, "counts"); len(counts) == 0 {
+		t.Fatal("the added sink wrote nothing")
+	}
 }

@@ -336,7 +336,9 @@ func (e *Env) plan() (*graphPlan, error) {
 		st = append(st, staged{n.id, n.uid})
 	}
 	for _, t := range g.tasks {
-		st = append(st, staged{t.head.id, t.name()})
+		if !t.head.relay { // runs inside its source's actor
+			st = append(st, staged{t.head.id, t.name()})
+		}
 	}
 	slices.SortFunc(st, func(a, b staged) int { return a.id - b.id })
 	for _, s := range st {

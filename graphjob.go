@@ -25,10 +25,12 @@ func (j *Job) dataflowPlan(closed *sync.WaitGroup, state *stateSetup) supervisor
 	log := j.opts.log.With("job", s.Name)
 	stages := map[string]supervisor.Stage{}
 	for _, n := range g.sources {
-		stages[n.uid] = j.sourceStage(n, closed, state, log)
+		stages[n.uid] = j.sourceStage(n, closed, state)
 	}
 	for _, t := range g.tasks {
-		stages[t.name()] = j.taskStage(t, state, log)
+		if !t.head.relay {
+			stages[t.name()] = j.taskStage(t, state)
+		}
 	}
 	for _, n := range g.sinks {
 		n := n
@@ -64,7 +66,7 @@ func (j *Job) dataflowPlan(closed *sync.WaitGroup, state *stateSetup) supervisor
 	return plan
 }
 
-func (j *Job) sourceStage(n *node, closed *sync.WaitGroup, state *stateSetup, log interface{}) supervisor.Stage {
+func (j *Job) sourceStage(n *node, closed *sync.WaitGroup, state *stateSetup) supervisor.Stage {
 	s, p, src := j.spec, j.spec.Parallelism, n.source
 	sp := src.spec
 	start := actors.StartPosition{Mode: string(sp.Start.Mode), AutoOffsetReset: sp.Start.AutoOffsetReset, Offsets: sp.Start.Offsets}
@@ -79,11 +81,18 @@ func (j *Job) sourceStage(n *node, closed *sync.WaitGroup, state *stateSetup, lo
 	if sp.Bounded != Unbounded {
 		discovery = 0
 	}
-	relay := n.ports[0].consumers[0].to
+	// The operators behind the source run in its actor (source chaining):
+	// the source sends where its relay task would.
+	relay := j.graph.taskOf[n.ports[0].consumers[0].to]
 	return supervisor.Stage{
-		Name: n.uid, Parallelism: p, Source: true, Downstream: []string{j.graph.taskOf[relay].name()},
-		Producer: func(i int, targets []*actor.PID) actor.Producer {
+		Name: n.uid, Parallelism: p, Source: true, Downstream: j.graph.downstream(relay),
+		Producer: func(i int, all []*actor.PID) actor.Producer {
 			task := supervisor.TaskName(n.uid, i)
+			pids, inIdx, targets := j.graph.subtaskOutputs(relay, i, all, p)
+			batch := j.opts.batchRecords
+			if batch <= 0 {
+				batch = actors.DefaultBatchRecords
+			}
 			return actors.NewSource(actors.SourceConfig{
 				Task: task, Index: i, Parallelism: p,
 				Checkpoint: state.checkpointing(task),
@@ -93,12 +102,50 @@ func (j *Job) sourceStage(n *node, closed *sync.WaitGroup, state *stateSetup, lo
 				Properties: merge(s.Kafka, sp.Properties),
 				NewDecoder: src.decoder, EventTime: src.eventTime,
 				OutOfOrderness: src.bound, IdleTimeout: src.idle,
-				Targets: targets[i : i+1], Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
+				Targets: pids, InputIndexes: inIdx, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
+				Chain: func(send func(int, any, int)) (operator.Operator, func(), error) {
+					// Stateless: no checkpoints, no clock.
+					b := &buildCtx{index: i, parallelism: p, now: func() int64 { return time.Now().UnixMilli() }}
+					return wireTask(relay, b, targets, send, batch)
+				},
 				Metrics: &j.metrics, Done: closed, Log: j.opts.log.With("job", s.Name),
 				HoldUntilStarted: true,
 			})
 		},
 	}
+}
+
+// downstream names the stages t sends to, one per out edge.
+func (g *graphPlan) downstream(t *task) []string {
+	d := make([]string, len(t.out))
+	for k, e := range t.out {
+		d[k] = g.stageOf(e)
+	}
+	return d
+}
+
+// subtaskOutputs picks subtask i's targets of task t out of all, the
+// subtasks of t's downstream stages in order: forward edges go to
+// subtask i alone, hash edges to every subtask. It returns them with the
+// sender's input index on each, and the indexes each out edge sends to.
+func (g *graphPlan) subtaskOutputs(t *task, i int, all []*actor.PID, p int) (pids []*actor.PID, inIdx []int, targets map[*edge][]int) {
+	targets = map[*edge][]int{}
+	for k, e := range t.out {
+		group := all[k*p : (k+1)*p]
+		base := g.receiverBase(e, p)
+		if e.hash() {
+			for r := 0; r < p; r++ {
+				targets[e] = append(targets[e], len(pids))
+				pids = append(pids, group[r])
+				inIdx = append(inIdx, base+i)
+			}
+			continue
+		}
+		targets[e] = []int{len(pids)}
+		pids = append(pids, group[i])
+		inIdx = append(inIdx, base)
+	}
+	return pids, inIdx, targets
 }
 
 // receiverBase is the first input channel of edge e at its receiver.
@@ -110,38 +157,13 @@ func (g *graphPlan) receiverBase(e *edge, p int) int {
 	return base[e]
 }
 
-func (j *Job) taskStage(t *task, state *stateSetup, log interface{}) supervisor.Stage {
+func (j *Job) taskStage(t *task, state *stateSetup) supervisor.Stage {
 	g, p := j.graph, j.spec.Parallelism
-	downstream := make([]string, len(t.out))
-	for k, e := range t.out {
-		downstream[k] = g.stageOf(e)
-	}
 	_, inputOf := inputLayout(t.head.ins, p)
 	return supervisor.Stage{
-		Name: t.name(), Parallelism: p, Downstream: downstream,
+		Name: t.name(), Parallelism: p, Downstream: g.downstream(t),
 		Producer: func(i int, all []*actor.PID) actor.Producer {
-			// The subtask's own targets: forward edges go to subtask i
-			// alone, hash edges to every subtask.
-			var (
-				pids    []*actor.PID
-				inIdx   []int
-				targets = map[*edge][]int{}
-			)
-			for k, e := range t.out {
-				group := all[k*p : (k+1)*p]
-				base := g.receiverBase(e, p)
-				if e.hash() {
-					for r := 0; r < p; r++ {
-						targets[e] = append(targets[e], len(pids))
-						pids = append(pids, group[r])
-						inIdx = append(inIdx, base+i)
-					}
-					continue
-				}
-				targets[e] = []int{len(pids)}
-				pids = append(pids, group[i])
-				inIdx = append(inIdx, base)
-			}
+			pids, inIdx, targets := g.subtaskOutputs(t, i, all, p)
 			task := supervisor.TaskName(t.name(), i)
 			cp := state.checkpointing(task)
 			batch := j.opts.batchRecords
@@ -356,7 +378,7 @@ func (g *graphPlan) acceptCheckpoint(m snapshot.Metadata, p int, allowDrop bool)
 		uid, kind, _ := strings.Cut(part, ":")
 		switch have, ok := now[uid]; {
 		case !ok:
-			dropped = append(dropped, fmt.Sprintf("%s (%s)", uid, kind))
+			dropped = append(dropped, fmt.Sprintf("%q (%s)", uid, kind))
 		case have != kind:
 			return fmt.Errorf("checkpoint %d holds state of operator %q as a %s, but in this program %q is a %s; give the new operator another weir.UID", m.ID, uid, kind, uid, have)
 		}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/weirstream/weir/operator"
 )
 
 // StartPosition says where a source starts when nothing is restored.
@@ -57,6 +59,14 @@ type SourceConfig struct {
 	// edge source i -> first task i). Extract is not used. Watermarks are
 	// emitted only when EventTime is set.
 	NewDecoder func() Decoder
+	// Chain, with NewDecoder, runs the stateless operators behind the
+	// source inside the source's actor (Flink's source chaining): every
+	// decoded batch goes into it, and what it emits leaves through the
+	// source's Targets, on which the source's indexes are InputIndexes.
+	// send hands a full typed batch to target t; flush sends what the
+	// chain holds. The chain must keep no state.
+	Chain        func(send func(t int, data any, n int)) (op operator.Operator, flush func(), err error)
+	InputIndexes []int
 	// EventTime makes a decoding source track event time per partition and
 	// emit watermarks (bounded by OutOfOrderness, IdleTimeout).
 	EventTime bool
@@ -167,6 +177,10 @@ type Source struct {
 	held   []*polled // batches received while the output was blocked
 	// released: the source may hand records on (see HoldUntilStarted).
 	released bool
+	// chain runs the operators chained behind the source (Chain).
+	chain      operator.Operator
+	chainFlush func()
+	ctx        actor.Context
 	// pending are the offsets of checkpoints taken and not yet complete,
 	// committed to the group when one completes (at most maxPendingCommits).
 	pending map[uint64]map[int32]int64
@@ -188,6 +202,7 @@ const pollerTokens = 2
 
 // Receive implements actor.Actor.
 func (s *Source) Receive(ctx actor.Context) {
+	s.ctx = ctx
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		self := s.cfg.Index
@@ -195,6 +210,20 @@ func (s *Source) Receive(ctx actor.Context) {
 			self = 0 // the only input of its sink
 		}
 		s.out = NewOutput(s.cfg.Targets, self, ctx.Self(), s.cfg.Credits, s.cfg.BatchRecords)
+		if s.cfg.InputIndexes != nil {
+			s.out.SetInputIndexes(s.cfg.InputIndexes)
+		}
+		if s.cfg.Chain != nil {
+			op, flush, err := s.cfg.Chain(func(t int, data any, n int) { s.out.EmitData(s.ctx, t, data, n) })
+			if err == nil {
+				err = op.Open(nil, nil)
+			}
+			if err != nil {
+				s.fail(ctx, fmt.Errorf("source %s: %w", s.cfg.Task, err))
+				return
+			}
+			s.chain, s.chainFlush = op, flush
+		}
 		s.released = !s.cfg.HoldUntilStarted
 		if err := s.start(ctx); err != nil {
 			s.fail(ctx, err)
@@ -357,6 +386,17 @@ func (s *Source) handle(ctx actor.Context, p *polled) {
 		}
 	}
 	switch {
+	case s.chain != nil:
+		if p.n > 0 {
+			if err := s.chain.Process(0, p.data); err != nil {
+				s.fail(ctx, fmt.Errorf("source %s: %w", s.cfg.Task, err))
+				return
+			}
+			if s.chainFlush != nil {
+				s.chainFlush()
+			}
+		}
+		s.cfg.Metrics.RecordsIn.Add(int64(p.n))
 	case s.cfg.NewDecoder != nil:
 		s.out.EmitData(ctx, 0, p.data, p.n)
 		s.cfg.Metrics.RecordsIn.Add(int64(p.n))
