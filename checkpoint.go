@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/weirstream/weir/actors"
+	"github.com/weirstream/weir/operator/window"
 	"github.com/weirstream/weir/snapshot"
 	"github.com/weirstream/weir/supervisor"
 	"github.com/weirstream/weir/txsink"
@@ -26,7 +27,7 @@ import (
 // The window job's fingerprint names its window operator; the passthrough
 // job's names its kind, so neither restores the other's checkpoints.
 func (j *Job) fingerprint() string {
-	if j.graph != nil {
+	if j.dataflow() {
 		return j.graph.fingerprint()
 	}
 	s := j.spec
@@ -39,20 +40,7 @@ func (j *Job) fingerprint() string {
 
 // taskNames lists the job's tasks, as they are named in checkpoints.
 func (j *Job) taskNames() []string {
-	if j.graph != nil {
-		return j.graph.taskNames(j.spec.Parallelism)
-	}
-	var names []string
-	stages := []string{"source", "window", "sink"}
-	if j.spec.Kind == KindPassthrough {
-		stages = []string{"source", "sink"}
-	}
-	for _, stage := range stages {
-		for i := 0; i < j.spec.Parallelism; i++ {
-			names = append(names, supervisor.TaskName(stage, i))
-		}
-	}
-	return names
+	return j.graph.taskNames(j.spec.Parallelism)
 }
 
 // stateSetup is what Run prepares before the tasks start when checkpoints
@@ -128,7 +116,7 @@ func (j *Job) setupState() (*stateSetup, error) {
 		if err != nil {
 			return fail(err)
 		}
-		if j.graph != nil && m.JobName == j.spec.Name {
+		if j.dataflow() && m.JobName == j.spec.Name {
 			if err := j.graph.acceptCheckpoint(m, j.spec.Parallelism, j.opts.allowDrop); err != nil {
 				return fail(fmt.Errorf("--from-savepoint %s: %w", j.opts.savepoint, err))
 			}
@@ -140,7 +128,7 @@ func (j *Job) setupState() (*stateSetup, error) {
 		st.after = max(st.after, m.ID)
 	} else {
 		accept := func(m snapshot.Metadata) error {
-			if j.graph != nil {
+			if j.dataflow() {
 				return j.graph.acceptCheckpoint(m, j.spec.Parallelism, j.opts.allowDrop)
 			}
 			if m.GraphFingerprint != j.fingerprint() {
@@ -173,7 +161,7 @@ func (j *Job) setupState() (*stateSetup, error) {
 	}
 
 	live := filepath.Join(root, "live")
-	if st.restored != nil && j.graph == nil {
+	if st.restored != nil && !j.dataflow() {
 		oldP := restoredParallelism(*st.restored)
 		if oldP != j.spec.Parallelism {
 			if err := j.rescale(st, metaRoot, oldP); err != nil {
@@ -187,7 +175,7 @@ func (j *Job) setupState() (*stateSetup, error) {
 		opts := j.storeOptions(task)
 		cp := j.newCheckpointing(st)
 		held := st.restored != nil
-		if held && j.graph != nil {
+		if held && j.dataflow() {
 			if _, held = st.restored.Tasks[task]; !held {
 				// A dataflow operator the checkpoint has no state for (added
 				// to the program since): it starts empty.
@@ -227,12 +215,9 @@ func (quietPebble) Fatalf(format string, args ...any) {
 
 // storeOptions keeps the stores of stateless tasks small.
 func (j *Job) storeOptions(task string) snapshot.StoreOptions {
-	small := !strings.HasPrefix(task, "window-")
-	if j.graph != nil {
-		base, _, _ := cutTaskIndex(task)
-		small = j.graph.statefulOps()[base] != "process"
-	}
-	return storeOptions(small)
+	base, _, _ := cutTaskIndex(task)
+	kind := j.graph.statefulOps()[base]
+	return storeOptions(kind != "process" && kind != "window")
 }
 
 func storeOptions(small bool) snapshot.StoreOptions {
@@ -388,7 +373,7 @@ func (j *Job) rescaleWindows(st *stateSetup, m snapshot.Metadata, oldP int,
 			return fmt.Errorf("rescale windows from checkpoint %d: %w", m.ID, err)
 		}
 	}
-	op, err := actors.MergeWindowOpStates(ops)
+	op, err := window.MergeOpStates(ops)
 	if err != nil {
 		return fmt.Errorf("rescale windows from checkpoint %d: %w", m.ID, err)
 	}

@@ -82,7 +82,8 @@ type sourceNode struct {
 	bound     time.Duration
 	idle      time.Duration
 	opts      []OpOption
-	tsFunc    any // func(T) int64
+	badHint   string // how to fix a record that cannot be decoded
+	tsFunc    any    // func(T) int64
 	decoder   func() actors.Decoder
 }
 
@@ -197,10 +198,15 @@ func FromKafka[T any](env *Env, topic string, format Format[T], opts ...SourceOp
 		env.fail(fmt.Errorf("weir: FromKafka(%q): EventTime is for another type than the format's %T", topic, *new(T)))
 	}
 	src.decoder = func() actors.Decoder { return &decoder[T]{format: format, ts: ts} }
+	return addSource[T](env, src)
+}
+
+// addSource adds a source node and the relay its records go through.
+func addSource[T any](env *Env, src *sourceNode) Stream[T] {
 	n := env.addNode("source", src.opts, portFor[T]())
 	n.source = src
 	// The relay heads the task that the source feeds: the records' first
-	// operators chain behind it.
+	// operators chain behind it (and run in the source's actor).
 	relay := env.addNode("relay", nil, portFor[T]())
 	relay.uid = n.uid + ".out"
 	relay.connect(Stream[T]{n: n}, nil)
@@ -293,6 +299,10 @@ func ToKafka[T any](s Stream[T], topic string, format Format[T], opts ...SinkOpt
 	if s.n == nil {
 		return
 	}
+	addSink(s, sk, format)
+}
+
+func addSink[T any](s Stream[T], sk *sinkNode, format Format[T]) {
 	n := s.n.env.addNode("sink", sk.opts, nil)
 	n.sink = sk
 	n.connect(s, nil)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/weirstream/weir/actors"
 	"github.com/weirstream/weir/operator"
 )
 
@@ -43,14 +44,21 @@ type exchange[T any] struct {
 	send    func(t int, data any, n int)
 	targets []int // indexes in the task's Output
 	key     func(T) string
+	hashed  bool // by key; key nil: by the key the records carry
 	batch   int
 	bufs    [][]operator.Rec[T]
 }
 
+// recordKey on a hash edge partitions by the key the records already
+// carry (set by the source's decoder).
+type recordKey struct{}
+
 func (x *exchange[T]) Emit(r operator.Rec[T]) {
 	i := 0
-	if x.key != nil {
-		r.Key = x.key(r.V)
+	if x.hashed {
+		if x.key != nil {
+			r.Key = x.key(r.V)
+		}
 		i = operator.SubtaskForKeyGroup(operator.KeyGroup(r.Key), len(x.targets))
 	}
 	if x.bufs[i] == nil {
@@ -95,9 +103,9 @@ func portFor[T any]() *port {
 	return &port{
 		typ: reflect.TypeFor[T](),
 		exchange: func(send func(int, any, int), targets []int, key any, batch int) (any, func()) {
-			x := &exchange[T]{send: send, targets: targets, batch: batch, bufs: make([][]operator.Rec[T], len(targets))}
-			if key != nil {
-				x.key = key.(func(T) string)
+			x := &exchange[T]{send: send, targets: targets, batch: batch, bufs: make([][]operator.Rec[T], len(targets)), hashed: key != nil}
+			if k, ok := key.(func(T) string); ok {
+				x.key = k
 			}
 			return x, x.flush
 		},
@@ -210,6 +218,7 @@ func (e *Env) addNode(kind string, opts []OpOption, out *port) *node {
 type buildCtx struct {
 	index, parallelism int
 	checkpoints        bool
+	metrics            *actors.Metrics
 	now                func() int64
 	// err is the first error of a user function in the current call.
 	err error

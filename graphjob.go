@@ -100,9 +100,9 @@ func (j *Job) sourceStage(n *node, closed *sync.WaitGroup, state *stateSetup) su
 				Start: start, Stop: stop, Isolation: string(sp.Isolation),
 				CommitOnCheckpoint: !sp.DisableOffsetCommit, DiscoveryInterval: discovery,
 				Properties: merge(s.Kafka, sp.Properties),
-				NewDecoder: src.decoder, EventTime: src.eventTime,
+				NewDecoder: src.decoder, EventTime: src.eventTime, BadRecordHint: src.badHint,
 				OutOfOrderness: src.bound, IdleTimeout: src.idle,
-				Targets: pids, InputIndexes: inIdx, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
+				Targets: pids, InputIndexes: inIdx, Credits: j.opts.credits,
 				Chain: func(send func(int, any, int)) (operator.Operator, func(), error) {
 					// Stateless: no checkpoints, no clock.
 					b := &buildCtx{index: i, parallelism: p, now: func() int64 { return time.Now().UnixMilli() }}
@@ -172,10 +172,10 @@ func (j *Job) taskStage(t *task, state *stateSetup) supervisor.Stage {
 			}
 			return actors.NewTask(actors.TaskConfig{
 				Task: task, Index: i, Inputs: len(inputOf), InputOf: inputOf,
-				Targets: pids, InputIndexes: inIdx, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
+				Targets: pids, InputIndexes: inIdx, Credits: j.opts.credits,
 				Checkpoint: cp, Metrics: &j.metrics, Log: j.opts.log.With("job", j.spec.Name),
 				NewOperator: func(send func(int, any, int)) (operator.Operator, func(), error) {
-					b := &buildCtx{index: i, parallelism: p, checkpoints: cp.Enabled(), now: func() int64 { return time.Now().UnixMilli() }}
+					b := &buildCtx{index: i, parallelism: p, checkpoints: cp.Enabled(), metrics: &j.metrics, now: func() int64 { return time.Now().UnixMilli() }}
 					return wireTask(t, b, targets, send, batch)
 				},
 			})

@@ -99,8 +99,20 @@ func NewJob(spec JobSpec, opts ...Option) (*Job, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	return newJob(spec, opts)
+	j, err := newJob(spec, opts)
+	if err != nil {
+		return nil, err
+	}
+	if j.graph, err = kindGraph(spec); err != nil {
+		return nil, err
+	}
+	return j, nil
 }
+
+// dataflow reports whether the job's graph was built by a program (NewEnv)
+// rather than from a job-file kind, whose checkpoints keep their own
+// fingerprint and rescaling.
+func (j *Job) dataflow() bool { return j.spec.Kind == KindDataflow }
 
 func newJob(spec JobSpec, opts []Option) (*Job, error) {
 	o := options{log: slog.Default(), closeTimeout: 30 * time.Second}
@@ -408,99 +420,9 @@ func (j *Job) checkpointPlan(state *stateSetup) *supervisor.CheckpointPlan {
 // plan turns the spec into the job graph: source -> (hash by key) ->
 // window -> (forward) -> sink for a window job, source -> (forward) -> sink
 // for a passthrough job.
+// plan turns the job's graph into the supervisor's stages.
 func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
-	if j.graph != nil {
-		return j.dataflowPlan(closed, state)
-	}
-	s := j.spec
-	cp := state.checkpointing
-	ckPlan := j.checkpointPlan(state)
-	p := s.Parallelism
-	extract := actors.Extractor(s.Extract)
-	if extract == nil {
-		extract = actors.JSONExtractor(s.KeyField, s.TimestampField, s.Aggregate.ValueField)
-	}
-	start := actors.StartPosition{
-		Mode:            string(s.Source.Start.Mode),
-		AutoOffsetReset: s.Source.Start.AutoOffsetReset,
-		Offsets:         s.Source.Start.Offsets,
-	}
-	if !s.Source.Start.Timestamp.IsZero() {
-		start.TimestampMillis = s.Source.Start.Timestamp.UnixMilli()
-	}
-	stop := actors.StopPosition{Mode: string(s.Source.Bounded), Offsets: s.Source.BoundedOffsets}
-	if !s.Source.BoundedTimestamp.IsZero() {
-		stop.TimestampMillis = s.Source.BoundedTimestamp.UnixMilli()
-	}
-	discovery := s.Source.PartitionDiscoveryInterval
-	if s.Source.Bounded != Unbounded {
-		discovery = 0
-	}
-	sizeMillis := s.Window.Size.Milliseconds()
-	log := j.opts.log.With("job", s.Name)
-	passthrough := s.Kind == KindPassthrough
-	source := supervisor.Stage{
-		Name: "source", Parallelism: p, Source: true,
-		Producer: func(i int, targets []*actor.PID) actor.Producer {
-			cfg := actors.SourceConfig{
-				Task: supervisor.TaskName("source", i), Index: i, Parallelism: p,
-				Checkpoint: cp(supervisor.TaskName("source", i)),
-				Brokers:    s.Brokers, Topic: s.Source.Topic, Group: s.Source.Group,
-				Start: start, Stop: stop, Isolation: string(s.Source.Isolation),
-				CommitOnCheckpoint: !s.Source.DisableOffsetCommit, DiscoveryInterval: discovery,
-				Properties: merge(s.Kafka, s.Source.Properties),
-				Extract:    extract, OutOfOrderness: s.Window.OutOfOrderness, IdleTimeout: s.Window.IdleTimeout,
-				Targets: targets, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
-				Metrics: &j.metrics, Done: closed, Log: log,
-				// Read once every sink is ready (recovered): see
-				// actors.StartOutput.
-				HoldUntilStarted: true,
-			}
-			if passthrough {
-				// Forward: source i feeds sink i, nothing in between.
-				cfg.Passthrough, cfg.Extract, cfg.Targets = true, nil, targets[i:i+1]
-			}
-			return actors.NewSource(cfg)
-		},
-	}
-	window := supervisor.Stage{
-		Name: "window", Parallelism: p,
-		Producer: func(i int, targets []*actor.PID) actor.Producer {
-			return actors.NewWindow(actors.WindowConfig{
-				Task: supervisor.TaskName("window", i), Index: i, Inputs: p, SizeMillis: sizeMillis,
-				Checkpoint: cp(supervisor.TaskName("window", i)),
-				Targets:    targets[i : i+1], OutIndex: 0, Credits: j.opts.credits, BatchRecords: j.opts.batchRecords,
-				Metrics: &j.metrics, Log: log,
-			})
-		},
-	}
-	sink := supervisor.Stage{
-		Name: "sink", Parallelism: p, Sink: true,
-		Producer: func(i int, _ []*actor.PID) actor.Producer {
-			var tx *txsink.KafkaConfig
-			if s.Delivery == ExactlyOnce {
-				tx = &txsink.KafkaConfig{
-					Brokers: s.Brokers, Topic: s.Sink.Topic, ProgressTopic: s.Sink.ProgressTopic,
-					TransactionalIDPrefix: s.Sink.TransactionalIDPrefix, Job: s.Name, Sink: "sink", Subtask: i,
-					TransactionTimeout: s.Sink.TransactionTimeout,
-					CheckpointInterval: s.Checkpoint.Interval, CheckpointTimeout: s.Checkpoint.Timeout,
-					Properties: merge(s.Kafka, s.Sink.Properties), Failpoint: j.opts.failpoint,
-				}
-			}
-			return actors.NewSink(actors.SinkConfig{
-				Task: supervisor.TaskName("sink", i), Index: i, Inputs: 1,
-				Transactional: tx, Failpoint: j.opts.failpoint,
-				Checkpoint: cp(supervisor.TaskName("sink", i)),
-				Brokers:    s.Brokers, Topic: s.Sink.Topic, Properties: merge(s.Kafka, s.Sink.Properties),
-				WindowMillis: sizeMillis, Metrics: &j.metrics, Done: closed, Log: log,
-			})
-		},
-	}
-	stages := []supervisor.Stage{source, window, sink}
-	if passthrough {
-		stages = []supervisor.Stage{source, sink}
-	}
-	return supervisor.Plan{Name: s.Name, Checkpoint: ckPlan, Stages: stages}
+	return j.dataflowPlan(closed, state)
 }
 
 // JSONExtract returns the extraction the job uses by default: the key from

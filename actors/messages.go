@@ -8,43 +8,27 @@ import (
 	"github.com/weirstream/weir/snapshot"
 )
 
-// Record is one event on the data plane after extraction: the key it is
-// partitioned by, its event time and the value that is aggregated.
-//
-// Between the window operator and the sink the same type carries a window
-// result: TS is the window start, Val the sum and Count the count.
-type Record struct {
-	Key   string
-	TS    int64 // event time, milliseconds since the Unix epoch
-	Val   float64
-	Count int64
-}
-
-// RawRecord is a Kafka record carried unchanged (passthrough jobs): its key
-// (nil for a record without one) and value, exactly the bytes read. They
-// are the consumer's own slices, never copied again and never modified.
+// RawRecord is a record as a sink writes it: its key (nil for none) and
+// value. Batches to a sink carry []RawRecord.
 type RawRecord struct {
 	Key, Value []byte
 }
 
 // Batch carries records from one sender to one receiver. In is the index of
 // the sender on the receiver's input side. Batches are the unit of flow
-// control: each one costs the sender one credit. A batch holds Records
-// (window jobs) or Raw records (passthrough jobs).
+// control: each one costs the sender one credit.
 type Batch struct {
-	In      int
-	Out     int        // the receiver's index among the sender's targets; echoed in the Credit
-	From    *actor.PID // where to return the credit
-	Records []Record
-	Raw     []RawRecord
-	// Data is a typed batch of the dataflow API: a []operator.Rec[T] of N
-	// records, T being the type of the stream on this edge.
+	In   int
+	Out  int        // the receiver's index among the sender's targets; echoed in the Credit
+	From *actor.PID // where to return the credit
+	// Data holds N records: a []operator.Rec[T], T being the type of the
+	// stream on this edge, or []RawRecord on the edge to a sink.
 	Data any
 	N    int
 }
 
 // Len is the number of records in the batch.
-func (b *Batch) Len() int { return len(b.Records) + len(b.Raw) + b.N }
+func (b *Batch) Len() int { return b.N }
 
 // Watermark says that no record with an event time <= TS will follow on the
 // input In (Flink semantics: records with ts <= watermark are late).

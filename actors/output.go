@@ -21,34 +21,27 @@ const (
 //
 // An Output is owned by one actor and is not safe for concurrent use.
 type Output struct {
-	targets      []*actor.PID
-	self         int
-	selfIn       []int // per target, when the index differs by target
-	selfPID      *actor.PID
-	batchRecords int
-	credits      []int
-	buf          [][]Record
-	queue        [][]any
-	sent         int64
+	targets []*actor.PID
+	self    int
+	selfIn  []int // per target, when the index differs by target
+	selfPID *actor.PID
+	credits []int
+	queue   [][]any
+	sent    int64
 }
 
 // NewOutput returns an output to targets; self is this task's index on each
 // target's input side and selfPID where credits come back to.
-func NewOutput(targets []*actor.PID, self int, selfPID *actor.PID, credits, batchRecords int) *Output {
+func NewOutput(targets []*actor.PID, self int, selfPID *actor.PID, credits int) *Output {
 	if credits <= 0 {
 		credits = DefaultCredits
 	}
-	if batchRecords <= 0 {
-		batchRecords = DefaultBatchRecords
-	}
 	o := &Output{
-		targets:      targets,
-		self:         self,
-		selfPID:      selfPID,
-		batchRecords: batchRecords,
-		credits:      make([]int, len(targets)),
-		buf:          make([][]Record, len(targets)),
-		queue:        make([][]any, len(targets)),
+		targets: targets,
+		self:    self,
+		selfPID: selfPID,
+		credits: make([]int, len(targets)),
+		queue:   make([][]any, len(targets)),
 	}
 	for i := range o.credits {
 		o.credits[i] = credits
@@ -71,66 +64,21 @@ func (o *Output) in(t int) int {
 // Targets is the number of downstream targets.
 func (o *Output) Targets() int { return len(o.targets) }
 
-// Emit appends r to the batch for target t, sending the batch when full.
-func (o *Output) Emit(ctx actor.SenderContext, t int, r Record) {
-	if o.buf[t] == nil {
-		o.buf[t] = make([]Record, 0, o.batchRecords)
-	}
-	o.buf[t] = append(o.buf[t], r)
-	if len(o.buf[t]) >= o.batchRecords {
-		o.flushTarget(ctx, t)
-	}
-}
-
-// EmitRaw sends recs to target t in batches of at most the batch size,
-// behind anything emitted before. The batches are sub-slices of recs, not
-// copies: the caller must not reuse recs.
-func (o *Output) EmitRaw(ctx actor.SenderContext, t int, recs []RawRecord) {
-	if len(recs) == 0 {
-		return
-	}
-	o.flushTarget(ctx, t)
-	for len(recs) > 0 {
-		n := min(len(recs), o.batchRecords)
-		o.queue[t] = append(o.queue[t], &Batch{In: o.in(t), Out: t, From: o.selfPID, Raw: recs[:n:n]})
-		recs = recs[n:]
-	}
-	o.pump(ctx, t)
-}
-
 // EmitData sends a typed batch (see Batch.Data) of n records to target t,
 // behind anything emitted before. The caller must not reuse data.
 func (o *Output) EmitData(ctx actor.SenderContext, t int, data any, n int) {
 	if n == 0 {
 		return
 	}
-	o.flushTarget(ctx, t)
 	o.queue[t] = append(o.queue[t], &Batch{In: o.in(t), Out: t, From: o.selfPID, Data: data, N: n})
 	o.pump(ctx, t)
 }
 
-// Flush sends every partly filled batch.
-func (o *Output) Flush(ctx actor.SenderContext) {
-	for t := range o.targets {
-		o.flushTarget(ctx, t)
-	}
-}
-
-func (o *Output) flushTarget(ctx actor.SenderContext, t int) {
-	if len(o.buf[t]) == 0 {
-		return
-	}
-	o.queue[t] = append(o.queue[t], &Batch{In: o.in(t), Out: t, From: o.selfPID, Records: o.buf[t]})
-	o.buf[t] = nil
-	o.pump(ctx, t)
-}
-
-// Broadcast flushes every target's batch and then queues the control
-// message m (built per target by mk, which receives this task's input index
-// on the target) behind it.
+// Broadcast queues the control message m (built per target by mk, which
+// receives this task's input index on the target) behind the batches sent
+// to each target.
 func (o *Output) Broadcast(ctx actor.SenderContext, mk func(in int) any) {
 	for t := range o.targets {
-		o.flushTarget(ctx, t)
 		o.queue[t] = append(o.queue[t], mk(o.in(t)))
 		o.pump(ctx, t)
 	}

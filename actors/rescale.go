@@ -89,24 +89,3 @@ func RedistributeWindowState(from *snapshot.Store, to []*snapshot.Store) error {
 	}
 	return nil
 }
-
-// MergeWindowOpStates merges old window subtasks' operator states: the
-// smallest watermark (nothing fires early), the common window size.
-func MergeWindowOpStates(ops [][]byte) ([]byte, error) {
-	merged := windowOpState{Watermark: math.MaxInt64}
-	for i, op := range ops {
-		var st windowOpState
-		if err := json.Unmarshal(op, &st); err != nil {
-			return nil, fmt.Errorf("window state unreadable: %w", err)
-		}
-		if i > 0 && st.SizeMs != merged.SizeMs {
-			return nil, fmt.Errorf("window states have different sizes (%d, %d ms)", merged.SizeMs, st.SizeMs)
-		}
-		merged.SizeMs = st.SizeMs
-		merged.Watermark = min(merged.Watermark, st.Watermark)
-	}
-	if len(ops) == 0 {
-		return nil, fmt.Errorf("no window state")
-	}
-	return json.Marshal(merged)
-}

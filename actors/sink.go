@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,8 +23,6 @@ type SinkConfig struct {
 	Brokers    string
 	Topic      string
 	Properties map[string]string
-	// WindowMillis turns a window start into a window end.
-	WindowMillis int64
 	// FlushTimeout bounds the wait for Kafka to acknowledge everything at
 	// the end of input, and for room in the producer queue.
 	FlushTimeout time.Duration
@@ -47,7 +44,7 @@ type SinkConfig struct {
 
 type deliveryFailed struct{ err error }
 
-// Sink writes one JSON result per key and window to Kafka. It returns a
+// Sink writes the records of a graph's stream to Kafka. It returns a
 // credit for a batch once the batch is in the producer's queue, so a slow
 // broker slows the whole job down instead of growing memory.
 type Sink struct {
@@ -98,25 +95,17 @@ func (s *Sink) Receive(ctx actor.Context) {
 		if s.failed {
 			return
 		}
-		if m.Data != nil {
-			// A dataflow graph's sink: records encoded upstream.
-			raw, ok := m.Data.([]RawRecord)
-			if !ok {
-				s.fail(ctx, fmt.Errorf("sink %s: got a batch of %T, not encoded records", s.cfg.Task, m.Data))
-				return
-			}
-			m.Raw = raw
+		// Records come encoded by the operator before the sink.
+		raw, ok := m.Data.([]RawRecord)
+		if !ok {
+			s.fail(ctx, fmt.Errorf("sink %s: got a batch of %T, not encoded records", s.cfg.Task, m.Data))
+			return
 		}
 		var err error
-		switch {
-		case s.tx != nil && m.Raw != nil:
-			err = s.writeTxRaw(m.Raw)
-		case s.tx != nil:
-			err = s.writeTx(m.Records)
-		case m.Raw != nil:
-			err = s.writeRaw(m.Raw)
-		default:
-			err = s.write(m.Records)
+		if s.tx != nil {
+			err = s.writeTxRaw(raw)
+		} else {
+			err = s.writeRaw(raw)
 		}
 		if err != nil {
 			s.fail(ctx, err)
@@ -304,14 +293,6 @@ func (s *Sink) prepareFinal(ctx actor.Context) {
 	s.preCommit(ctx, s.triggered)
 }
 
-func (s *Sink) writeTx(recs []Record) error {
-	out := make([]txsink.Record, len(recs))
-	for i, r := range recs {
-		out[i] = txsink.Record{Key: []byte(r.Key), Value: AppendResultJSON(make([]byte, 0, 96), r, s.cfg.WindowMillis)}
-	}
-	return s.writeTxRecords(out)
-}
-
 // writeTxRecords writes records in the open transaction and counts them.
 func (s *Sink) writeTxRecords(out []txsink.Record) error {
 	octx, cancel := s.opContext()
@@ -323,8 +304,8 @@ func (s *Sink) writeTxRecords(out []txsink.Record) error {
 	return nil
 }
 
-// writeTxRaw writes passthrough records in the open transaction: the key
-// and value slices are handed over as they are (nothing modifies them).
+// writeTxRaw writes records in the open transaction: the key and value
+// slices are handed over as they are (nothing modifies them).
 func (s *Sink) writeTxRaw(recs []RawRecord) error {
 	out := make([]txsink.Record, len(recs))
 	for i, r := range recs {
@@ -393,32 +374,7 @@ func (s *Sink) start(ctx actor.Context) error {
 	return nil
 }
 
-// AppendResultJSON appends the JSON result of one key and window.
-func AppendResultJSON(b []byte, r Record, windowMillis int64) []byte {
-	b = append(b, `{"key":"`...)
-	b = append(b, r.Key...)
-	b = append(b, `","window_start":`...)
-	b = strconv.AppendInt(b, r.TS, 10)
-	b = append(b, `,"window_end":`...)
-	b = strconv.AppendInt(b, r.TS+windowMillis, 10)
-	b = append(b, `,"count":`...)
-	b = strconv.AppendInt(b, r.Count, 10)
-	b = append(b, `,"sum":`...)
-	b = strconv.AppendFloat(b, r.Val, 'f', -1, 64)
-	return append(b, '}')
-}
-
-func (s *Sink) write(recs []Record) error {
-	for _, r := range recs {
-		v := AppendResultJSON(make([]byte, 0, 96), r, s.cfg.WindowMillis)
-		if err := s.produce([]byte(r.Key), v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// writeRaw produces passthrough records as they were read.
+// writeRaw produces records.
 func (s *Sink) writeRaw(recs []RawRecord) error {
 	for _, r := range recs {
 		if err := s.produce(r.Key, r.Value); err != nil {

@@ -52,12 +52,10 @@ type SourceConfig struct {
 	DiscoveryInterval time.Duration
 	// Properties are librdkafka consumer properties applied last.
 	Properties map[string]string
-	Extract    Extractor
-	// NewDecoder, when set, makes this the source of a dataflow graph: each
-	// subtask's poller decodes records with its own Decoder into typed
-	// batches for its one target, Targets[0] (input 0 there; the forward
-	// edge source i -> first task i). Extract is not used. Watermarks are
-	// emitted only when EventTime is set.
+	// NewDecoder makes each subtask's Decoder: the poller decodes records
+	// with it into typed batches. Without Chain they go to the one target,
+	// Targets[0] (input 0 there). Watermarks are emitted only when
+	// EventTime is set.
 	NewDecoder func() Decoder
 	// Chain, with NewDecoder, runs the stateless operators behind the
 	// source inside the source's actor (Flink's source chaining): every
@@ -67,14 +65,12 @@ type SourceConfig struct {
 	// chain holds. The chain must keep no state.
 	Chain        func(send func(t int, data any, n int)) (op operator.Operator, flush func(), err error)
 	InputIndexes []int
+	// BadRecordHint says how to fix a record NewDecoder cannot decode (in
+	// the error that stops the job).
+	BadRecordHint string
 	// EventTime makes a decoding source track event time per partition and
 	// emit watermarks (bounded by OutOfOrderness, IdleTimeout).
 	EventTime bool
-	// Passthrough makes the source hand the records on unchanged
-	// (RawRecord: key and value as read, no extraction, no watermarks) to
-	// its one target, Targets[0], on whose input side it is input 0 (the
-	// forward edge source i -> sink i). Extract is not used.
-	Passthrough bool
 	// HoldUntilStarted makes the source read nothing until it receives
 	// StartOutput (sent by the supervisor once every sink is ready).
 	HoldUntilStarted bool
@@ -91,7 +87,6 @@ type SourceConfig struct {
 	MetadataTimeout time.Duration
 	Targets         []*actor.PID
 	Credits         int
-	BatchRecords    int
 	Metrics         *Metrics
 	// Checkpoint is nil when checkpoints are off.
 	Checkpoint *Checkpointing
@@ -141,14 +136,12 @@ type Decoder interface {
 // polled is what the poller hands the source actor: records of one poll
 // round, per-partition progress, and whether the poller is done.
 type polled struct {
-	records []Record
-	raw     []RawRecord // passthrough
-	data    any         // decoded (NewDecoder)
-	n       int
-	parts   []partProgress
-	added   []partProgress // partitions discovered and assigned, with their start
-	done    bool
-	err     error
+	data  any // decoded records (NewDecoder)
+	n     int
+	parts []partProgress
+	added []partProgress // partitions discovered and assigned, with their start
+	done  bool
+	err   error
 }
 
 type partProgress struct {
@@ -205,11 +198,12 @@ func (s *Source) Receive(ctx actor.Context) {
 	s.ctx = ctx
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		self := s.cfg.Index
-		if s.cfg.Passthrough || s.cfg.NewDecoder != nil {
-			self = 0 // the only input of its sink
+		if s.cfg.NewDecoder == nil {
+			s.fail(ctx, fmt.Errorf("source %s: no decoder", s.cfg.Task))
+			return
 		}
-		s.out = NewOutput(s.cfg.Targets, self, ctx.Self(), s.cfg.Credits, s.cfg.BatchRecords)
+		// Without a chain the source is input 0 of its one target.
+		s.out = NewOutput(s.cfg.Targets, 0, ctx.Self(), s.cfg.Credits)
 		if s.cfg.InputIndexes != nil {
 			s.out.SetInputIndexes(s.cfg.InputIndexes)
 		}
@@ -397,18 +391,9 @@ func (s *Source) handle(ctx actor.Context, p *polled) {
 			}
 		}
 		s.cfg.Metrics.RecordsIn.Add(int64(p.n))
-	case s.cfg.NewDecoder != nil:
+	default:
 		s.out.EmitData(ctx, 0, p.data, p.n)
 		s.cfg.Metrics.RecordsIn.Add(int64(p.n))
-	case s.cfg.Passthrough:
-		s.out.EmitRaw(ctx, 0, p.raw)
-		s.cfg.Metrics.RecordsIn.Add(int64(len(p.raw)))
-	default:
-		n := s.out.Targets()
-		for _, r := range p.records {
-			s.out.Emit(ctx, SubtaskForKeyGroup(KeyGroup(r.Key), n), r)
-		}
-		s.cfg.Metrics.RecordsIn.Add(int64(len(p.records)))
 	}
 	for _, pp := range p.parts {
 		st := s.parts[pp.partition]
@@ -421,7 +406,6 @@ func (s *Source) handle(ctx actor.Context, p *polled) {
 		}
 		st.lastActive = now
 	}
-	s.out.Flush(ctx)
 	if p.done {
 		// The poller stays, its partitions paused, so that the offsets of
 		// checkpoints completing from now on are still committed; it
@@ -431,7 +415,7 @@ func (s *Source) handle(ctx actor.Context, p *polled) {
 		ctx.Send(ctx.Parent(), &SourceFinished{Task: s.cfg.Task})
 		return
 	}
-	if s.cfg.NewDecoder != nil && s.cfg.EventTime || s.cfg.NewDecoder == nil && !s.cfg.Passthrough {
+	if s.cfg.EventTime {
 		s.advanceWatermark(ctx, now)
 	}
 }

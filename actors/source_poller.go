@@ -340,14 +340,7 @@ func (p *poller) committed(oc kafka.OffsetsCommitted) {
 
 func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 	b := &polled{}
-	raw := p.cfg.Passthrough
-	if p.dec != nil {
-		defer func() { b.data, b.n = p.dec.Take() }()
-	} else if raw {
-		b.raw = make([]RawRecord, 0, 256)
-	} else {
-		b.records = make([]Record, 0, 256)
-	}
+	defer func() { b.data, b.n = p.dec.Take() }()
 	prog := map[int32]*partProgress{}
 	progress := func(part int32) *partProgress {
 		pp := prog[part]
@@ -360,7 +353,7 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 	next := p.next
 	timeout := int(p.cfg.PollTimeout.Milliseconds())
 	decoded := 0
-	for len(b.records)+len(b.raw)+decoded < p.cfg.PollRecords {
+	for decoded < p.cfg.PollRecords {
 		ev := p.cons.Poll(timeout)
 		if ev == nil {
 			break
@@ -378,41 +371,21 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 				}
 				continue
 			}
-			if p.dec != nil {
-				kts := int64(operator.NoTimestamp)
-				if e.TimestampType != kafka.TimestampNotAvailable {
-					kts = e.Timestamp.UnixMilli()
-				}
-				ts, err := p.dec.Add(e.Key, e.Value, kts, part, off)
-				if err != nil {
-					p.cfg.Metrics.BadRecords.Add(1)
-					return nil, fmt.Errorf("source %s: bad record at %s/%d offset %d: %w (a record that cannot be decoded stops the job; fix the producer or the source's format)",
-						p.cfg.Task, p.cfg.Topic, part, off, err)
-				}
-				decoded++
-				pp := progress(part)
-				pp.next = off + 1
-				next[part] = off + 1
-				if ts > pp.maxTS {
-					pp.maxTS = ts
-				}
-				continue
+			kts := int64(operator.NoTimestamp)
+			if e.TimestampType != kafka.TimestampNotAvailable {
+				kts = e.Timestamp.UnixMilli()
 			}
-			if raw {
-				// The client's slices are the only copy out of librdkafka:
-				// they go downstream as they are.
-				b.raw = append(b.raw, RawRecord{Key: e.Key, Value: e.Value})
-				progress(part).next = off + 1
-				next[part] = off + 1
-				continue
-			}
-			key, ts, v, err := p.cfg.Extract(e.Value)
+			ts, err := p.dec.Add(e.Key, e.Value, kts, part, off)
 			if err != nil {
 				p.cfg.Metrics.BadRecords.Add(1)
-				return nil, fmt.Errorf("source %s: bad record at %s/%d offset %d: %w (bad_records: fail stops the job; fix the producer or the field names)",
-					p.cfg.Task, p.cfg.Topic, part, off, err)
+				hint := p.cfg.BadRecordHint
+				if hint == "" {
+					hint = "a record that cannot be decoded stops the job; fix the producer or the source's format"
+				}
+				return nil, fmt.Errorf("source %s: bad record at %s/%d offset %d: %w (%s)",
+					p.cfg.Task, p.cfg.Topic, part, off, err, hint)
 			}
-			b.records = append(b.records, Record{Key: string(key), TS: ts, Val: v})
+			decoded++
 			pp := progress(part)
 			pp.next = off + 1
 			next[part] = off + 1

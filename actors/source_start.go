@@ -210,9 +210,7 @@ func (s *Source) start(ctx actor.Context) error {
 		c.Log.Info("source has no partition and is idle (parallelism is larger than the partition count)",
 			"task", c.Task, "partitions", len(parts), "parallelism", c.Parallelism)
 		s.idle = true
-		if !c.Passthrough {
-			s.out.Broadcast(ctx, func(in int) any { return &Idle{In: in} })
-		}
+		s.out.Broadcast(ctx, func(in int) any { return &Idle{In: in} })
 	}
 	s.tokens = pollerTokens
 	for i := 0; i < pollerTokens; i++ {

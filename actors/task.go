@@ -27,7 +27,6 @@ type TaskConfig struct {
 	Targets      []*actor.PID
 	InputIndexes []int
 	Credits      int
-	BatchRecords int
 	// NewOperator builds the operator; send hands a full typed batch to
 	// target t (see Output.EmitData). flush, when not nil, sends what the
 	// operator's emitters hold; the task calls it after every operator call.
@@ -38,6 +37,12 @@ type TaskConfig struct {
 	Log        *slog.Logger
 	// Now is the processing-time clock (default time.Now).
 	Now func() time.Time
+}
+
+type inputState struct {
+	wm    int64
+	idle  bool
+	ended bool
 }
 
 // procTick asks the task to fire the processing-time timers due by now.
@@ -95,7 +100,7 @@ func (t *Task) Receive(ctx actor.Context) {
 	t.ctx = ctx
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		t.out = NewOutput(t.cfg.Targets, 0, ctx.Self(), t.cfg.Credits, t.cfg.BatchRecords)
+		t.out = NewOutput(t.cfg.Targets, 0, ctx.Self(), t.cfg.Credits)
 		if t.cfg.InputIndexes != nil {
 			t.out.SetInputIndexes(t.cfg.InputIndexes)
 		}
@@ -206,7 +211,6 @@ func (t *Task) afterCall() {
 	if t.flush != nil {
 		t.flush()
 	}
-	t.out.Flush(t.ctx)
 	t.schedule()
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/weirstream/weir/operator/window"
 	"github.com/weirstream/weir/snapshot"
 )
 
@@ -54,21 +55,15 @@ func benchWindowCheckpoint(b *testing.B, n int) {
 	}
 	cp := &Checkpointing{FS: vfs.Default, Root: dir + "/ckpt", Store: store}
 	defer store.Close()
-	w := NewWindow(WindowConfig{Task: "window-0", Inputs: 1, SizeMillis: 10_000, Checkpoint: cp})().(*Window)
+	w := window.NewTumbling(10_000, true)
 	// One open window holding n keys.
 	keys := make([]string, n)
-	recs := make([]Record, 0, 4096)
 	for i := range keys {
 		keys[i] = "user-" + strconv.Itoa(i)
-		recs = append(recs, Record{Key: keys[i], TS: 5_000, Val: 1})
-		if len(recs) == cap(recs) {
-			w.add(recs)
-			recs = recs[:0]
-		}
+		w.Add(keys[i], 5_000, 1)
 	}
-	w.add(recs)
 	id := uint64(1)
-	entries, op := w.captureState()
+	entries, op := w.Capture()
 	if _, err := cp.write("window-0", id, entries, op); err != nil {
 		b.Fatal(err)
 	}
@@ -79,19 +74,13 @@ func benchWindowCheckpoint(b *testing.B, n int) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		recs = recs[:0]
 		for j := 0; j < changed; j++ {
-			recs = append(recs, Record{Key: keys[rng.Intn(n)], TS: 5_000, Val: 2})
-			if len(recs) == cap(recs) {
-				w.add(recs)
-				recs = recs[:0]
-			}
+			w.Add(keys[rng.Intn(n)], 5_000, 2)
 		}
-		w.add(recs)
 		id++
 		b.StartTimer()
 		t0 := time.Now()
-		entries, op := w.captureState()
+		entries, op := w.Capture()
 		t1 := time.Now()
 		h, err := cp.write("window-0", id, entries, op)
 		t2 := time.Now()

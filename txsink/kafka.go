@@ -163,8 +163,11 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	}
 	for _, t := range []string{cfg.Topic, cfg.ProgressTopic} {
 		tm, ok := md.Topics[t]
-		if !ok || tm.Error.Code() != kafka.ErrNoError || len(tm.Partitions) == 0 {
-			return nil, fmt.Errorf("%w: topic %q does not exist (%v)", ErrConfig, t, tm.Error)
+		switch {
+		case !ok || len(tm.Partitions) == 0 && tm.Error.Code() == kafka.ErrNoError:
+			return nil, fmt.Errorf("%w: topic %q does not exist", ErrConfig, t)
+		case tm.Error.Code() != kafka.ErrNoError:
+			return nil, fmt.Errorf("%w: topic %q: %v", ErrConfig, t, tm.Error)
 		}
 	}
 	// Known before any marker is written: every marker of an owner must
@@ -706,5 +709,31 @@ func CreateProgressTopic(ctx context.Context, brokers, topic string, replication
 			return fmt.Errorf("txsink: kafka: create progress topic %q: %w", topic, r.Error)
 		}
 	}
-	return nil
+	// A created topic reaches the brokers' metadata a little later; the
+	// sinks look for it there when they start, so wait (bounded by ctx)
+	// until every partition has a leader.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		md, err := a.GetMetadata(&topic, false, 5000)
+		if err == nil {
+			if tm, ok := md.Topics[topic]; ok && tm.Error.Code() == kafka.ErrNoError && len(tm.Partitions) > 0 && allLed(tm.Partitions) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("txsink: kafka: progress topic %q created but not in the cluster's metadata: %w", topic, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func allLed(ps []kafka.PartitionMetadata) bool {
+	for _, p := range ps {
+		if p.Leader < 0 {
+			return false
+		}
+	}
+	return true
 }

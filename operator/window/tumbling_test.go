@@ -1,16 +1,27 @@
-package actors
+package window
 
 import (
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"math"
+	"math/rand"
 	"testing"
+	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
-
-	"github.com/weirstream/weir/snapshot"
+	"github.com/weirstream/weir/operator"
 )
+
+var seedFlag = flag.Int64("seed", 0, "seed of the randomized tests (0: from the clock)")
+
+func testSeed(t *testing.T) *rand.Rand {
+	seed := *seedFlag
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	t.Logf("seed %d (replay with go test ./operator/window -run %s -seed %d)", seed, t.Name(), seed)
+	return rand.New(rand.NewSource(seed))
+}
 
 // TestWindowCaptureIsPointInTime: captured entries are encoded late (as the
 // snapshot worker does, while processing goes on) and must still hold the
@@ -18,15 +29,10 @@ import (
 // window's state at the last capture — what a restore would load.
 func TestWindowCaptureIsPointInTime(t *testing.T) {
 	rng := testSeed(t)
-	store, err := snapshot.OpenStore(vfs.NewMem(), "/live", snapshot.StoreOptions{Tune: func(o *pebble.Options) { o.Logger = quietLog{} }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	w := NewWindow(WindowConfig{Task: "window-0", Inputs: 1, SizeMillis: 100, Checkpoint: &Checkpointing{Store: store}})().(*Window)
+	w := NewTumbling(100, true)
 	applied := map[string][2]float64{}
 	type capture struct {
-		encode func() ([]StateEntry, error)
+		encode func() ([]operator.Entry, error)
 		want   map[string][2]float64
 	}
 	var lagging []capture
@@ -62,7 +68,7 @@ func TestWindowCaptureIsPointInTime(t *testing.T) {
 	for step := 0; step < 3000; step++ {
 		switch rng.Intn(10) {
 		case 0: // capture; the worker encodes it later
-			enc, _ := w.captureState()
+			enc, _ := w.Capture()
 			lagging = append(lagging, capture{encode: enc, want: state()})
 		case 1: // the worker catches up with the oldest capture
 			if len(lagging) > 0 {
@@ -70,11 +76,9 @@ func TestWindowCaptureIsPointInTime(t *testing.T) {
 				lagging = lagging[1:]
 			}
 		default:
-			recs := make([]Record, 1+rng.Intn(20))
-			for i := range recs {
-				recs[i] = Record{Key: fmt.Sprintf("k%d", rng.Intn(30)), TS: int64(rng.Intn(500)), Val: float64(rng.Intn(10))}
+			for i := 1 + rng.Intn(20); i > 0; i-- {
+				w.Add(fmt.Sprintf("k%d", rng.Intn(30)), int64(rng.Intn(500)), float64(rng.Intn(10)))
 			}
-			w.add(recs)
 		}
 	}
 	for _, c := range lagging {

@@ -1,0 +1,247 @@
+// Package window holds the window operators' logic as pure structs: no
+// goroutines, no clock, no actors. The task actor that runs one feeds it
+// records and watermarks and hands its captures to the snapshot worker.
+package window
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/weirstream/weir/operator"
+)
+
+// Result is the aggregate of one key in one window.
+type Result struct {
+	Key   string
+	Start int64 // window start, milliseconds since the epoch
+	Count int64
+	Sum   float64
+}
+
+// accumulator is the state of one key in one window. With checkpoints on
+// it is copy-on-write across captures: one whose epoch is older than the
+// window's is read by the snapshot worker and never changed again; a
+// change goes to a copy.
+type accumulator struct {
+	count int64
+	sum   float64
+	epoch uint64
+}
+
+type windowKey struct {
+	start int64
+	key   string
+}
+
+// Tumbling counts and sums values per key in event-time tumbling windows
+// of a fixed size, and fires a window when the watermark passes its last
+// millisecond.
+//
+// Keyed state layout in the store: key group (2 bytes, big endian), window
+// start (8 bytes, big endian), key; value: count (8 bytes) and sum (8
+// bytes, IEEE 754 bits). The operator state is JSON {watermark, sizeMs}.
+type Tumbling struct {
+	size  int64
+	track bool
+	wm    int64
+	// windows maps a window start to the accumulators of its keys.
+	windows map[int64]map[string]*accumulator
+	// dirty holds the window keys changed or fired since the last
+	// capture, with their accumulator (nil once fired: a delete).
+	dirty map[windowKey]*accumulator
+	epoch uint64
+}
+
+// NewTumbling returns windows of sizeMillis; track turns checkpoints on
+// (what changed is remembered for Capture).
+func NewTumbling(sizeMillis int64, track bool) *Tumbling {
+	return &Tumbling{size: sizeMillis, track: track, wm: math.MinInt64,
+		windows: map[int64]map[string]*accumulator{}, dirty: map[windowKey]*accumulator{}}
+}
+
+// Watermark is the newest watermark fired.
+func (w *Tumbling) Watermark() int64 { return w.wm }
+
+// Add adds v to key's window of event time ts. It returns false, adding
+// nothing, when that window has already fired (a late record).
+func (w *Tumbling) Add(key string, ts int64, v float64) bool {
+	start := ts - ts%w.size
+	if ts < 0 && ts%w.size != 0 {
+		start -= w.size
+	}
+	if start+w.size-1 <= w.wm {
+		return false
+	}
+	keys := w.windows[start]
+	if keys == nil {
+		keys = map[string]*accumulator{}
+		w.windows[start] = keys
+	}
+	a := keys[key]
+	if a == nil {
+		a = &accumulator{epoch: w.epoch}
+		keys[key] = a
+	} else if a.epoch != w.epoch {
+		// Captured by a snapshot in flight: change a copy.
+		a = &accumulator{count: a.count, sum: a.sum, epoch: w.epoch}
+		keys[key] = a
+	}
+	a.count++
+	a.sum += v
+	if w.track {
+		w.dirty[windowKey{start, key}] = a
+	}
+	return true
+}
+
+// Fire emits and forgets every window whose last millisecond is <= wm,
+// and remembers wm.
+func (w *Tumbling) Fire(wm int64, emit func(Result)) {
+	if wm > w.wm {
+		w.wm = wm
+	}
+	for start, keys := range w.windows {
+		if start+w.size-1 > wm {
+			continue
+		}
+		for k, a := range keys {
+			emit(Result{Key: k, Start: start, Count: a.count, Sum: a.sum})
+			if w.track {
+				w.dirty[windowKey{start, k}] = nil
+			}
+		}
+		delete(w.windows, start)
+	}
+}
+
+// opState is the operator's state beside its keyed state.
+type opState struct {
+	Watermark int64 `json:"watermark"`
+	SizeMs    int64 `json:"sizeMs"`
+}
+
+// Capture ends the current epoch in O(1): it returns a function that
+// encodes the entries changed in it (safe to call on another goroutine
+// while Add and Fire go on) and the operator state.
+func (w *Tumbling) Capture() (func() ([]operator.Entry, error), []byte) {
+	dirty := w.dirty
+	w.dirty = map[windowKey]*accumulator{}
+	w.epoch++
+	op, _ := json.Marshal(opState{Watermark: w.wm, SizeMs: w.size})
+	return func() ([]operator.Entry, error) { return encodeEntries(dirty), nil }, op
+}
+
+// encodeEntries encodes changed entries into one arena; a nil accumulator
+// (a fired window) deletes its entry.
+func encodeEntries(dirty map[windowKey]*accumulator) []operator.Entry {
+	size := 0
+	for wk := range dirty {
+		size += 10 + len(wk.key) + 16
+	}
+	arena := make([]byte, 0, size)
+	entries := make([]operator.Entry, 0, len(dirty))
+	for wk, a := range dirty {
+		start := len(arena)
+		arena = binary.BigEndian.AppendUint16(arena, uint16(operator.KeyGroup(wk.key)))
+		arena = binary.BigEndian.AppendUint64(arena, uint64(wk.start))
+		arena = append(arena, wk.key...)
+		e := operator.Entry{Key: arena[start:len(arena):len(arena)]}
+		if a != nil {
+			vs := len(arena)
+			arena = binary.BigEndian.AppendUint64(arena, uint64(a.count))
+			arena = binary.BigEndian.AppendUint64(arena, math.Float64bits(a.sum))
+			e.Value = arena[vs:len(arena):len(arena)]
+		}
+		entries = append(entries, e)
+	}
+	return entries
+}
+
+// Restore rebuilds the windows from a restored store and operator state.
+// It returns the number of entries read.
+func (w *Tumbling) Restore(it operator.Iter, op []byte) (int, error) {
+	var st opState
+	if err := json.Unmarshal(op, &st); err != nil {
+		return 0, fmt.Errorf("window state unreadable: %w", err)
+	}
+	if st.SizeMs != w.size {
+		return 0, fmt.Errorf("the checkpoint has %dms windows, the job has %dms; use a fresh checkpoint.dir to change window.size", st.SizeMs, w.size)
+	}
+	w.wm = st.Watermark
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		v, err := it.Value()
+		if err != nil {
+			return n, fmt.Errorf("read restored state: %w", err)
+		}
+		if len(k) < 10 || len(v) != 16 {
+			return n, fmt.Errorf("a malformed state entry (key %d bytes, value %d bytes)", len(k), len(v))
+		}
+		start := int64(binary.BigEndian.Uint64(k[2:10]))
+		key := string(k[10:])
+		keys := w.windows[start]
+		if keys == nil {
+			keys = map[string]*accumulator{}
+			w.windows[start] = keys
+		}
+		keys[key] = &accumulator{count: int64(binary.BigEndian.Uint64(v[:8])), sum: math.Float64frombits(binary.BigEndian.Uint64(v[8:]))}
+		n++
+	}
+	if err := it.Error(); err != nil {
+		return n, fmt.Errorf("read restored state: %w", err)
+	}
+	return n, nil
+}
+
+// State returns every open window's aggregates, for tests.
+func (w *Tumbling) State() map[int64]map[string]Result {
+	m := map[int64]map[string]Result{}
+	for start, keys := range w.windows {
+		m[start] = map[string]Result{}
+		for k, a := range keys {
+			m[start][k] = Result{Key: k, Start: start, Count: a.count, Sum: a.sum}
+		}
+	}
+	return m
+}
+
+// MergeOpStates merges the operator states of old window subtasks (a
+// rescale): the smallest watermark (nothing fires early), the common size.
+func MergeOpStates(ops [][]byte) ([]byte, error) {
+	merged := opState{Watermark: math.MaxInt64}
+	for i, op := range ops {
+		var st opState
+		if err := json.Unmarshal(op, &st); err != nil {
+			return nil, fmt.Errorf("window state unreadable: %w", err)
+		}
+		if i > 0 && st.SizeMs != merged.SizeMs {
+			return nil, fmt.Errorf("window states have different sizes (%d, %d ms)", merged.SizeMs, st.SizeMs)
+		}
+		merged.SizeMs = st.SizeMs
+		merged.Watermark = min(merged.Watermark, st.Watermark)
+	}
+	if len(ops) == 0 {
+		return nil, fmt.Errorf("no window state")
+	}
+	return json.Marshal(merged)
+}
+
+// AppendResultJSON appends the JSON result of one key and window of
+// sizeMillis, the window job's output record.
+func AppendResultJSON(b []byte, r Result, sizeMillis int64) []byte {
+	b = append(b, `{"key":"`...)
+	b = append(b, r.Key...)
+	b = append(b, `","window_start":`...)
+	b = strconv.AppendInt(b, r.Start, 10)
+	b = append(b, `,"window_end":`...)
+	b = strconv.AppendInt(b, r.Start+sizeMillis, 10)
+	b = append(b, `,"count":`...)
+	b = strconv.AppendInt(b, r.Count, 10)
+	b = append(b, `,"sum":`...)
+	b = strconv.AppendFloat(b, r.Sum, 'f', -1, 64)
+	return append(b, '}')
+}
