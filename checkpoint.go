@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -117,7 +118,7 @@ func (j *Job) setupState() (*stateSetup, error) {
 			return fail(err)
 		}
 		if j.dataflow() && m.JobName == j.spec.Name {
-			if err := j.graph.acceptCheckpoint(m, j.spec.Parallelism, j.opts.allowDrop); err != nil {
+			if err := j.graph.acceptCheckpoint(m, j.opts.allowDrop); err != nil {
 				return fail(fmt.Errorf("--from-savepoint %s: %w", j.opts.savepoint, err))
 			}
 		} else if m.JobName != j.spec.Name || m.GraphFingerprint != j.fingerprint() {
@@ -129,7 +130,7 @@ func (j *Job) setupState() (*stateSetup, error) {
 	} else {
 		accept := func(m snapshot.Metadata) error {
 			if j.dataflow() {
-				return j.graph.acceptCheckpoint(m, j.spec.Parallelism, j.opts.allowDrop)
+				return j.graph.acceptCheckpoint(m, j.opts.allowDrop)
 			}
 			if m.GraphFingerprint != j.fingerprint() {
 				return fmt.Errorf("snapshot: checkpoint %d in %s was taken with graph fingerprint %q, not %q (the job's operator graph changed)",
@@ -161,9 +162,8 @@ func (j *Job) setupState() (*stateSetup, error) {
 	}
 
 	live := filepath.Join(root, "live")
-	if st.restored != nil && !j.dataflow() {
-		oldP := restoredParallelism(*st.restored)
-		if oldP != j.spec.Parallelism {
+	if st.restored != nil {
+		if oldP := j.restoredParallelism(*st.restored); oldP > 0 && oldP != j.spec.Parallelism {
 			if err := j.rescale(st, metaRoot, oldP); err != nil {
 				return fail(err)
 			}
@@ -257,28 +257,45 @@ func (j *Job) newCheckpointing(st *stateSetup) *actors.Checkpointing {
 		SnapshotTimeout: j.spec.Checkpoint.Timeout, Failpoint: j.opts.failpoint}
 }
 
-// restoredParallelism is the parallelism a checkpoint was taken with: the
-// number of its sink tasks (every kind of job has them).
-func restoredParallelism(m snapshot.Metadata) int {
-	n := 0
-	for task := range m.Tasks {
-		if strings.HasPrefix(task, "sink-") {
-			n++
+// restoredParallelism is the parallelism checkpoint m was taken with: the
+// number of subtasks of the first operator with state that it and the
+// program share (every subtask of an operator with state has a task
+// there), 0 when they share none.
+func (j *Job) restoredParallelism(m snapshot.Metadata) int {
+	ops := j.graph.statefulOps()
+	uids := make([]string, 0, len(ops))
+	for uid := range ops {
+		uids = append(uids, uid)
+	}
+	sort.Strings(uids)
+	for _, uid := range uids {
+		n := 0
+		for task := range m.Tasks {
+			if base, _, ok := cutTaskIndex(task); ok && base == uid {
+				n++
+			}
+		}
+		if n > 0 {
+			return n
 		}
 	}
-	return n
+	return 0
 }
 
 // rescale restores a checkpoint taken with parallelism oldP into the job's
-// parallelism (Flink's rescaling by key groups):
+// parallelism (Flink's rescaling by key groups), operator by operator:
 //
-//  1. every source gets the positions of all partitions (each keeps the
-//     ones it owns now);
-//  2. window state moves by key group: each entry goes to the subtask that
-//     owns its key group now; the watermark restored is the smallest;
+//  1. every subtask of a source gets the positions of all its partitions
+//     (each keeps the ones it owns now);
+//  2. keyed state (windows, keyed Process) moves by key group: each entry
+//     goes to the subtask that owns its key group now; the watermark
+//     restored is the smallest;
 //  3. the pending transactions of old sink subtask k go to new subtask
 //     k mod p, which also fences the transactional ids of old subtasks it
 //     takes over, so no transaction of the old layout stays open.
+//
+// Operators the checkpoint has no state for start empty; state of
+// operators the program lacks was refused or allowed to drop before.
 func (j *Job) rescale(st *stateSetup, metaRoot string, oldP int) error {
 	m := *st.restored
 	newP := j.spec.Parallelism
@@ -314,71 +331,115 @@ func (j *Job) rescale(st *stateSetup, metaRoot string, oldP int) error {
 		cp.Store, cp.RestoredFrom = store, m.ID
 		st.cps[task] = cp
 	}
-	// 1. Sources: merge the positions.
+	ops := j.graph.statefulOps()
+	uids := make([]string, 0, len(ops))
+	for uid := range ops {
+		uids = append(uids, uid)
+	}
+	sort.Strings(uids)
+	for _, uid := range uids {
+		if _, held := m.Tasks[supervisor.TaskName(uid, 0)]; !held {
+			continue // new since the checkpoint: starts empty
+		}
+		var err error
+		switch kind := ops[uid]; kind {
+		case "source":
+			err = j.rescaleSource(st, uid, oldP, readOld)
+		case "sink":
+			err = j.rescaleSink(st, uid, oldP, readOld)
+		default:
+			err = j.rescaleKeyed(st, uid, kind, oldP, readOld)
+		}
+		if err != nil {
+			return fmt.Errorf("rescale %s from checkpoint %d: %w", uid, m.ID, err)
+		}
+	}
+	return nil
+}
+
+type readOldFunc func(task string, f func(store *snapshot.Store, op []byte) error) error
+
+// rescaleSource gives every new subtask of source uid the merged
+// positions of the old ones.
+func (j *Job) rescaleSource(st *stateSetup, uid string, oldP int, readOld readOldFunc) error {
 	merged, err := actors.MergeSourceStates(func(add func(op []byte) error) error {
 		for i := 0; i < oldP; i++ {
-			if err := readOld(supervisor.TaskName("source", i), func(_ *snapshot.Store, op []byte) error { return add(op) }); err != nil {
+			if err := readOld(supervisor.TaskName(uid, i), func(_ *snapshot.Store, op []byte) error { return add(op) }); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("rescale sources from checkpoint %d: %w", m.ID, err)
+		return err
 	}
-	for i := 0; i < newP; i++ {
-		st.cps[supervisor.TaskName("source", i)].OpState = merged
+	for i := 0; i < j.spec.Parallelism; i++ {
+		st.cps[supervisor.TaskName(uid, i)].OpState = merged
 	}
-	// 2. Windows: move entries by key group (a passthrough job has none).
-	if j.spec.Kind != KindPassthrough {
-		if err := j.rescaleWindows(st, m, oldP, readOld); err != nil {
+	return nil
+}
+
+// rescaleKeyed moves the keyed state of operator uid by key group and
+// merges its operator states (the smallest watermark).
+func (j *Job) rescaleKeyed(st *stateSetup, uid, kind string, oldP int, readOld readOldFunc) error {
+	newP := j.spec.Parallelism
+	targets := make([]*snapshot.Store, newP)
+	for i := range targets {
+		targets[i] = st.cps[supervisor.TaskName(uid, i)].Store
+	}
+	var ops [][]byte
+	for i := 0; i < oldP; i++ {
+		err := readOld(supervisor.TaskName(uid, i), func(store *snapshot.Store, op []byte) error {
+			ops = append(ops, op)
+			return actors.RedistributeWindowState(store, targets)
+		})
+		if err != nil {
 			return err
 		}
 	}
-	// 3. Sinks: pending transactions and fencing by k mod p.
+	var (
+		op  []byte
+		err error
+	)
+	if kind == "window" {
+		op, err = window.MergeOpStates(ops)
+	} else {
+		op, err = mergeProcessStates(ops)
+	}
+	if err != nil {
+		return err
+	}
+	for i := 0; i < newP; i++ {
+		st.cps[supervisor.TaskName(uid, i)].OpState = op
+	}
+	return nil
+}
+
+// rescaleSink gives the pending transactions of old subtask k to new
+// subtask k mod p, which fences the transactional ids of the old subtasks
+// beyond p.
+func (j *Job) rescaleSink(st *stateSetup, uid string, oldP int, readOld readOldFunc) error {
+	newP := j.spec.Parallelism
+	prefix := j.spec.Sink.TransactionalIDPrefix
+	for _, n := range j.graph.sinks {
+		if n.uid == uid {
+			prefix = n.sink.spec.TransactionalIDPrefix
+		}
+	}
 	for k := 0; k < oldP; k++ {
-		cp := st.cps[supervisor.TaskName("sink", k%newP)]
-		err := readOld(supervisor.TaskName("sink", k), func(_ *snapshot.Store, op []byte) error {
+		cp := st.cps[supervisor.TaskName(uid, k%newP)]
+		err := readOld(supervisor.TaskName(uid, k), func(_ *snapshot.Store, op []byte) error {
 			if len(op) > 0 && string(op) != "{}" {
 				cp.OpStates = append(cp.OpStates, op)
 			}
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("rescale sinks from checkpoint %d: %w", m.ID, err)
+			return err
 		}
 		if k >= newP && j.spec.Delivery == ExactlyOnce {
-			cp.FenceIDs = append(cp.FenceIDs, txsink.TransactionalIDs(j.spec.Sink.TransactionalIDPrefix, j.spec.Name, "sink", k, k+1, txsinkPool)...)
+			cp.FenceIDs = append(cp.FenceIDs, txsink.TransactionalIDs(prefix, j.spec.Name, uid, k, k+1, txsinkPool)...)
 		}
-	}
-	return nil
-}
-
-// rescaleWindows moves the window state of checkpoint m, taken with
-// parallelism oldP, to the new window tasks by key group.
-func (j *Job) rescaleWindows(st *stateSetup, m snapshot.Metadata, oldP int,
-	readOld func(task string, f func(store *snapshot.Store, op []byte) error) error) error {
-	newP := j.spec.Parallelism
-	targets := make([]*snapshot.Store, newP)
-	for i := range targets {
-		targets[i] = st.cps[supervisor.TaskName("window", i)].Store
-	}
-	var ops [][]byte
-	for i := 0; i < oldP; i++ {
-		err := readOld(supervisor.TaskName("window", i), func(store *snapshot.Store, op []byte) error {
-			ops = append(ops, op)
-			return actors.RedistributeWindowState(store, targets)
-		})
-		if err != nil {
-			return fmt.Errorf("rescale windows from checkpoint %d: %w", m.ID, err)
-		}
-	}
-	op, err := window.MergeOpStates(ops)
-	if err != nil {
-		return fmt.Errorf("rescale windows from checkpoint %d: %w", m.ID, err)
-	}
-	for i := 0; i < newP; i++ {
-		st.cps[supervisor.TaskName("window", i)].OpState = op
 	}
 	return nil
 }

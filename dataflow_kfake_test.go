@@ -386,3 +386,171 @@ func TestDataflowSavepointChangedProgram(t *testing.T) {
 		t.Fatal("the added sink wrote nothing")
 	}
 }
+
+// TestDataflowUnionOfTwoSourcesOnKfake: two sources of one type, a Union
+// and one sink: the output holds every record of both inputs once.
+func TestDataflowUnionOfTwoSourcesOnKfake(t *testing.T) {
+	f := dataflowFixture(t, verify.GenConfig{Seed: 17, Keys: 20, Partitions: 3, Events: 3000}, "in2", "out")
+	second, err := verify.Generate(verify.GenConfig{Seed: 18, Keys: 20, Partitions: 2, Events: 2000, Start: 1_700_000_000_000, Step: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range second {
+		second[i].Seq += 1_000_000 // distinct from the first input's
+	}
+	if err := verify.Produce(f.ctx, f.brokers, "in2", second, 2); err != nil {
+		t.Fatal(err)
+	}
+	env := NewEnv("union", Brokers(f.brokers), Parallelism(2), Guarantee(ExactlyOnce), Checkpoints(50*time.Millisecond, t.TempDir()))
+	a := FromKafka(env, "in", JSON[ev](), FromEarliest(), BoundedAtLatest(), SourceUID("a"))
+	b := FromKafka(env, "in2", JSON[ev](), FromEarliest(), BoundedAtLatest(), SourceUID("b"))
+	both := Union(Map(a, func(e ev) ev { e.User = "a-" + e.User; return e }), b)
+	ToKafka(both, "out", JSON[ev]())
+	if err := env.Run(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int64]ev{}
+	for _, e := range f.events {
+		want[e.Seq] = ev{User: "a-" + e.Key, TS: e.TS, Amount: e.Amount, Seq: e.Seq}
+	}
+	for _, e := range second {
+		want[e.Seq] = ev{User: e.Key, TS: e.TS, Amount: e.Amount, Seq: e.Seq}
+	}
+	got := readJSON[ev](f, "out")
+	if len(got) != len(want) {
+		t.Fatalf("out: %d records, want %d", len(got), len(want))
+	}
+	for _, g := range got {
+		if w, ok := want[g.Seq]; !ok || w != g {
+			t.Fatalf("out: %+v, want %+v", g, w)
+		}
+		delete(want, g.Seq)
+	}
+}
+
+// firstSeen emits each key once, from a processing-time timer set when
+// the key is first seen.
+type firstSeen struct {
+	seen *ValueState[bool]
+}
+
+func (f *firstSeen) Open(ctx *OpenContext) error {
+	var err error
+	f.seen, err = ValueStateOf[bool](ctx, "seen")
+	return err
+}
+
+func (f *firstSeen) OnElement(ctx *Context[string], e ev) error {
+	if seen, _ := f.seen.Value(); !seen {
+		f.seen.Update(true)
+		ctx.RegisterProcessingTimer(ctx.CurrentProcessingTime() + 20)
+	}
+	return nil
+}
+
+func (f *firstSeen) OnTimer(ctx *Context[string], ts int64) error {
+	if ctx.TimeDomain() != ProcessingTimeDomain {
+		return fmt.Errorf("timer in domain %d, want processing time", ctx.TimeDomain())
+	}
+	ctx.Emit(ctx.Key())
+	return nil
+}
+
+// TestDataflowProcessingTimersOnKfake: processing-time timers fire while
+// the job runs (an unbounded source): every key comes out once.
+func TestDataflowProcessingTimersOnKfake(t *testing.T) {
+	f := dataflowFixture(t, verify.GenConfig{Seed: 21, Keys: 25, Partitions: 2, Events: 2000}, "keys")
+	env := NewEnv("firstseen", Brokers(f.brokers), Parallelism(2))
+	in := FromKafka(env, "in", JSON[ev](), FromEarliest())
+	keys := Process(KeyBy(in, func(e ev) string { return e.User }), &firstSeen{})
+	ToKafka(keys, "keys", String())
+	want := map[string]bool{}
+	for _, e := range f.events {
+		want[e.Key] = true
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- env.Run(ctx) }()
+	// Read until every key came out; the source never ends by itself.
+	count := func() map[string]int {
+		values, err := verify.ReadAll(f.ctx, f.brokers, "keys", verify.ReadCommitted)
+		if err != nil {
+			t.Fatalf("read keys: %v (job: %v)", err, drainErr(done))
+		}
+		got := map[string]int{}
+		for _, v := range values {
+			got[string(v)]++
+		}
+		return got
+	}
+	for len(count()) < len(want) {
+		if err := drainErr(done); err != nil {
+			t.Fatalf("job ended: %v", err)
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("job: %v", err)
+	}
+	got := count()
+	for k, n := range got {
+		if !want[k] || n != 1 {
+			t.Fatalf("key %q came out %d times (an input key: %v)", k, n, want[k])
+		}
+	}
+}
+
+// drainErr returns the job's error if it has ended, nil otherwise.
+func drainErr(done <-chan error) error {
+	select {
+	case err := <-done:
+		return err
+	default:
+		return nil
+	}
+}
+
+// TestDataflowRescaleOnKfake: the keyed Process job stops at parallelism
+// 2 with half its input read and restores at parallelism 3 (keyed state
+// and timers move by key group, positions and pending transactions with
+// them); every sum comes out exactly once.
+func TestDataflowRescaleOnKfake(t *testing.T) {
+	for _, tc := range []struct{ from, to int }{{2, 3}, {3, 1}} {
+		t.Run(fmt.Sprintf("%dto%d", tc.from, tc.to), func(t *testing.T) {
+			f := dataflowFixtureHeld(t, verify.GenConfig{Seed: 31, Keys: 40, Partitions: 4, Events: 6000}, true, "sums", "late")
+			dir := t.TempDir()
+			ctx, cancel := context.WithCancel(f.ctx)
+			defer cancel()
+			n := 0
+			env := sumsEnv(f, dir, false, "sum-per-second", nil)
+			env.spec.Parallelism = tc.from
+			job, err := env.Build(WithCheckpointListener(func(uint64, bool) {
+				if n++; n == 4 {
+					cancel()
+				}
+			}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := job.Run(ctx); !errors.Is(err, context.Canceled) {
+				t.Fatalf("first run: %v, want it cancelled after 4 checkpoints", err)
+			}
+			if err := f.produceHeld(); err != nil {
+				t.Fatal(err)
+			}
+			env = sumsEnv(f, dir, true, "sum-per-second", nil)
+			env.spec.Parallelism = tc.to
+			if job, err = env.Build(); err != nil {
+				t.Fatal(err)
+			}
+			if err := job.Run(f.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if job.Stats().RestoredFrom == 0 {
+				t.Fatal("the second run restored no checkpoint")
+			}
+			checkSums(f, "sums")
+		})
+	}
+}

@@ -1,20 +1,46 @@
-// Package weir is a stream processing engine: it reads JSON records from
-// Kafka, keys them, aggregates them in event-time tumbling windows and
-// writes the results to Kafka. Operators are protoactor-go actors that pass
-// records in batches under credit-based flow control.
+// Package weir is a stream processing engine: Flink's DataStream model
+// (typed streams, keyed state, timers, event time, checkpoints,
+// exactly-once Kafka sinks) as a Go library and one small binary. Every
+// operator runs as a protoactor-go actor; records travel between actors in
+// batches under credit-based flow control.
 //
-// A program that embeds weir:
+// A program builds a job as a graph of typed streams on an Env and runs it:
 //
-//  1. Describes the job with a JobSpec, or reads one from a job file with
-//     LoadJobFile (the file is a thin layer over JobSpec).
-//  2. Optionally checks the brokers and the source topic with CheckBrokers,
-//     so a typo fails before anything starts.
-//  3. Builds the job with NewJob, which fills in defaults and validates the
-//     spec (errors name the job file key to fix).
-//  4. Runs it with Job.Run(ctx). Cancelling ctx stops the job at once;
-//     Job.Drain stops it with drain (every source reads to its current end,
-//     every window fires, every result is acknowledged) and Run returns nil.
-//  5. Reads progress at any time with Job.Stats.
+//	env := weir.NewEnv("fraud", weir.Brokers("127.0.0.1:9092"),
+//		weir.Checkpoints(time.Second, "/var/lib/fraud"), weir.Guarantee(weir.ExactlyOnce))
+//	tx := weir.FromKafka(env, "payments", weir.JSON[Payment](), weir.FromEarliest(),
+//		weir.EventTime(func(p Payment) int64 { return p.TS }, 500*time.Millisecond))
+//	big := weir.Filter(tx, func(p Payment) bool { return p.Amount > 0 })
+//	alerts := weir.Process(weir.KeyBy(big, func(p Payment) string { return p.Account }),
+//		&FraudRule{}, weir.UID("fraud-rule"))
+//	weir.ToKafka(alerts, "alerts", weir.JSON[Alert]())
+//	err := env.Run(ctx)
 //
-// The engine binary, cmd/engine, is a thin layer over this package.
+// The pieces:
+//
+//  1. Sources and sinks: FromKafka reads a topic with a Format (JSON,
+//     KeyedJSON, String, Raw, or your own), from any Flink start position
+//     (FromEarliest, FromLatest, FromTimestamp, FromGroupOffsets,
+//     FromOffsets), optionally bounded (BoundedAtLatest) and with event time
+//     (EventTime, IdleTimeout). ToKafka writes a stream; a job has any
+//     number of each.
+//  2. Operators: Map, Filter, FlatMap and Transform (stateless, chained into
+//     the task before them, as Flink chains operators), KeyBy, Process (a
+//     KeyedProcessFunction with ValueState, MapState, ListState, TTL and
+//     event- and processing-time timers), Union, and side outputs
+//     (OutputTag, SideOutput).
+//  3. Operator ids: UID, SourceUID and SinkUID name an operator's state in
+//     checkpoints and savepoints, so a changed program still restores; a
+//     checkpoint holding state of an operator the program lacks is refused
+//     unless AllowNonRestoredState.
+//  4. Running: Env.Run builds and runs the job; Env.Build returns the Job
+//     for Stats, Savepoint, StopWithSavepoint and Drain while it runs.
+//     Failures restart the job from the latest complete checkpoint as the
+//     Restart strategy says.
+//
+// docs/api.md explains the model for Flink users. The job file of `engine
+// run` (JobSpec, LoadJobFile, NewJob) describes two built-in graphs, the
+// tumbling window job and the passthrough job, which are built with this
+// same API. The engine binary, cmd/engine, is a thin layer over this
+// package.
 package weir

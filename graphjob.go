@@ -361,10 +361,10 @@ func (g *graphPlan) taskNames(p int) []string {
 }
 
 // acceptCheckpoint says whether checkpoint m can be restored into the
-// graph with parallelism p: every operator whose state it holds must be in
-// the program, with the same kind (unless allowDrop), and it must have
-// been taken with parallelism p.
-func (g *graphPlan) acceptCheckpoint(m snapshot.Metadata, p int, allowDrop bool) error {
+// graph: every operator whose state it holds must be in the program, with
+// the same kind, unless allowDrop lets its state go. (Another parallelism
+// is fine: the restore rescales.)
+func (g *graphPlan) acceptCheckpoint(m snapshot.Metadata, allowDrop bool) error {
 	old, ok := strings.CutPrefix(m.GraphFingerprint, dataflowFingerprintPrefix)
 	if !ok {
 		return fmt.Errorf("checkpoint %d was taken by another kind of job (%q), not a dataflow program; use a fresh checkpoint directory", m.ID, m.GraphFingerprint)
@@ -385,17 +385,6 @@ func (g *graphPlan) acceptCheckpoint(m snapshot.Metadata, p int, allowDrop bool)
 	}
 	if len(dropped) > 0 && !allowDrop {
 		return fmt.Errorf("checkpoint %d holds state of operator %s, which this program does not have; keep its weir.UID, or allow dropping that state with weir.AllowNonRestoredState (engine: --allow-non-restored-state)", m.ID, strings.Join(dropped, ", "))
-	}
-	for uid := range now {
-		n := 0
-		for task := range m.Tasks {
-			if base, _, ok := cutTaskIndex(task); ok && base == uid {
-				n++
-			}
-		}
-		if n > 0 && n != p {
-			return fmt.Errorf("checkpoint %d was taken with parallelism %d (operator %s), the program runs %d; rescaling a dataflow job is not supported yet: run it with parallelism %d", m.ID, n, uid, p, n)
-		}
 	}
 	return nil
 }

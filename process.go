@@ -217,6 +217,27 @@ type processState struct {
 	Watermark int64 `json:"watermark"`
 }
 
+// mergeProcessStates merges the operator states of old subtasks of a
+// keyed Process (a rescale): the smallest watermark.
+func mergeProcessStates(ops [][]byte) ([]byte, error) {
+	merged := processState{Watermark: math.MaxInt64}
+	for _, op := range ops {
+		var ps processState
+		if len(op) > 0 && string(op) != "{}" {
+			if err := json.Unmarshal(op, &ps); err != nil {
+				return nil, fmt.Errorf("process state unreadable: %w", err)
+			}
+		} else {
+			ps.Watermark = math.MinInt64
+		}
+		merged.Watermark = min(merged.Watermark, ps.Watermark)
+	}
+	if len(ops) == 0 {
+		merged.Watermark = math.MinInt64
+	}
+	return json.Marshal(merged)
+}
+
 func (p *processOp[T, U]) Open(restored operator.Iter, opState []byte) error {
 	if restored != nil {
 		if err := p.st.Restore(restored); err != nil {
