@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"strings"
 
 	"github.com/weirstream/weir/actors"
 	"github.com/weirstream/weir/operator"
@@ -381,16 +380,4 @@ func inputLayout(ins []*edge, p int) (base map[*edge]int, inputOf []int) {
 		}
 	}
 	return base, inputOf
-}
-
-// fingerprintOf names the shape of a dataflow graph: its operators by id
-// and kind. Restores do not compare it whole (a changed program restores
-// by operator id); it is printed when a checkpoint is refused.
-func (g *graphPlan) describe() string {
-	var b strings.Builder
-	b.WriteString("dataflow")
-	for _, name := range g.order {
-		b.WriteString(" " + name)
-	}
-	return b.String()
 }

@@ -2,7 +2,6 @@ package weir
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -400,9 +399,4 @@ func cutTaskIndex(task string) (string, int, bool) {
 		return "", 0, false
 	}
 	return task[:i], n, true
-}
-
-// restoredTasks returns, of the program's tasks, those checkpoint m holds.
-func restoredTasks(m snapshot.Metadata, tasks []string) []string {
-	return slices.DeleteFunc(slices.Clone(tasks), func(t string) bool { _, ok := m.Tasks[t]; return !ok })
 }

@@ -127,7 +127,11 @@ func ParseJobFile(data []byte) (JobSpec, error) {
 		return JobSpec{}, err
 	}
 	s := p.spec.WithDefaults()
-	if err := s.Validate(); err != nil {
+	err = s.Validate()
+	if err == nil && s.Kind == KindDataflow {
+		err = specErr("kind", "dataflow jobs are Go programs built with weir.NewEnv; a job file uses kind window or passthrough")
+	}
+	if err != nil {
 		je := &JobFileError{Msg: err.Error(), Err: err}
 		var se *SpecError
 		if errors.As(err, &se) {

@@ -436,7 +436,8 @@ func (s JobSpec) Validate() error {
 		}
 	}
 	if s.Kind == KindDataflow {
-		// Sources and sinks are nodes of the graph, checked when it is built.
+		// Sources and sinks are nodes of the graph, checked when it is built
+		// (NewJob refuses this kind: only NewEnv builds such a graph).
 		if s.Extract != nil {
 			return specErr("kind", "a dataflow job (weir.NewEnv) does not use JobSpec.Extract; decode records with the source's format")
 		}
