@@ -3,9 +3,10 @@ package weir
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -263,11 +264,7 @@ func (j *Job) newCheckpointing(st *stateSetup) *actors.Checkpointing {
 // there), 0 when they share none.
 func (j *Job) restoredParallelism(m snapshot.Metadata) int {
 	ops := j.graph.statefulOps()
-	uids := make([]string, 0, len(ops))
-	for uid := range ops {
-		uids = append(uids, uid)
-	}
-	sort.Strings(uids)
+	uids := slices.Sorted(maps.Keys(ops))
 	for _, uid := range uids {
 		n := 0
 		for task := range m.Tasks {
@@ -332,11 +329,7 @@ func (j *Job) rescale(st *stateSetup, metaRoot string, oldP int) error {
 		st.cps[task] = cp
 	}
 	ops := j.graph.statefulOps()
-	uids := make([]string, 0, len(ops))
-	for uid := range ops {
-		uids = append(uids, uid)
-	}
-	sort.Strings(uids)
+	uids := slices.Sorted(maps.Keys(ops))
 	for _, uid := range uids {
 		if _, held := m.Tasks[supervisor.TaskName(uid, 0)]; !held {
 			continue // new since the checkpoint: starts empty

@@ -383,7 +383,7 @@ func (g *graphPlan) acceptCheckpoint(m snapshot.Metadata, allowDrop bool) error 
 		}
 	}
 	if len(dropped) > 0 && !allowDrop {
-		return fmt.Errorf("checkpoint %d holds state of operator %s, which this program does not have; keep its weir.UID, or allow dropping that state with weir.AllowNonRestoredState (engine: --allow-non-restored-state)", m.ID, strings.Join(dropped, ", "))
+		return fmt.Errorf("checkpoint %d holds state of operator %s, which this program does not have; keep its weir.UID, or allow dropping that state with weir.AllowNonRestoredState", m.ID, strings.Join(dropped, ", "))
 	}
 	return nil
 }

@@ -45,7 +45,9 @@ func newHeldFixture(t *testing.T, gen verify.GenConfig) *fixture {
 	return startFixture(t, gen, true)
 }
 
-func startFixture(t *testing.T, gen verify.GenConfig, holdHalf bool) *fixture {
+// startFixture starts kfake with topics (default "in" and "out") and
+// produces the events to "in", only their first half when holdHalf.
+func startFixture(t *testing.T, gen verify.GenConfig, holdHalf bool, topics ...string) *fixture {
 	t.Helper()
 	if gen.Start == 0 {
 		gen.Start = 1_700_000_000_000
@@ -56,7 +58,10 @@ func startFixture(t *testing.T, gen verify.GenConfig, holdHalf bool) *fixture {
 	if gen.OutOfOrderness == 0 {
 		gen.OutOfOrderness = 100 * time.Millisecond
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(gen.Partitions), "in", "out"), kfake.Ports(0))
+	if len(topics) == 0 {
+		topics = []string{"in", "out"}
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(gen.Partitions), topics...), kfake.Ports(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -290,7 +290,7 @@ func readAll(ctx context.Context, brokers, topic, isolation string) ([]record, e
 	for _, pm := range tm.Partitions {
 		// With read_committed the end offset is the last stable offset:
 		// the client lists offsets at the consumer's isolation level.
-		low, high, err := c.QueryWatermarkOffsets(topic, pm.ID, requestTimeoutMs(ctx))
+		low, high, err := watermarks(ctx, c, topic, pm.ID)
 		if err != nil {
 			return nil, fmt.Errorf("verify: read %q partition %d: watermark offsets: %w", topic, pm.ID, err)
 		}
@@ -370,6 +370,24 @@ func readAll(ctx context.Context, brokers, topic, isolation string) ([]record, e
 
 // checkPositions marks partitions whose consumer position has reached their
 // end offset as read.
+// watermarks queries a partition's offsets, retrying (bounded by ctx)
+// while the broker answers with a retriable error, such as "not leader"
+// for a partition of a topic created a moment ago.
+func watermarks(ctx context.Context, c *kafka.Consumer, topic string, p int32) (int64, int64, error) {
+	for {
+		low, high, err := c.QueryWatermarkOffsets(topic, p, requestTimeoutMs(ctx))
+		var ke kafka.Error
+		if err == nil || !errors.As(err, &ke) || !ke.IsRetriable() && ke.Code() != kafka.ErrNotLeaderForPartition && ke.Code() != kafka.ErrLeaderNotAvailable {
+			return low, high, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, fmt.Errorf("%w (retried until %v)", err, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func checkPositions(c *kafka.Consumer, topic string, parts map[int32]*partState, finish func(int32, int64)) error {
 	var q []kafka.TopicPartition
 	for id, ps := range parts {
