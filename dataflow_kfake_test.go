@@ -395,7 +395,9 @@ func (f *firstSeen) OnTimer(ctx *Context[string], ts int64) error {
 func TestDataflowProcessingTimersOnKfake(t *testing.T) {
 	f := dataflowFixture(t, verify.GenConfig{Seed: 21, Keys: 25, Partitions: 2, Events: 2000}, "keys")
 	env := NewEnv("firstseen", Brokers(f.brokers), Parallelism(2))
-	in := FromKafka(env, "in", JSON[ev](), FromEarliest())
+	// The default start: the group's committed offsets, of which a new
+	// group has none, else the earliest.
+	in := FromKafka(env, "in", JSON[ev]())
 	keys := Process(KeyBy(in, func(e ev) string { return e.User }), &firstSeen{})
 	ToKafka(keys, "keys", String())
 	want := map[string]bool{}

@@ -218,7 +218,9 @@ type buildCtx struct {
 	index, parallelism int
 	checkpoints        bool
 	metrics            *actors.Metrics
-	now                func() int64
+	// wm is the task's combined watermark (math.MinInt64 before any).
+	wm  int64
+	now func() int64
 	// err is the first error of a user function in the current call.
 	err error
 }

@@ -2,6 +2,7 @@ package weir
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -104,7 +105,7 @@ func (j *Job) sourceStage(n *node, closed *sync.WaitGroup, state *stateSetup) su
 				Targets: pids, InputIndexes: inIdx, Credits: j.opts.credits,
 				Chain: func(send func(int, any, int)) (operator.Operator, func(), error) {
 					// Stateless: no checkpoints, no clock.
-					b := &buildCtx{index: i, parallelism: p, now: func() int64 { return time.Now().UnixMilli() }}
+					b := &buildCtx{index: i, parallelism: p, wm: math.MinInt64, now: func() int64 { return time.Now().UnixMilli() }}
 					return wireTask(relay, b, targets, send, batch)
 				},
 				Metrics: &j.metrics, Done: closed, Log: j.opts.log.With("job", s.Name),
@@ -174,7 +175,7 @@ func (j *Job) taskStage(t *task, state *stateSetup) supervisor.Stage {
 				Targets: pids, InputIndexes: inIdx, Credits: j.opts.credits,
 				Checkpoint: cp, Metrics: &j.metrics, Log: j.opts.log.With("job", j.spec.Name),
 				NewOperator: func(send func(int, any, int)) (operator.Operator, func(), error) {
-					b := &buildCtx{index: i, parallelism: p, checkpoints: cp.Enabled(), metrics: &j.metrics, now: func() int64 { return time.Now().UnixMilli() }}
+					b := &buildCtx{index: i, parallelism: p, checkpoints: cp.Enabled(), metrics: &j.metrics, wm: math.MinInt64, now: func() int64 { return time.Now().UnixMilli() }}
 					return wireTask(t, b, targets, send, batch)
 				},
 			})
@@ -270,6 +271,7 @@ func (c *chainOp) Process(input int, data any) error {
 }
 
 func (c *chainOp) Watermark(ts int64) error {
+	c.b.wm = ts
 	if c.life == nil {
 		return nil
 	}

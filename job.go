@@ -417,9 +417,6 @@ func (j *Job) checkpointPlan(state *stateSetup) *supervisor.CheckpointPlan {
 	}
 }
 
-// plan turns the spec into the job graph: source -> (hash by key) ->
-// window -> (forward) -> sink for a window job, source -> (forward) -> sink
-// for a passthrough job.
 // plan turns the job's graph into the supervisor's stages.
 func (j *Job) plan(closed *sync.WaitGroup, state *stateSetup) supervisor.Plan {
 	return j.dataflowPlan(closed, state)

@@ -137,7 +137,7 @@ func (c *Context[U]) side(id string) (any, int64, string) {
 // event time at or before it will come.
 func (c *Context[U]) CurrentWatermark() int64 {
 	if c.st == nil {
-		return math.MinInt64
+		return c.b.wm
 	}
 	return c.st.Watermark()
 }

@@ -318,6 +318,14 @@ const (
 // per interval, delay). Zero fields take Flink's defaults.
 type RestartSpec = supervisor.RestartConfig
 
+// Restart strategies, as in Flink (RestartSpec.Strategy).
+const (
+	RestartNone             = supervisor.RestartNone
+	RestartFixedDelay       = supervisor.RestartFixedDelay
+	RestartExponentialDelay = supervisor.RestartExponentialDelay
+	RestartFailureRate      = supervisor.RestartFailureRate
+)
+
 // Defaults used by WithDefaults.
 const (
 	DefaultParallelism       = 1

@@ -157,15 +157,16 @@ func NewOutputTag[S any](id string) OutputTag[S] { return OutputTag[S]{id: id} }
 // ID is the tag's name.
 func (t OutputTag[S]) ID() string { return t.id }
 
-// sideEmitter is implemented by Context: the side output of a tag.
-type sideEmitter interface {
+// SideContext is what OutputTag.Emit writes through: the *Context of a
+// Process or Transform function.
+type SideContext interface {
 	side(id string) (em any, ts int64, key string)
 }
 
 // Emit sends v to the side output t of the operator that ctx belongs to,
 // with the timestamp of the value (or timer) being handled. A side output
 // that no stream reads (no SideOutput call) drops v.
-func (t OutputTag[S]) Emit(ctx sideEmitter, v S) {
+func (t OutputTag[S]) Emit(ctx SideContext, v S) {
 	em, ts, key := ctx.side(t.id)
 	if em == nil {
 		return

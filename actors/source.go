@@ -452,6 +452,14 @@ func (s *Source) advanceWatermark(ctx actor.Context, now time.Time) {
 			s.wm = wm
 		}
 		w := s.wm
+		if s.chain != nil {
+			// The chained operators see the watermark too (a Transform's
+			// Context.CurrentWatermark); they hold no timers.
+			if err := s.chain.Watermark(w); err != nil {
+				s.fail(ctx, fmt.Errorf("source %s: %w", s.cfg.Task, err))
+				return
+			}
+		}
 		s.out.Broadcast(ctx, func(in int) any { return &Watermark{In: in, TS: w} })
 	}
 }

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -351,6 +352,15 @@ func startOffsets(o offsetLister, c SourceConfig, parts []int32) (map[int32]int6
 		tps[i] = kafka.TopicPartition{Topic: &topic, Partition: p}
 	}
 	committed, err := o.cons.Committed(tps, int(o.timeout.Milliseconds()))
+	var ke kafka.Error
+	if errors.As(err, &ke) && ke.Code() == kafka.ErrGroupIDNotFound {
+		// A group that never committed has no offsets (some brokers say
+		// so with this error rather than with empty offsets).
+		committed, err = tps, nil
+		for i := range committed {
+			committed[i].Offset = kafka.OffsetInvalid
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("committed offsets of group %q: %w", c.Group, err)
 	}

@@ -368,8 +368,6 @@ func readAll(ctx context.Context, brokers, topic, isolation string) ([]record, e
 	return out, nil
 }
 
-// checkPositions marks partitions whose consumer position has reached their
-// end offset as read.
 // watermarks queries a partition's offsets, retrying (bounded by ctx)
 // while the broker answers with a retriable error, such as "not leader"
 // for a partition of a topic created a moment ago.
@@ -388,6 +386,8 @@ func watermarks(ctx context.Context, c *kafka.Consumer, topic string, p int32) (
 	}
 }
 
+// checkPositions marks partitions whose consumer position has reached their
+// end offset as read.
 func checkPositions(c *kafka.Consumer, topic string, parts map[int32]*partState, finish func(int32, int64)) error {
 	var q []kafka.TopicPartition
 	for id, ps := range parts {
