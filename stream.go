@@ -10,6 +10,11 @@ import (
 // Stream is a stream of values of type T in a job graph built on an Env.
 // Functions of this package (Map, Filter, FlatMap, KeyBy, Process, Union,
 // ToKafka, ...) add operators to the graph; nothing runs before Env.Run.
+//
+// Every operator runs as one subtask per Parallelism, each on its own
+// goroutine: the functions given to Map, Filter, FlatMap and Transform are
+// called by several subtasks at once and must be safe for that (pure
+// functions are). A Process function is copied per subtask.
 type Stream[T any] struct {
 	n    *node
 	port int
