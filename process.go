@@ -196,7 +196,7 @@ func Process[T, U any](ks KeyedStream[T], fn KeyedProcessFunction[T, U], opts ..
 	n.stateful = true
 	n.build = func(b *buildCtx, outs []any) (any, lifecycle, error) {
 		st := operator.NewKeyedState(operator.KeyedStateConfig{Track: b.checkpoints, Now: b.now})
-		op := &processOp[T, U]{fn: cloneFunc(fn), st: st, b: b, uid: n.uid, par: b.parallelism}
+		op := &processOp[T, U]{fn: cloneFunc(fn), st: st, b: b, uid: n.name, par: b.parallelism}
 		op.ctx = newContext[U](b, n, outs, st)
 		return emitFunc[T](op.element), op, nil
 	}

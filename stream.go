@@ -48,7 +48,8 @@ type OpOption func(*node)
 // operators are added before it.
 func UID(id string) OpOption { return func(n *node) { n.uid, n.uidSet = id, true } }
 
-// Name sets the operator's name for logs (default: its uid).
+// Name sets the operator's name, which the errors of its function carry
+// (default: its uid).
 func Name(name string) OpOption { return func(n *node) { n.name = name } }
 
 // Map applies f to every value.
@@ -116,9 +117,9 @@ func Transform[T, U any](s Stream[T], f func(ctx *Context[U], v T) error, opts .
 			}
 			ctx.ts, ctx.key = r.TS, r.Key
 			if err := f(ctx, r.V); err != nil {
-				b.fail(fmt.Errorf("%s: %w", n.uid, err))
+				b.fail(fmt.Errorf("%s: %w", n.name, err))
 			} else if ctx.err != nil {
-				b.fail(fmt.Errorf("%s: %w", n.uid, ctx.err))
+				b.fail(fmt.Errorf("%s: %w", n.name, ctx.err))
 			}
 		}), nil, nil
 	}
