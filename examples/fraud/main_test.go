@@ -6,17 +6,15 @@ import (
 	"encoding/json"
 	"flag"
 	"hash/fnv"
-	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/weirstream/weir/integration/verify"
+	"github.com/weirstream/weir/examples/internal/extest"
 )
 
 var seedFlag = flag.Int64("seed", 0, "seed of the generated input (0: from the clock)")
@@ -41,7 +39,7 @@ func TestFraudDetection(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	brokers := startKafka(t, "transactions", "alerts")
+	brokers := extest.StartKafka(t, partitions, "transactions", "alerts")
 	recs := make([]*kgo.Record, len(txs))
 	for i, tx := range txs {
 		v, err := json.Marshal(tx)
@@ -51,13 +49,13 @@ func TestFraudDetection(t *testing.T) {
 		key := strconv.FormatInt(tx.AccountID, 10)
 		recs[i] = &kgo.Record{Topic: "transactions", Key: []byte(key), Value: v, Partition: partitionOf(key)}
 	}
-	produce(ctx, t, brokers, recs)
+	extest.Produce(ctx, t, brokers, recs)
 
 	job, err := buildJob(config{
 		Brokers: brokers, Transactions: "transactions", Alerts: "alerts",
 		CheckpointDir: t.TempDir(), CheckpointInterval: 50 * time.Millisecond,
 		Parallelism: 2, ExactlyOnce: true, Bounded: true, OutOfOrderness: time.Second,
-		Logger: testLogger(t),
+		Logger: extest.Logger(t),
 	}).Build()
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +69,7 @@ func TestFraudDetection(t *testing.T) {
 		t.Errorf("the job read %d transactions, want %d", st.RecordsIn, len(txs))
 	}
 
-	got := readJSON[Alert](ctx, t, brokers, "alerts")
+	got := extest.ReadJSON[Alert](ctx, t, brokers, "alerts")
 	byAccountTime := func(a, b Alert) int {
 		return cmp.Or(cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.TS, b.TS))
 	}
@@ -178,56 +176,4 @@ func partitionOf(key string) int32 {
 	h := fnv.New32a()
 	h.Write([]byte(key))
 	return int32(h.Sum32() % partitions)
-}
-
-// startKafka starts an in-process broker with topics of 4 partitions.
-func startKafka(t *testing.T, topics ...string) string {
-	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...), kfake.Ports(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()[0]
-}
-
-// produce writes recs, each to its partition, in slice order per partition.
-func produce(ctx context.Context, t *testing.T, brokers string, recs []*kgo.Record) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// readJSON reads topic with read_committed and decodes every value.
-func readJSON[T any](ctx context.Context, t *testing.T, brokers, topic string) []T {
-	t.Helper()
-	values, err := verify.ReadAll(ctx, brokers, topic, verify.ReadCommitted)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]T, len(values))
-	for i, v := range values {
-		if err := json.Unmarshal(v, &out[i]); err != nil {
-			t.Fatalf("%s record %d: %v: %q", topic, i, err, v)
-		}
-	}
-	return out
-}
-
-// testLogger sends the job's warnings and errors to the test log.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
 }

@@ -5,16 +5,14 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/weirstream/weir/integration/verify"
+	"github.com/weirstream/weir/examples/internal/extest"
 )
 
 var seedFlag = flag.Int64("seed", 0, "seed of the generated input (0: from the clock)")
@@ -35,18 +33,18 @@ func TestPipeline(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	brokers := startKafka(t, "clicks", "out", "rejected")
+	brokers := extest.StartKafka(t, partitions, "clicks", "out", "rejected")
 	recs := make([]*kgo.Record, len(g.records))
 	for i, r := range g.records {
 		recs[i] = &kgo.Record{Topic: "clicks", Value: []byte(r), Partition: int32(i % partitions)}
 	}
-	produce(ctx, t, brokers, recs)
+	extest.Produce(ctx, t, brokers, recs)
 
 	job, err := buildJob(config{
 		Brokers: brokers, Clicks: "clicks", Out: "out", Rejected: "rejected",
 		CheckpointDir: t.TempDir(), CheckpointInterval: 50 * time.Millisecond,
 		Parallelism: 2, ExactlyOnce: true, Bounded: true,
-		Logger: testLogger(t),
+		Logger: extest.Logger(t),
 	}).Build()
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +59,7 @@ func TestPipeline(t *testing.T) {
 	}
 
 	got := map[TagClick]int{}
-	outs := readJSON[TagClick](ctx, t, brokers, "out")
+	outs := extest.ReadJSON[TagClick](ctx, t, brokers, "out")
 	for _, o := range outs {
 		got[o]++
 	}
@@ -69,7 +67,7 @@ func TestPipeline(t *testing.T) {
 
 	type rej struct{ reason, record string }
 	gotRej, wantRej := map[rej]int{}, map[rej]int{}
-	rejs := readJSON[Rejected](ctx, t, brokers, "rejected")
+	rejs := extest.ReadJSON[Rejected](ctx, t, brokers, "rejected")
 	for _, r := range rejs {
 		gotRej[rej{r.Reason, r.Record}]++
 	}
@@ -202,56 +200,4 @@ func generate(rng *rand.Rand, n int) generated {
 		}
 	}
 	return g
-}
-
-// startKafka starts an in-process broker with topics of 4 partitions.
-func startKafka(t *testing.T, topics ...string) string {
-	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...), kfake.Ports(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()[0]
-}
-
-// produce writes recs, each to its partition, in slice order per partition.
-func produce(ctx context.Context, t *testing.T, brokers string, recs []*kgo.Record) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// readJSON reads topic with read_committed and decodes every value.
-func readJSON[T any](ctx context.Context, t *testing.T, brokers, topic string) []T {
-	t.Helper()
-	values, err := verify.ReadAll(ctx, brokers, topic, verify.ReadCommitted)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]T, len(values))
-	for i, v := range values {
-		if err := json.Unmarshal(v, &out[i]); err != nil {
-			t.Fatalf("%s record %d: %v: %q", topic, i, err, v)
-		}
-	}
-	return out
-}
-
-// testLogger sends the job's warnings and errors to the test log.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
 }

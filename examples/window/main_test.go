@@ -5,7 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -14,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/examples/internal/extest"
 	"github.com/weirstream/weir/integration/verify"
 )
 
@@ -72,7 +70,7 @@ func TestWindowLate(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	brokers := startKafka(t, "in", "out", "late")
+	brokers := extest.StartKafka(t, partitions, "in", "out", "late")
 	if err := verify.Produce(ctx, brokers, "in", phase1, partitions); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +165,7 @@ func TestWindowMatchesBuiltin(t *testing.T) {
 	events := newGenerator(seed(t)).events(5000, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	brokers := startKafka(t, "in", "out", "builtin-out")
+	brokers := extest.StartKafka(t, partitions, "in", "out", "builtin-out")
 	if err := verify.Produce(ctx, brokers, "in", events, partitions); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +187,7 @@ func TestWindowMatchesBuiltin(t *testing.T) {
 		Sink:           weir.SinkSpec{Topic: "builtin-out"},
 		Delivery:       weir.ExactlyOnce,
 		Checkpoint:     weir.CheckpointSpec{Interval: 50 * time.Millisecond, Dir: t.TempDir()},
-	}, weir.WithLogger(testLogger(t)))
+	}, weir.WithLogger(extest.Logger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +236,7 @@ func testConfig(t *testing.T, brokers string) config {
 		Window: windowMs * time.Millisecond, OutOfOrderness: boundMs * time.Millisecond,
 		CheckpointDir: t.TempDir(), CheckpointInterval: 50 * time.Millisecond,
 		Parallelism: 2, ExactlyOnce: true, Bounded: true,
-		Logger: testLogger(t),
+		Logger: extest.Logger(t),
 	}
 }
 
@@ -337,29 +335,6 @@ func readResults(ctx context.Context, t *testing.T, brokers, topic string) []ver
 		t.Fatal(err)
 	}
 	return rs
-}
-
-// startKafka starts an in-process broker with topics of 4 partitions.
-func startKafka(t *testing.T, topics ...string) string {
-	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...), kfake.Ports(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c.ListenAddrs()[0]
-}
-
-// testLogger sends the job's warnings and errors to the test log.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
 }
 
 // TestResultFormat: a result is the built-in job's JSON, and a key that
