@@ -12,9 +12,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/weirstream/weir/actors"
+	"github.com/weirstream/weir/internal/kafkaconf"
 	"github.com/weirstream/weir/supervisor"
 	"github.com/weirstream/weir/txsink"
 )
@@ -282,19 +282,14 @@ func (j *Job) Run(ctx context.Context) error {
 func (j *Job) ensureProgressTopic(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	brokers, err := countBrokers(cctx, j.spec)
-	if err != nil {
-		return fmt.Errorf("sink.progress_topic: %w", err)
-	}
-	topics := []string{j.spec.Sink.ProgressTopic}
-	if j.graph != nil {
-		topics = topics[:0]
-		for _, n := range j.graph.sinks {
-			topics = append(topics, n.sink.spec.ProgressTopic)
+	for _, n := range j.graph.sinks {
+		props := merge(j.spec.Kafka, n.sink.spec.Properties)
+		brokers, err := countBrokers(cctx, j.spec.Brokers, props)
+		if err != nil {
+			return fmt.Errorf("sink %s: progress topic: %w", n.uid, err)
 		}
-	}
-	for _, t := range topics {
-		if err := txsink.CreateProgressTopic(cctx, j.spec.Brokers, t, min(3, brokers)); err != nil {
+		t := n.sink.spec.ProgressTopic
+		if err := txsink.CreateProgressTopic(cctx, j.spec.Brokers, props, t, min(3, brokers)); err != nil {
 			return fmt.Errorf("progress topic %s: %w; create it (compacted) yourself or fix the broker's permissions", t, err)
 		}
 	}
@@ -430,15 +425,12 @@ func JSONExtract(keyField, tsField, valueField string) func(value []byte) (key [
 	return actors.JSONExtractor(keyField, tsField, valueField)
 }
 
-// countBrokers asks the cluster how many brokers it has.
-func countBrokers(ctx context.Context, s JobSpec) (int, error) {
-	conf := kafka.ConfigMap{"bootstrap.servers": s.Brokers, "log_level": 3}
-	for k, v := range s.Kafka {
-		conf[k] = v
-	}
-	a, err := kafka.NewAdminClient(&conf)
+// countBrokers asks the cluster at bootstrap how many brokers it has,
+// with the client properties props.
+func countBrokers(ctx context.Context, bootstrap string, props map[string]string) (int, error) {
+	a, err := kafkaconf.NewAdmin(bootstrap, props)
 	if err != nil {
-		return 0, fmt.Errorf("admin client: %w", err)
+		return 0, err
 	}
 	defer a.Close()
 	timeout := 30 * time.Second
@@ -447,7 +439,7 @@ func countBrokers(ctx context.Context, s JobSpec) (int, error) {
 	}
 	md, err := a.GetMetadata(nil, false, int(timeout.Milliseconds()))
 	if err != nil {
-		return 0, fmt.Errorf("metadata from %s: %w", s.Brokers, err)
+		return 0, fmt.Errorf("metadata from %s: %w", bootstrap, err)
 	}
 	return max(1, len(md.Brokers)), nil
 }

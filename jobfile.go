@@ -16,6 +16,8 @@ import (
 	"unicode"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/weirstream/weir/internal/kafkaconf"
 	"gopkg.in/yaml.v3"
 )
 
@@ -809,23 +811,16 @@ func CheckBrokers(ctx context.Context, s JobSpec, timeout time.Duration) error {
 	}
 
 	logs := make(chan kafka.LogEvent, 64)
-	conf := kafka.ConfigMap{}
-	for k, v := range s.Kafka {
-		conf[k] = v
-	}
-	for k, v := range map[string]kafka.ConfigValue{
-		"bootstrap.servers":        s.Brokers,
+	p, err := kafkaconf.NewProducer(s.Brokers, nil, s.Kafka, kafka.ConfigMap{
 		"client.id":                "weir-check-brokers",
 		"allow.auto.create.topics": false, // a metadata request must never create the topic
 		"go.logs.channel.enable":   true,  // logs go to the channel, not to stderr
 		"go.logs.channel":          logs,
+		"log_level":                6, // the connection errors the check reports on
 		"go.delivery.reports":      false,
 		"go.events.channel.size":   64,
 		"go.produce.channel.size":  1,
-	} {
-		conf[k] = v
-	}
-	p, err := kafka.NewProducer(&conf)
+	})
 	if err != nil {
 		return &checkError{spec: &SpecError{Key: "kafka",
 			Msg: fmt.Sprintf("the Kafka client refused the properties: %s; fix or remove that property", oneLine(err.Error()))}, cause: err}

@@ -12,6 +12,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/weirstream/weir/internal/kafkaconf"
+
 	"github.com/weirstream/weir/txsink"
 )
 
@@ -323,22 +325,16 @@ func (s *Sink) start(ctx actor.Context) error {
 	if s.cfg.Transactional != nil {
 		return s.startTx()
 	}
-	conf := kafka.ConfigMap{
-		"bootstrap.servers":  s.cfg.Brokers,
+	p, err := kafkaconf.NewProducer(s.cfg.Brokers, kafka.ConfigMap{
 		"enable.idempotence": true,
 		"acks":               "all",
 		"linger.ms":          5,
-		"log_level":          3,
 		// The Go client's channels default to 10^6 entries each (~32 MiB of
 		// heap per producer); the delivery reports are drained by their
 		// own goroutine, and ProduceChannel is never used.
 		"go.events.channel.size":  ProducerEventsChannelSize,
 		"go.produce.channel.size": 1,
-	}
-	for k, v := range s.cfg.Properties {
-		conf[k] = v
-	}
-	p, err := kafka.NewProducer(&conf)
+	}, s.cfg.Properties, nil)
 	if err != nil {
 		return fmt.Errorf("sink %s: create producer: %w", s.cfg.Task, err)
 	}

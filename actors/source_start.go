@@ -11,6 +11,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/weirstream/weir/internal/kafkaconf"
 )
 
 // autoCommitInterval is how soon after a checkpoint completes the client
@@ -52,27 +54,24 @@ const (
 // completed checkpoint, and the client commits them within
 // autoCommitInterval (or never, without CommitOnCheckpoint).
 func consumerConfig(c SourceConfig) kafka.ConfigMap {
-	conf := kafka.ConfigMap{
-		"bootstrap.servers":      c.Brokers,
-		"group.id":               c.Group,
+	defaults := kafka.ConfigMap{
 		"enable.partition.eof":   true,
 		"auto.offset.reset":      librdkafkaReset(c.Start.AutoOffsetReset),
-		"isolation.level":        c.Isolation,
-		"log_level":              3,
 		"fetch.queue.backoff.ms": DefaultFetchQueueBackoffMs,
 	}
 	_, setQueue := c.Properties["queued.max.messages.kbytes"]
 	_, setFetch := c.Properties["fetch.max.bytes"]
 	if !setQueue {
-		conf["queued.max.messages.kbytes"] = DefaultQueuedMaxKBytes
+		defaults["queued.max.messages.kbytes"] = DefaultQueuedMaxKBytes
 	}
 	if !setQueue && !setFetch {
-		conf["fetch.max.bytes"] = DefaultFetchMaxBytes
+		defaults["fetch.max.bytes"] = DefaultFetchMaxBytes
 	}
-	for k, v := range c.Properties {
-		conf[k] = v
-	}
-	conf["enable.auto.offset.store"] = false
+	conf := kafkaconf.Config(c.Brokers, defaults, c.Properties, kafka.ConfigMap{
+		"group.id":                 c.Group,
+		"isolation.level":          c.Isolation,
+		"enable.auto.offset.store": false,
+	})
 	if c.Checkpoint.Enabled() {
 		var set []string
 		for _, k := range []string{"enable.auto.commit", "auto.commit.interval.ms"} {
@@ -93,7 +92,7 @@ func consumerConfig(c SourceConfig) kafka.ConfigMap {
 func (s *Source) start(ctx actor.Context) error {
 	c := s.cfg
 	conf := consumerConfig(c)
-	cons, err := kafka.NewConsumer(&conf)
+	cons, err := kafkaconf.NewConsumer(c.Brokers, conf, nil, nil)
 	if err != nil {
 		return fmt.Errorf("source %s: create consumer: %w", c.Task, err)
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/weirstream/weir/internal/kafkaconf"
 )
 
 // KafkaConfig configures the Kafka backend of one sink subtask.
@@ -152,9 +154,9 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	}
 	k.slots = make([]*kproducer, cfg.Pool)
 
-	a, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": cfg.Brokers, "log_level": 3})
+	a, err := kafkaconf.NewAdmin(cfg.Brokers, cfg.Properties)
 	if err != nil {
-		return nil, fmt.Errorf("txsink: kafka: admin client: %w", err)
+		return nil, fmt.Errorf("txsink: kafka: %w", err)
 	}
 	defer a.Close()
 	md, err := a.GetMetadata(nil, true, int(cfg.RequestTimeout.Milliseconds()))
@@ -238,26 +240,21 @@ func (k *Kafka) TransactionTimeout() time.Duration { return k.tt }
 func (k *Kafka) IDs() []string { return append([]string(nil), k.ids...) }
 
 func (k *Kafka) newProducer(id string) (*kproducer, error) {
-	conf := kafka.ConfigMap{
+	p, err := kafkaconf.NewProducer(k.cfg.Brokers, kafka.ConfigMap{
 		"linger.ms":           5,
-		"log_level":           3,
 		"enable.metrics.push": false,
 		// The Go client's channels default to 10^6 entries each (~32 MiB
 		// of heap per producer); events are drained by their own
 		// goroutine and ProduceChannel is never used.
 		"go.events.channel.size":  10_000,
 		"go.produce.channel.size": 1,
-	}
-	for key, v := range k.cfg.Properties {
-		conf[key] = v
-	}
-	conf["bootstrap.servers"] = k.cfg.Brokers
-	conf["transactional.id"] = id
-	conf["transaction.timeout.ms"] = int(k.tt.Milliseconds())
-	conf["enable.idempotence"] = true
-	conf["acks"] = "all"
-	conf["go.delivery.reports"] = false
-	p, err := kafka.NewProducer(&conf)
+	}, k.cfg.Properties, kafka.ConfigMap{
+		"transactional.id":       id,
+		"transaction.timeout.ms": int(k.tt.Milliseconds()),
+		"enable.idempotence":     true,
+		"acks":                   "all",
+		"go.delivery.reports":    false,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("txsink: kafka: producer %s: %w", id, err)
 	}
@@ -395,9 +392,9 @@ func (k *Kafka) Committed(ctx context.Context, owners []string) (map[string]uint
 		want[o] = true
 	}
 	topic := k.cfg.ProgressTopic
-	a, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": k.cfg.Brokers, "log_level": 3})
+	a, err := kafkaconf.NewAdmin(k.cfg.Brokers, k.cfg.Properties)
 	if err != nil {
-		return nil, fmt.Errorf("txsink: kafka: admin client: %w", err)
+		return nil, fmt.Errorf("txsink: kafka: %w", err)
 	}
 	defer a.Close()
 	md, err := a.GetMetadata(&topic, false, k.requestMs(ctx))
@@ -458,15 +455,12 @@ func (k *Kafka) Committed(ctx context.Context, owners []string) (map[string]uint
 
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
-	c, err := kafka.NewConsumer(&kafka.ConfigMap{
-		"bootstrap.servers":    k.cfg.Brokers,
+	c, err := kafkaconf.NewConsumer(k.cfg.Brokers, kafka.ConfigMap{"enable.metrics.push": false}, k.cfg.Properties, kafka.ConfigMap{
 		"group.id":             "weir-txsink-progress-" + hex.EncodeToString(rnd[:]),
 		"enable.auto.commit":   false,
 		"auto.offset.reset":    "earliest",
 		"isolation.level":      "read_committed",
 		"enable.partition.eof": true,
-		"enable.metrics.push":  false,
-		"log_level":            3,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("txsink: kafka: progress reader: %w", err)
@@ -691,12 +685,14 @@ func (t *kafkaTxn) Abort(ctx context.Context) error {
 	return nil
 }
 
-// CreateProgressTopic creates a compacted progress topic with one
-// partition, if it does not exist.
-func CreateProgressTopic(ctx context.Context, brokers, topic string, replication int) error {
-	a, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": brokers, "log_level": 3})
+// CreateProgressTopic creates a compacted progress topic with
+// ProgressPartitions partitions, if it does not exist, with the client
+// properties props (the job's security settings), and waits (bounded by
+// ctx) until its partitions have leaders.
+func CreateProgressTopic(ctx context.Context, brokers string, props map[string]string, topic string, replication int) error {
+	a, err := kafkaconf.NewAdmin(brokers, props)
 	if err != nil {
-		return fmt.Errorf("txsink: kafka: admin client: %w", err)
+		return fmt.Errorf("txsink: kafka: %w", err)
 	}
 	defer a.Close()
 	res, err := a.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: topic, NumPartitions: ProgressPartitions, ReplicationFactor: replication,

@@ -494,7 +494,7 @@ func TestKafkaRecoverNotBlockedBySibling(t *testing.T) {
 	ctx := testCtx(t)
 	_, brokers := newKfake(t)
 	const progress = "progress-per-subtask"
-	if err := CreateProgressTopic(ctx, brokers, progress, 1); err != nil {
+	if err := CreateProgressTopic(ctx, brokers, nil, progress, 1); err != nil {
 		t.Fatal(err)
 	}
 	cfg := func(subtask int) KafkaConfig {

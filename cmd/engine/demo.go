@@ -18,6 +18,7 @@ import (
 
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/integration/verify"
+	"github.com/weirstream/weir/internal/kafkaconf"
 )
 
 const demoAbout = `Runs a self-checking demo on an in-process Kafka broker (kfake, bound to
@@ -377,15 +378,15 @@ func progressLine(w io.Writer, job *weir.Job, start time.Time) func(time.Time) {
 // has a delivery report. It stops with an error when a delivery fails, the
 // job ends, ctx ends, or no delivery report comes for demoStallTimeout.
 func produceLive(ctx context.Context, brokers string, c demoConfig, gen *verify.Generator, jobEnded <-chan struct{}) ([]verify.Event, error) {
-	p, err := kafka.NewProducer(&kafka.ConfigMap{
-		"bootstrap.servers":      brokers,
+	// log_level 3 (kafkaconf's): errors only, no warning when a stopped
+	// demo drops queued events.
+	p, err := kafkaconf.NewProducer(brokers, nil, nil, kafka.ConfigMap{
 		"client.id":              "weir-demo-generator",
 		"enable.idempotence":     true, // no duplicates, no reordering: Expected counts each event once
 		"acks":                   "all",
 		"linger.ms":              5,
 		"enable.metrics.push":    false,
 		"go.delivery.reports":    true,
-		"log_level":              3, // errors only: no warning when a stopped demo drops queued events
 		"go.events.channel.size": demoInFlightMax,
 	})
 	if err != nil {

@@ -1,0 +1,102 @@
+package kafkaconf
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// TestConfigLayers: defaults, then the job's properties, then what the
+// engine manages; bootstrap.servers always from brokers.
+func TestConfigLayers(t *testing.T) {
+	conf := Config("b:9092",
+		kafka.ConfigMap{"linger.ms": 5, "acks": "all"},
+		map[string]string{"linger.ms": "20", "security.protocol": "SASL_SSL", "bootstrap.servers": "user:1"},
+		kafka.ConfigMap{"acks": "1", "transactional.id": "t"})
+	want := map[string]any{"linger.ms": "20", "acks": "1", "security.protocol": "SASL_SSL",
+		"transactional.id": "t", "bootstrap.servers": "b:9092", "log_level": logLevel}
+	if len(conf) != len(want) {
+		t.Fatalf("config %v, want %v", conf, want)
+	}
+	for k, v := range want {
+		if conf[k] != v {
+			t.Errorf("%s = %v, want %v", k, conf[k], v)
+		}
+	}
+}
+
+// TestClientsOfAnotherKind: a client given properties of another kind of
+// client (a producer's to an admin client and a consumer) is still made.
+func TestClientsOfAnotherKind(t *testing.T) {
+	props := map[string]string{"linger.ms": "20", "security.protocol": "plaintext", "fetch.max.bytes": "1048576"}
+	a, err := NewAdmin("127.0.0.1:1", props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	c, err := NewConsumer("127.0.0.1:1", nil, props, kafka.ConfigMap{"group.id": "g"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	p, err := NewProducer("127.0.0.1:1", nil, props, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+}
+
+// TestEveryClientGoesThroughHere: outside this package, no engine code
+// (tests, benchmarks and the integration harness aside) makes a Kafka
+// client itself: every consumer, producer and admin client is made by
+// NewConsumer, NewProducer or NewAdmin, or from a client that was (an
+// admin client from a consumer), so the job's security settings reach it.
+func TestEveryClientGoesThroughHere(t *testing.T) {
+	root := filepath.Join("..", "..")
+	banned := map[string]bool{"NewConsumer": true, "NewProducer": true, "NewAdminClient": true}
+	checked := 0
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if d.IsDir() {
+			switch rel {
+			case ".git", ".cache", "bench", "integration", filepath.Join("internal", "kafkaconf"), "examples":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+		if err != nil {
+			return err
+		}
+		checked++
+		ast.Inspect(f, func(n ast.Node) bool {
+			sel, ok := n.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			if x, ok := sel.X.(*ast.Ident); ok && x.Name == "kafka" && banned[sel.Sel.Name] {
+				t.Errorf("%s: kafka.%s: make Kafka clients with internal/kafkaconf, so the job's security settings reach them", rel, sel.Sel.Name)
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 20 {
+		t.Fatalf("only %d files checked; is the walk at the repository root?", checked)
+	}
+}
