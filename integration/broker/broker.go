@@ -72,6 +72,15 @@ type Options struct {
 	// suit tests on a small machine). Benchmarks pass production-like
 	// flags (BenchJVMFlags).
 	JVMFlags []string
+	// Secured, when true, gives every node a third listener, SASL_SSL on
+	// 127.0.0.1, with SCRAM-SHA-512 authentication and no authorizer.
+	// Start makes a throwaway CA and broker certificate (SAN IP:127.0.0.1
+	// and DNS:localhost) with the JDK's keytool under Dir/tls, and creates
+	// the SCRAM users BrokerUser and SecuredUser with random passwords when
+	// it formats storage. Inter-broker and controller traffic, Bootstrap()
+	// and the admin calls stay on PLAINTEXT; clients reach the secured
+	// listener at SecuredBootstrap() with ClientProperties().
+	Secured bool
 }
 
 // BenchJVMFlags are production-like broker JVM flags for benchmarks: the
@@ -95,6 +104,9 @@ type Cluster struct {
 	bootstrap string
 	nodes     []*node
 
+	sec              *security // nil unless Options.Secured
+	securedBootstrap string
+
 	admin *kgo.Client
 
 	mu      sync.Mutex // guards the process fields of nodes and stopped
@@ -106,6 +118,7 @@ type node struct {
 	dir            string
 	brokerPort     int
 	controllerPort int
+	securedPort    int // 0 unless Options.Secured
 	dirID          string
 
 	// Guarded by Cluster.mu.
@@ -121,6 +134,9 @@ type process struct {
 }
 
 func (n *node) brokerAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.brokerPort)) }
+func (n *node) securedAddr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.securedPort))
+}
 func (n *node) controllerAddr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.controllerPort))
 }
@@ -171,11 +187,20 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if c.clusterID, err = newUUID(); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(2 * o.Brokers)
+	if o.Secured {
+		if c.sec, err = newSecurity(ctx, filepath.Join(dir, "tls"), java, o.Log); err != nil {
+			return nil, err
+		}
+	}
+	perNode := 2
+	if o.Secured {
+		perNode = 3
+	}
+	ports, err := freePorts(perNode * o.Brokers)
 	if err != nil {
 		return nil, err
 	}
-	var addrs []string
+	var addrs, securedAddrs []string
 	for i := 0; i < o.Brokers; i++ {
 		dirID, err := newUUID()
 		if err != nil {
@@ -184,14 +209,19 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		n := &node{
 			id:             i,
 			dir:            filepath.Join(dir, fmt.Sprintf("node-%d", i)),
-			brokerPort:     ports[2*i],
-			controllerPort: ports[2*i+1],
+			brokerPort:     ports[perNode*i],
+			controllerPort: ports[perNode*i+1],
 			dirID:          dirID,
+		}
+		if o.Secured {
+			n.securedPort = ports[perNode*i+2]
+			securedAddrs = append(securedAddrs, n.securedAddr())
 		}
 		c.nodes = append(c.nodes, n)
 		addrs = append(addrs, n.brokerAddr())
 	}
 	c.bootstrap = strings.Join(addrs, ",")
+	c.securedBootstrap = strings.Join(securedAddrs, ",")
 
 	for _, n := range c.nodes {
 		if err := c.writeConfig(n); err != nil {
@@ -214,7 +244,11 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	}
 	c.mu.Lock()
 	for _, n := range c.nodes {
-		fmt.Fprintf(o.Log, "kafka: starting node %d (broker %s, controller %s)\n", n.id, n.brokerAddr(), n.controllerAddr())
+		if o.Secured {
+			fmt.Fprintf(o.Log, "kafka: starting node %d (broker %s, %s %s, controller %s)\n", n.id, n.brokerAddr(), securedListener, n.securedAddr(), n.controllerAddr())
+		} else {
+			fmt.Fprintf(o.Log, "kafka: starting node %d (broker %s, controller %s)\n", n.id, n.brokerAddr(), n.controllerAddr())
+		}
 		if err := c.launchLocked(n); err != nil {
 			c.mu.Unlock()
 			_ = c.Stop()
@@ -231,7 +265,11 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		return nil, fmt.Errorf("broker: %d-node cluster not ready: %w%s", o.Brokers, err, tail)
 	}
 	c.version = c.detectVersion()
-	fmt.Fprintf(o.Log, "kafka: Apache Kafka %s ready at %s after %s\n", c.version, c.bootstrap, time.Since(begin).Round(10*time.Millisecond))
+	if o.Secured {
+		fmt.Fprintf(o.Log, "kafka: Apache Kafka %s ready at %s (%s %s at %s) after %s\n", c.version, c.bootstrap, securedListener, SCRAMMechanism, c.securedBootstrap, time.Since(begin).Round(10*time.Millisecond))
+	} else {
+		fmt.Fprintf(o.Log, "kafka: Apache Kafka %s ready at %s after %s\n", c.version, c.bootstrap, time.Since(begin).Round(10*time.Millisecond))
+	}
 	return c, nil
 }
 
@@ -434,6 +472,15 @@ func (c *Cluster) writeConfig(n *node) error {
 		"controlled.shutdown.enable":        "true",
 		"unclean.leader.election.enable":    "false",
 	}
+	if c.sec != nil {
+		listeners := fmt.Sprintf("PLAINTEXT://%s,%s://%s,CONTROLLER://%s", n.brokerAddr(), securedListener, n.securedAddr(), n.controllerAddr())
+		props["listeners"] = listeners
+		props["advertised.listeners"] = listeners
+		props["listener.security.protocol.map"] = fmt.Sprintf("PLAINTEXT:PLAINTEXT,%s:%s,CONTROLLER:PLAINTEXT", securedListener, SecuredProtocol)
+		for k, v := range c.sec.listenerProps() {
+			props[k] = v
+		}
+	}
 	for k, v := range c.opts.ExtraConfig {
 		props[k] = v
 	}
@@ -503,6 +550,9 @@ func (c *Cluster) format(ctx context.Context, n *node, quorum []string) error {
 	args := append(c.jvmArgs(n), storageToolMain, "format",
 		"--config", n.propsPath(), "--cluster-id", c.clusterID)
 	args = append(args, quorum...)
+	if c.sec != nil {
+		args = append(args, c.sec.scramFormatArgs()...)
+	}
 	cmd := exec.CommandContext(ctx, c.java, args...)
 	cmd.Dir = n.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

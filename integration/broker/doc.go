@@ -35,4 +35,13 @@
 //     restart brokers; it is stopped in t.Cleanup.
 //  4. Run such packages one at a time (go test -p 1): each broker is a JVM
 //     of up to 768 MiB heap.
+//  5. Use SecuredForTest(t, 1) (or StartSecured, Options.Secured) for a
+//     cluster whose nodes also have a SASL_SSL listener with SCRAM-SHA-512
+//     authentication (no ACLs): connect to SecuredBootstrap() with
+//     ClientProperties(). The CA, the broker certificate (SAN IP:127.0.0.1,
+//     DNS:localhost) and its PKCS12 keystore and truststore are made with the
+//     JDK's keytool under the cluster's data directory; the users BrokerUser
+//     and SecuredUser get random passwords (Password) at format time
+//     (StorageTool format --add-scram). UntrustedCAPath is a CA that signed
+//     nothing, for tests of a client that must refuse the broker.
 package broker

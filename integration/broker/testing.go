@@ -124,9 +124,31 @@ func TopicName(t testing.TB) string {
 // kill, stop or restart brokers. A cluster that does not start fails the test.
 func ForTest(t testing.TB, brokers int) *Cluster {
 	t.Helper()
+	return forTest(t, Options{Brokers: brokers})
+}
+
+// SecuredForTest is ForTest for a cluster started with Options.Secured:
+// besides the plain listener every node has a SASL_SSL listener with
+// SCRAM-SHA-512 (SecuredBootstrap, ClientProperties). It prints the version
+// line, naming both listeners, as Main does for the shared cluster.
+func SecuredForTest(t testing.TB, brokers int) *Cluster {
+	t.Helper()
+	c := forTest(t, Options{Brokers: brokers, Secured: true})
+	fmt.Printf("kafka: Apache Kafka %s (KRaft, %s, %s) at %s; %s %s at %s\n",
+		c.Version(), plural(c.NumBrokers(), "broker"), SecuredProtocol, c.Bootstrap(),
+		SecuredProtocol, SCRAMMechanism, c.SecuredBootstrap())
+	return c
+}
+
+// forTest starts a cluster with o in a directory of t.TempDir() and stops it
+// in t.Cleanup.
+func forTest(t testing.TB, o Options) *Cluster {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	c, err := Start(ctx, Options{Brokers: brokers, Dir: t.TempDir(), Log: testLog{t}})
+	o.Dir = t.TempDir()
+	o.Log = testLog{t}
+	c, err := Start(ctx, o)
 	if err != nil {
 		t.Fatalf("kafka: broker did not start: %v", err)
 	}
