@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -61,6 +63,15 @@ func JSONExtractor(keyField, tsField, valField string) Extractor {
 				k, err := s.scalar()
 				if err != nil {
 					return nil, 0, 0, fmt.Errorf("field %q: %w", keyField, err)
+				}
+				if bytes.IndexByte(k, '\\') >= 0 {
+					// A string key with escapes: the key is what it
+					// stands for (rare, so the slow path).
+					var dec string
+					if err := json.Unmarshal(append(append([]byte{'"'}, k...), '"'), &dec); err != nil {
+						return nil, 0, 0, fmt.Errorf("field %q: %w", keyField, err)
+					}
+					k = []byte(dec)
 				}
 				key, haveKey = k, true
 			case tsField:

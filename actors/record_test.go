@@ -20,7 +20,8 @@ func TestJSONExtractor(t *testing.T) {
 	}{
 		{in: `{"user":"u1","ts":1000,"amount":5}`, key: "u1", ts: 1000, v: 5},
 		{in: ` { "amount" : -2.5e1 , "x":{"a":[1,2,{"b":null}]}, "user" : 42, "ts":7 } `, key: "42", ts: 7, v: -25},
-		{in: `{"user":"a\"b","ts":1,"amount":0,"f":true,"g":false}`, key: `a\"b`, ts: 1, v: 0},
+		{in: `{"user":"a\"b","ts":1,"amount":0,"f":true,"g":false}`, key: `a"b`, ts: 1, v: 0},
+		{in: `{"user":"\u00e9t\u00e9\\\n","ts":1,"amount":0}`, key: "été\\\n", ts: 1, v: 0},
 		{in: `[1,2]`, wantErr: "not a JSON object"},
 		{in: `{"user":"u1","ts":1000}`, wantErr: `no field "amount"`},
 		{in: `{"ts":1000,"amount":1}`, wantErr: `no field "user"`},

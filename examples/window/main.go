@@ -89,9 +89,9 @@ type Result struct {
 
 // resultFormat writes a Result as the built-in job does: its key as the
 // record key, the fields in the same order, and the sum without an
-// exponent and without a fraction when it is whole ("sum":51). Unlike the
-// built-in job, it escapes a key that needs it (a quote, a backslash, a
-// control character), so the value stays JSON.
+// exponent and without a fraction when it is whole ("sum":51). A key that
+// needs it (a quote, a backslash, a control character) is escaped, so the
+// value stays JSON.
 type resultFormat struct{}
 
 func (resultFormat) Encode(r Result) ([]byte, []byte, error) {

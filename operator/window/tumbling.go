@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/weirstream/weir/operator"
 )
@@ -230,12 +231,52 @@ func MergeOpStates(ops [][]byte) ([]byte, error) {
 	return json.Marshal(merged)
 }
 
+// AppendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it: quotes, backslashes and control characters, and bytes that
+// are not UTF-8 as U+FFFD.
+func AppendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
 // AppendResultJSON appends the JSON result of one key and window of
-// sizeMillis, the window job's output record.
+// sizeMillis, the window job's output record; the key is escaped as JSON.
 func AppendResultJSON(b []byte, r Result, sizeMillis int64) []byte {
-	b = append(b, `{"key":"`...)
-	b = append(b, r.Key...)
-	b = append(b, `","window_start":`...)
+	b = append(b, `{"key":`...)
+	b = AppendJSONString(b, r.Key)
+	b = append(b, `,"window_start":`...)
 	b = strconv.AppendInt(b, r.Start, 10)
 	b = append(b, `,"window_end":`...)
 	b = strconv.AppendInt(b, r.Start+sizeMillis, 10)

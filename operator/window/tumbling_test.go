@@ -2,6 +2,7 @@ package window
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
@@ -83,5 +84,33 @@ func TestWindowCaptureIsPointInTime(t *testing.T) {
 	}
 	for _, c := range lagging {
 		apply(c)
+	}
+}
+
+// TestResultJSONEscapesKeys: whatever bytes a key holds, the result is
+// JSON that reads back to the key (bytes that are not UTF-8 as U+FFFD, as
+// encoding/json writes them), byte for byte what encoding/json makes.
+func TestResultJSONEscapesKeys(t *testing.T) {
+	for _, key := range []string{"u17", `a"b`, `back\slash`, "line\nfeed\ttab\r", "\x00\x01\x1f\x7f", "été", "bad\xff\xfeutf8", "\u2028\u2029", ""} {
+		b := AppendResultJSON(nil, Result{Key: key, Start: 1000, Count: 2, Sum: 3.5}, 10)
+		var got struct {
+			Key   string  `json:"key"`
+			Start int64   `json:"window_start"`
+			End   int64   `json:"window_end"`
+			Count int64   `json:"count"`
+			Sum   float64 `json:"sum"`
+		}
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("key %q: %s is not JSON: %v", key, b, err)
+		}
+		want, _ := json.Marshal(key)
+		var wantKey string
+		_ = json.Unmarshal(want, &wantKey)
+		if got.Key != wantKey || got.Start != 1000 || got.End != 1010 || got.Count != 2 || got.Sum != 3.5 {
+			t.Fatalf("key %q: %s reads back as %+v", key, b, got)
+		}
+		if enc := AppendJSONString(nil, key); string(enc) != string(want) {
+			t.Fatalf("key %q: %s, encoding/json writes %s", key, enc, want)
+		}
 	}
 }
