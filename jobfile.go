@@ -787,7 +787,11 @@ func editDistance(a, b string) int {
 // settings are tested too) and checks that source.topic exists. It gives up
 // after timeout, or earlier when ctx ends. Errors name the job file key
 // (brokers, kafka or source.topic) and unwrap to *SpecError and, where there
-// is one, the client's error.
+// is one, the client's error. Brokers that refuse the client's security
+// settings give an error naming the property to fix instead of brokers:
+// kafka.sasl.password for rejected SASL credentials, kafka.ssl.ca.location
+// for a broker certificate the client does not trust; the check then ends
+// at once (retrying cannot help).
 //
 // The client's logs are collected, not printed; the last error it logged is
 // given as the cause. The client is closed before CheckBrokers returns.
@@ -832,7 +836,7 @@ func CheckBrokers(ctx context.Context, s JobSpec, timeout time.Duration) error {
 		defer close(eventsDone)
 		for ev := range p.Events() {
 			if e, ok := ev.(kafka.Error); ok {
-				cause.note(e.Code() != kafka.ErrAllBrokersDown, e.Error())
+				cause.note(e.Code() != kafka.ErrAllBrokersDown, e.Code(), e.Error())
 			}
 		}
 	}()
@@ -843,7 +847,7 @@ func CheckBrokers(ctx context.Context, s JobSpec, timeout time.Duration) error {
 			select {
 			case ev := <-logs:
 				if ev.Level <= 4 { // syslog error and warning
-					cause.note(false, ev.Message)
+					cause.note(false, kafka.ErrNoError, ev.Message)
 				}
 			case <-logsStop:
 				return
@@ -874,6 +878,9 @@ func CheckBrokers(ctx context.Context, s JobSpec, timeout time.Duration) error {
 		if ctx.Err() != nil {
 			break
 		}
+		if key, _, _ := cause.refusal(); key != "" {
+			break // refused by the brokers: waiting cannot help
+		}
 		t := time.NewTimer(min(time.Until(deadline), 50*time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -892,6 +899,10 @@ func CheckBrokers(ctx context.Context, s JobSpec, timeout time.Duration) error {
 		if err := ctx.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return &checkError{spec: &SpecError{Key: "brokers",
 				Msg: fmt.Sprintf("check of %s stopped: %v", s.Brokers, err)}, cause: err}
+		}
+		if key, hint, msg := cause.refusal(); key != "" {
+			return &checkError{spec: &SpecError{Key: key,
+				Msg: fmt.Sprintf("%s refused the client: %s; %s", s.Brokers, oneLine(msg), hint)}, cause: why}
 		}
 		msg := cause.get()
 		if msg == "" {
@@ -929,16 +940,55 @@ type brokerCause struct {
 	mu       sync.Mutex
 	specific string
 	general  string
+	// The first error that says the brokers refused the client's security
+	// settings: the job file key to fix, how, and the client's message.
+	refusedKey, refusedHint, refusedMsg string
 }
 
-func (c *brokerCause) note(specific bool, msg string) {
+func (c *brokerCause) note(specific bool, code kafka.ErrorCode, msg string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.refusedKey == "" {
+		if key, hint := refusedProperty(code, msg); key != "" {
+			// Log lines start with the client thread, "[thrd:NAME]: ".
+			if strings.HasPrefix(msg, "[thrd:") {
+				if i := strings.Index(msg, "]: "); i >= 0 {
+					msg = msg[i+len("]: "):]
+				}
+			}
+			c.refusedKey, c.refusedHint, c.refusedMsg = key, hint, msg
+		}
+	}
 	if specific && c.specific == "" {
 		c.specific = msg
 	} else if !specific {
 		c.general = msg
 	}
+}
+
+// refusal returns the key, the hint and the client's message of the first
+// refusal noted, or "" for the key if there was none.
+func (c *brokerCause) refusal() (key, hint, msg string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refusedKey, c.refusedHint, c.refusedMsg
+}
+
+// refusedProperty classifies a client error: brokers that rejected the SASL
+// credentials, or a broker certificate that failed verification, give the
+// kafka property to fix and a hint; anything else gives "".
+func refusedProperty(code kafka.ErrorCode, msg string) (key, hint string) {
+	lower := strings.ToLower(msg)
+	switch {
+	case code == kafka.ErrAuthentication || strings.Contains(lower, "sasl authentication error"):
+		return "kafka.sasl.password", "check kafka.sasl.username and kafka.sasl.password (and kafka.sasl.mechanisms)"
+	case strings.Contains(lower, "certificate verify failed") && strings.Contains(lower, "hostname mismatch"):
+		return "kafka.ssl.endpoint.identification.algorithm",
+			"the broker certificate does not name the host in brokers: use a host name it names, or set kafka.ssl.endpoint.identification.algorithm: none"
+	case strings.Contains(lower, "certificate verify failed"):
+		return "kafka.ssl.ca.location", "set kafka.ssl.ca.location to the CA certificate (PEM) that signed the broker certificate"
+	}
+	return "", ""
 }
 
 func (c *brokerCause) get() string {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/datadriven"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"golang.org/x/sys/unix"
 )
@@ -590,4 +591,26 @@ func FuzzJobFile(f *testing.F) {
 			t.Fatalf("error is not one line: %q", msg)
 		}
 	})
+}
+
+// TestRefusedProperty: the client's messages for rejected credentials and
+// untrusted or misnamed broker certificates name the property to fix;
+// other errors name none.
+func TestRefusedProperty(t *testing.T) {
+	for _, tc := range []struct {
+		code kafka.ErrorCode
+		msg  string
+		key  string
+	}{
+		{kafka.ErrAuthentication, "sasl_ssl://127.0.0.1:9094/bootstrap: SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512", "kafka.sasl.password"},
+		{kafka.ErrNoError, "[thrd:sasl_ssl://h:1/b]: sasl_ssl://h:1/bootstrap: SASL authentication error: bad", "kafka.sasl.password"},
+		{kafka.ErrSsl, "sasl_ssl://127.0.0.1:9094/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: broker certificate could not be verified", "kafka.ssl.ca.location"},
+		{kafka.ErrSsl, "SSL handshake failed: certificate verify failed: Hostname mismatch", "kafka.ssl.endpoint.identification.algorithm"},
+		{kafka.ErrTransport, "127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused", ""},
+		{kafka.ErrAllBrokersDown, "1/1 brokers are down", ""},
+	} {
+		if key, hint := refusedProperty(tc.code, tc.msg); key != tc.key || (key != "" && hint == "") {
+			t.Errorf("%q: key %q hint %q, want key %q and a hint", tc.msg, key, hint, tc.key)
+		}
+	}
 }
