@@ -479,7 +479,7 @@ func testSecuredStartGroup(t *testing.T, c *broker.Cluster, written *securedRun)
 	spec.Source.Properties = map[string]string{"enable.auto.commit": "false"}
 	cl := securedGroupClient(t, c)
 	group := "weir-" + spec.Name
-	securedCommit(t, ctx, cl, group, in, commits)
+	commitGroupWith(t, ctx, cl, group, in, commits)
 	if got := securedCommitted(t, ctx, cl, group, in); !reflect.DeepEqual(got, commits) {
 		t.Fatalf("group %s has committed %v, want %v", group, got, commits)
 	}
@@ -716,45 +716,6 @@ func securedCommitted(t *testing.T, ctx context.Context, cl *kgo.Client, group, 
 		}
 		if !kerr.IsRetriable(err) || rctx.Err() != nil {
 			t.Fatalf("offsets of group %s: %v", group, err)
-		}
-		select { // retry a retriable broker error, bounded by rctx
-		case <-rctx.Done():
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// securedCommit is commitGroup (source_test.go) with client cl.
-func securedCommit(t *testing.T, ctx context.Context, cl *kgo.Client, group, topic string, offsets map[int32]int64) {
-	t.Helper()
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		req := kmsg.NewPtrOffsetCommitRequest()
-		req.Group, req.Generation = group, -1
-		rt := kmsg.NewOffsetCommitRequestTopic()
-		rt.Topic = topic
-		for p, o := range offsets {
-			rp := kmsg.NewOffsetCommitRequestTopicPartition()
-			rp.Partition, rp.Offset = p, o
-			rt.Partitions = append(rt.Partitions, rp)
-		}
-		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(rctx, cl)
-		if err == nil {
-			for _, tr := range resp.Topics {
-				for _, pr := range tr.Partitions {
-					if err == nil {
-						err = kerr.ErrorForCode(pr.ErrorCode)
-					}
-				}
-			}
-		}
-		if err == nil {
-			return
-		}
-		if !kerr.IsRetriable(err) || rctx.Err() != nil {
-			t.Fatalf("commit offsets of group %s: %v", group, err)
 		}
 		select { // retry a retriable broker error, bounded by rctx
 		case <-rctx.Done():

@@ -83,7 +83,12 @@ func committed(t *testing.T, ctx context.Context, group, topic string) map[int32
 // outside the group does).
 func commitGroup(t *testing.T, ctx context.Context, group, topic string, offsets map[int32]int64) {
 	t.Helper()
-	c := groupClient(t)
+	commitGroupWith(t, ctx, groupClient(t), group, topic, offsets)
+}
+
+// commitGroupWith is commitGroup through the client c.
+func commitGroupWith(t *testing.T, ctx context.Context, c *kgo.Client, group, topic string, offsets map[int32]int64) {
+	t.Helper()
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
