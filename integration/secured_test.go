@@ -26,9 +26,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	weir "github.com/weirstream/weir"
@@ -480,7 +478,7 @@ func testSecuredStartGroup(t *testing.T, c *broker.Cluster, written *securedRun)
 	cl := securedGroupClient(t, c)
 	group := "weir-" + spec.Name
 	commitGroupWith(t, ctx, cl, group, in, commits)
-	if got := securedCommitted(t, ctx, cl, group, in); !reflect.DeepEqual(got, commits) {
+	if got := committedWith(t, ctx, cl, group, in); !reflect.DeepEqual(got, commits) {
 		t.Fatalf("group %s has committed %v, want %v", group, got, commits)
 	}
 	job, err := runSecured(t, ctx, spec, written)
@@ -536,7 +534,7 @@ func testSecuredOffsetCommit(t *testing.T, c *broker.Cluster, written *securedRu
 	group := job.Spec().Source.Group
 	cl := securedGroupClient(t, c)
 	waitFor(t, done, "every record read", func() bool { return job.Stats().RecordsIn == int64(len(events)) })
-	if got := securedCommitted(t, ctx, cl, group, in); len(got) != 0 {
+	if got := committedWith(t, ctx, cl, group, in); len(got) != 0 {
 		t.Fatalf("offsets committed before any checkpoint completed: %v", got)
 	}
 	path, err := job.Savepoint(ctx)
@@ -546,7 +544,7 @@ func testSecuredOffsetCommit(t *testing.T, c *broker.Cluster, written *securedRu
 	}
 	written.addText("savepoint path", path)
 	waitFor(t, done, fmt.Sprintf("committed offsets %v", want), func() bool {
-		return reflect.DeepEqual(securedCommitted(t, ctx, cl, group, in), want)
+		return reflect.DeepEqual(committedWith(t, ctx, cl, group, in), want)
 	})
 	if st := job.Stats(); st.OffsetCommits < 1 || st.OffsetCommitFailures != 0 {
 		t.Errorf("stats %+v: want at least one offset commit and no failure", st)
@@ -686,42 +684,6 @@ func securedGroupClient(t *testing.T, c *broker.Cluster) *kgo.Client {
 	}
 	t.Cleanup(cl.Close)
 	return cl
-}
-
-// securedCommitted is committed (source_test.go) with client cl.
-func securedCommitted(t *testing.T, ctx context.Context, cl *kgo.Client, group, topic string) map[int32]int64 {
-	t.Helper()
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		req := kmsg.NewPtrOffsetFetchRequest()
-		req.Group = group
-		resp, err := req.RequestWith(rctx, cl)
-		if err == nil {
-			err = kerr.ErrorForCode(resp.ErrorCode)
-		}
-		if err == nil {
-			out := map[int32]int64{}
-			for _, tr := range resp.Topics {
-				for _, pr := range tr.Partitions {
-					if err := kerr.ErrorForCode(pr.ErrorCode); err != nil {
-						t.Fatalf("offsets of group %s partition %d: %v", group, pr.Partition, err)
-					}
-					if tr.Topic == topic && pr.Offset >= 0 {
-						out[pr.Partition] = pr.Offset
-					}
-				}
-			}
-			return out
-		}
-		if !kerr.IsRetriable(err) || rctx.Err() != nil {
-			t.Fatalf("offsets of group %s: %v", group, err)
-		}
-		select { // retry a retriable broker error, bounded by rctx
-		case <-rctx.Done():
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 // readSecuredResults reads every result of topic with read_committed over

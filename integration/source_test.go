@@ -45,7 +45,12 @@ func groupClient(t *testing.T) *kgo.Client {
 // left out.
 func committed(t *testing.T, ctx context.Context, group, topic string) map[int32]int64 {
 	t.Helper()
-	c := groupClient(t)
+	return committedWith(t, ctx, groupClient(t), group, topic)
+}
+
+// committedWith is committed through the client c.
+func committedWith(t *testing.T, ctx context.Context, c *kgo.Client, group, topic string) map[int32]int64 {
+	t.Helper()
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
