@@ -68,6 +68,30 @@ func (st *stateSetup) close() {
 	}
 }
 
+// BrokenCheckpointsError is returned by Run when checkpoint.dir holds
+// checkpoints but none of them can be restored (corrupt, truncated,
+// unreadable): the job does not start fresh over them, which would lose
+// their state and, with exactly-once delivery, write committed output
+// again. Restore one with WithSavepoint, repair the directory, or allow a
+// fresh start with WithAllowFreshStart (engine run --allow-fresh-start).
+type BrokenCheckpointsError struct {
+	Dir      string
+	Problems []snapshot.Problem
+}
+
+func (e *BrokenCheckpointsError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "checkpoint.dir %s holds checkpoints but none can be restored:", e.Dir)
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteString(";")
+		}
+		fmt.Fprintf(&b, " chk-%d: %v", p.ID, p.Err)
+	}
+	b.WriteString("; restore one with --from-savepoint, repair the directory, or start over with --allow-fresh-start (this discards them)")
+	return b.String()
+}
+
 // ErrCheckpointDirInUse is returned when another process runs a job with the
 // same checkpoint directory.
 var ErrCheckpointDirInUse = errors.New("weir: checkpoint.dir is in use by another process")
@@ -140,19 +164,30 @@ func (j *Job) setupState() (*stateSetup, error) {
 			return nil
 		}
 		m, problems, err := snapshot.LatestAccepted(st.fs, root, j.spec.Name, accept)
+		var broken []snapshot.Problem
 		for _, p := range problems {
 			if errors.Is(p.Err, snapshot.ErrIncomplete) {
 				j.opts.log.Warn("ignoring an incomplete checkpoint (the job stopped while taking it)", "checkpoint", p.ID)
 				continue
 			}
-			j.opts.log.Error("skipping a broken checkpoint; the previous complete one is used", "problem", p.String())
+			broken = append(broken, p)
 		}
 		switch {
+		case errors.Is(err, snapshot.ErrNoCheckpoint) && len(broken) > 0 && !j.opts.allowFreshStart:
+			// Starting over would lose the state and, with exactly-once
+			// delivery, write again what was committed: refuse.
+			return fail(&BrokenCheckpointsError{Dir: root, Problems: broken})
 		case errors.Is(err, snapshot.ErrNoCheckpoint):
+			for _, p := range broken {
+				j.opts.log.Warn("discarding an unreadable checkpoint (allowed to start fresh)", "problem", p.String())
+			}
 		case err != nil:
 			return fail(fmt.Errorf("checkpoint.dir: %w; run with the settings the checkpoint was taken with, or use a fresh checkpoint.dir", err))
 		default:
 			st.restored, metaRoot = &m, root
+			for _, p := range broken {
+				j.opts.log.Error("skipping a broken checkpoint; an older complete one is used", "problem", p.String(), "used", m.ID)
+			}
 		}
 	}
 	if st.restored != nil {

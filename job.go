@@ -49,6 +49,9 @@ type options struct {
 	failpoint    func(name string)
 	fs           vfs.FS
 	allowDrop    bool
+	// allowFreshStart lets the job start from its start position when
+	// checkpoint.dir holds only checkpoints that cannot be restored.
+	allowFreshStart bool
 }
 
 // Option configures a Job.
@@ -85,6 +88,12 @@ func WithCheckpointListener(f func(id uint64, savepoint bool)) Option {
 // --allowNonRestoredState): that state is dropped. Without it such a
 // restore is refused with an error naming the operator.
 func AllowNonRestoredState() Option { return func(o *options) { o.allowDrop = true } }
+
+// WithAllowFreshStart lets the job start from its start position when
+// checkpoint.dir holds checkpoints but none can be restored (see
+// BrokenCheckpointsError); their state is discarded. Without it such a
+// start is refused.
+func WithAllowFreshStart() Option { return func(o *options) { o.allowFreshStart = true } }
 
 // ErrNotYet is returned for settings that are accepted in job files but not
 // implemented by this version of the engine.

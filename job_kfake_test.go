@@ -257,6 +257,69 @@ func TestCorruptCheckpointFallsBack(t *testing.T) {
 	}
 }
 
+// TestAllCheckpointsBrokenRefusesFreshStart: every checkpoint in
+// checkpoint.dir is damaged. The next run does not start fresh over them
+// (it would lose their state): it fails before any task starts with one
+// line naming the directory, each checkpoint and the way out, and leaves
+// them in place; with WithAllowFreshStart it starts from the start
+// position, and its output is right.
+func TestAllCheckpointsBrokenRefusesFreshStart(t *testing.T) {
+	f := newFixture(t, verify.GenConfig{Seed: 5, Keys: 100, Partitions: 2, Events: 20000})
+	dir := t.TempDir()
+	spec := f.spec("all-broken")
+	spec.Checkpoint = CheckpointSpec{Interval: 20 * time.Millisecond, Dir: dir, Retain: 3}
+	f.runUntil(spec, func(job *Job, id uint64) bool { return id >= 4 }, WithFlowControl(1, 64))
+	metas, err := filepath.Glob(filepath.Join(dir, "chk-*", "_metadata"))
+	if err != nil || len(metas) == 0 {
+		t.Fatalf("no checkpoint metadata in %s (%v)", dir, err)
+	}
+	for _, meta := range metas {
+		b, err := os.ReadFile(meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 0x10
+		if err := os.WriteFile(meta, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	job, err := NewJob(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Drain()
+	err = job.Run(f.ctx)
+	var broken *BrokenCheckpointsError
+	if !errors.As(err, &broken) || len(broken.Problems) != len(metas) {
+		t.Fatalf("run over %d damaged checkpoints: %v; want a BrokenCheckpointsError naming each", len(metas), err)
+	}
+	msg := err.Error()
+	for _, meta := range metas {
+		if !strings.Contains(msg, filepath.Base(filepath.Dir(meta))+":") {
+			t.Errorf("the error does not name %s: %s", filepath.Dir(meta), msg)
+		}
+	}
+	if !strings.Contains(msg, dir) || !strings.Contains(msg, "--allow-fresh-start") || strings.ContainsAny(msg, "\r\n") {
+		t.Errorf("want one line naming %s and --allow-fresh-start: %q", dir, msg)
+	}
+	if st := job.Stats(); st.RecordsIn != 0 {
+		t.Fatalf("the refused run read %d records", st.RecordsIn)
+	}
+	for _, meta := range metas {
+		if _, err := os.Stat(meta); err != nil {
+			t.Fatalf("a damaged checkpoint is gone after the refusal: %v", err)
+		}
+	}
+	t.Logf("refused: %s", msg)
+
+	st := f.drain(spec, WithAllowFreshStart()).Stats()
+	if st.RestoredFrom != 0 || st.RecordsIn != int64(len(f.events)) {
+		t.Fatalf("fresh start: restored %d, read %d records; want nothing restored and all %d read", st.RestoredFrom, st.RecordsIn, len(f.events))
+	}
+	f.check(false)
+}
+
 // syncBuffer is a bytes.Buffer safe for the job's concurrent logging.
 type syncBuffer struct {
 	mu sync.Mutex

@@ -29,7 +29,9 @@ restores the newest complete checkpoint in checkpoint.dir, or the one given
 with --from-savepoint; it writes its pid to <checkpoint.dir>/engine.pid
 while it runs (engine savepoint reads it). A checkpoint.dir held by another
 engine, or a --from-savepoint directory that is missing, not a chk-<N>
-directory, of another job or corrupt, is one line and exit code 2.
+directory, of another job or corrupt, is one line and exit code 2. So is a
+checkpoint.dir that holds checkpoints none of which can be restored: the
+job does not start fresh over them unless --allow-fresh-start.
 
 Signals:
   SIGTERM  graceful stop. With checkpoints on: take a savepoint (bounded by
@@ -66,6 +68,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	checkTimeout := fs.Duration("check-timeout", 10*time.Second, "how long to wait for the brokers to answer before giving up")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	statusEvery := fs.Duration("status-interval", 5*time.Second, "time between status lines on stdout; 0 disables them")
+	freshStart := fs.Bool("allow-fresh-start", false, "start from the start position when checkpoint.dir holds checkpoints but none can be\nrestored (corrupt, truncated); without it such a start is refused")
 	fromSavepoint := fs.String("from-savepoint", "", "restore this checkpoint or savepoint (a chk-<N> directory, as printed by engine savepoint\nor engine checkpoints) instead of the newest checkpoint in checkpoint.dir")
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
@@ -130,6 +133,9 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if *fromSavepoint != "" {
 		opts = append(opts, weir.WithSavepoint(*fromSavepoint))
+	}
+	if *freshStart {
+		opts = append(opts, weir.WithAllowFreshStart())
 	}
 	job, err := weir.NewJob(spec, opts...)
 	if err != nil {
@@ -198,7 +204,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		// Run refuses a held checkpoint.dir and a bad --from-savepoint
 		// before any task starts: bad input. A refused savepoint is told
 		// by RestoredFrom, which Run sets once the restore is set up.
-		if errors.Is(err, weir.ErrCheckpointDirInUse) || (*fromSavepoint != "" && st.RestoredFrom == 0) {
+		var broken *weir.BrokenCheckpointsError
+		if errors.Is(err, weir.ErrCheckpointDirInUse) || errors.As(err, &broken) || (*fromSavepoint != "" && st.RestoredFrom == 0) {
 			return exitBadInput
 		}
 		return exitFailed
