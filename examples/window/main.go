@@ -32,7 +32,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,14 +41,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/operator/window"
 )
 
 // Event is one input record: its key, event time and value as the
@@ -87,46 +85,16 @@ type Result struct {
 	Sum         float64 `json:"sum"`
 }
 
-// resultFormat writes a Result as the built-in job does: its key as the
-// record key, the fields in the same order, and the sum without an
-// exponent and without a fraction when it is whole ("sum":51). A key that
-// needs it (a quote, a backslash, a control character) is escaped, so the
-// value stays JSON.
+// resultFormat writes a Result as the built-in job does, with its encoder
+// (operator/window): its key as the record key, the fields in the same
+// order, the sum without an exponent or a whole number's fraction
+// ("sum":51), and the key escaped as JSON where it needs it.
 type resultFormat struct{}
 
 func (resultFormat) Encode(r Result) ([]byte, []byte, error) {
-	b := make([]byte, 0, 96+len(r.Key))
-	b = append(b, `{"key":`...)
-	b = appendJSONString(b, r.Key)
-	b = append(b, `,"window_start":`...)
-	b = strconv.AppendInt(b, r.WindowStart, 10)
-	b = append(b, `,"window_end":`...)
-	b = strconv.AppendInt(b, r.WindowEnd, 10)
-	b = append(b, `,"count":`...)
-	b = strconv.AppendInt(b, r.Count, 10)
-	b = append(b, `,"sum":`...)
-	b = strconv.AppendFloat(b, r.Sum, 'f', -1, 64)
-	return []byte(r.Key), append(b, '}'), nil
-}
-
-// appendJSONString appends s as a JSON string: as it is, in quotes, when
-// it needs no escaping (as the built-in job writes every key), else
-// escaped by encoding/json (without its HTML escaping of <, > and &).
-func appendJSONString(b []byte, s string) []byte {
-	plain := utf8.ValidString(s)
-	for i := 0; i < len(s) && plain; i++ {
-		plain = s[i] >= 0x20 && s[i] != '"' && s[i] != '\\'
-	}
-	if plain {
-		b = append(b, '"')
-		b = append(b, s...)
-		return append(b, '"')
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
-	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+	b := window.AppendResultJSON(make([]byte, 0, 96+len(r.Key)),
+		window.Result{Key: r.Key, Start: r.WindowStart, Count: r.Count, Sum: r.Sum}, r.WindowEnd-r.WindowStart)
+	return []byte(r.Key), b, nil
 }
 
 func (resultFormat) Decode(_, value []byte) (Result, error) {
