@@ -12,6 +12,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/weirstream/weir/actors"
 	"github.com/weirstream/weir/internal/kafkaconf"
@@ -305,8 +306,10 @@ func (j *Job) ensureProgressTopic(ctx context.Context) error {
 	return nil
 }
 
-// setupError marks a failure before any task ran (bad checkpoint
-// directory, a refused checkpoint): restarting cannot help.
+// setupError marks a failure before any task ran that restarting cannot
+// help: bad configuration (a refused property, credentials, permissions),
+// a bad checkpoint directory, a refused checkpoint. Kafka being unreachable
+// is not one: it goes through the restart strategy.
 type setupError struct{ err error }
 
 func (e *setupError) Error() string { return e.err.Error() }
@@ -321,7 +324,12 @@ func (j *Job) runOnce(ctx context.Context) error {
 
 	if j.spec.Delivery == ExactlyOnce {
 		if err := j.ensureProgressTopic(ctx); err != nil {
-			return &setupError{err}
+			if kafkaConfigError(err) {
+				return &setupError{err}
+			}
+			// Kafka unreachable (a broker outage, a leader election):
+			// a failure like any other, through the restart strategy.
+			return fmt.Errorf("kafka not reachable before the start: %w", err)
 		}
 	}
 	var state *stateSetup
@@ -451,4 +459,27 @@ func countBrokers(ctx context.Context, bootstrap string, props map[string]string
 		return 0, fmt.Errorf("metadata from %s: %w", bootstrap, err)
 	}
 	return max(1, len(md.Brokers)), nil
+}
+
+// kafkaConfigError reports whether err, from a Kafka client set up or call,
+// is the configuration's fault (a property the client refuses, failed
+// authentication, missing authorization, a broker policy or setting that
+// refuses the request), so that retrying cannot help. Anything else
+// (timeouts, transport errors, all brokers down) counts as Kafka being
+// unreachable for now.
+func kafkaConfigError(err error) bool {
+	var ke kafka.Error
+	if !errors.As(err, &ke) {
+		return false
+	}
+	switch ke.Code() {
+	case kafka.ErrInvalidArg, kafka.ErrAuthentication, kafka.ErrSaslAuthenticationFailed,
+		kafka.ErrTopicAuthorizationFailed, kafka.ErrClusterAuthorizationFailed,
+		kafka.ErrGroupAuthorizationFailed, kafka.ErrTransactionalIDAuthorizationFailed,
+		kafka.ErrPolicyViolation, kafka.ErrInvalidConfig, kafka.ErrInvalidReplicationFactor,
+		kafka.ErrInvalidPartitions, kafka.ErrTopicException, kafka.ErrUnsupportedSaslMechanism,
+		kafka.ErrIllegalSaslState, kafka.ErrUnsupportedVersion, kafka.ErrUnsupportedFeature:
+		return true
+	}
+	return false
 }
