@@ -431,10 +431,7 @@ func (s *Source) advanceWatermark(ctx actor.Context, now time.Time) {
 			continue
 		}
 		active++
-		pw := int64(math.MinInt64)
-		if st.maxTS != math.MinInt64 {
-			pw = st.maxTS - s.cfg.OutOfOrderness.Milliseconds() - 1
-		}
+		pw := partitionWatermark(st.maxTS, s.cfg.OutOfOrderness)
 		if pw < wm {
 			wm = pw
 		}
@@ -462,4 +459,14 @@ func (s *Source) advanceWatermark(ctx actor.Context, now time.Time) {
 		}
 		s.out.Broadcast(ctx, func(in int) any { return &Watermark{In: in, TS: w} })
 	}
+}
+
+// partitionWatermark is the watermark of a partition whose newest event
+// time is maxTS (math.MinInt64: none yet): maxTS minus the
+// out-of-orderness, minus 1 ms.
+func partitionWatermark(maxTS int64, outOfOrderness time.Duration) int64 {
+	if maxTS == math.MinInt64 {
+		return math.MinInt64
+	}
+	return maxTS - outOfOrderness.Milliseconds() - 1
 }

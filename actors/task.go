@@ -226,8 +226,14 @@ func (t *Task) schedule() {
 	}
 	t.procAt = at
 	root, self := t.ctx.ActorSystem().Root, t.ctx.Self()
-	d := time.Duration(at-t.cfg.Now().UnixMilli()) * time.Millisecond
-	t.timer = time.AfterFunc(max(d, 0), func() { root.Send(self, &procTick{at: at}) })
+	d := timerDelay(at, t.cfg.Now().UnixMilli())
+	t.timer = time.AfterFunc(d, func() { root.Send(self, &procTick{at: at}) })
+}
+
+// timerDelay is how long from now (milliseconds) until a processing-time
+// timer at at is due; 0 when it is due already.
+func timerDelay(at, now int64) time.Duration {
+	return max(time.Duration(at-now)*time.Millisecond, 0)
 }
 
 func (t *Task) unstash() {
