@@ -463,10 +463,10 @@ func (s *Source) advanceWatermark(ctx actor.Context, now time.Time) {
 
 // partitionWatermark is the watermark of a partition whose newest event
 // time is maxTS (math.MinInt64: none yet): maxTS minus the
-// out-of-orderness, minus 1 ms.
+// out-of-orderness, minus 1 ms, saturating at the start of time.
 func partitionWatermark(maxTS int64, outOfOrderness time.Duration) int64 {
 	if maxTS == math.MinInt64 {
 		return math.MinInt64
 	}
-	return maxTS - outOfOrderness.Milliseconds() - 1
+	return operator.SubSat(operator.SubSat(maxTS, outOfOrderness.Milliseconds()), 1)
 }

@@ -231,9 +231,17 @@ func (t *Task) schedule() {
 }
 
 // timerDelay is how long from now (milliseconds) until a processing-time
-// timer at at is due; 0 when it is due already.
+// timer at at is due; 0 when it is due already, the longest Duration when
+// it is further away than that (about 292 years).
 func timerDelay(at, now int64) time.Duration {
-	return max(time.Duration(at-now)*time.Millisecond, 0)
+	ms := operator.SubSat(at, now)
+	switch {
+	case ms <= 0:
+		return 0
+	case ms > int64(math.MaxInt64/time.Millisecond):
+		return math.MaxInt64
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 func (t *Task) unstash() {
