@@ -54,3 +54,21 @@ func TestTimerDelaySaturates(t *testing.T) {
 		t.Errorf("timerDelay(MaxInt64, MinInt64+1) = %v, want the longest wait", got)
 	}
 }
+
+// TestAheadString: how far ahead an event time is reads short, also past
+// the 292 years a time.Duration holds.
+func TestAheadString(t *testing.T) {
+	const day = 24 * 60 * 60 * 1000
+	for ms, want := range map[int64]string{
+		3_600_001:        "1h0m0s",
+		90 * 60 * 1000:   "1h30m0s",
+		3 * day:          "3d",
+		400 * day:        "1y",
+		14_928_000000000: "473y",
+		math.MaxInt64:    "292271023y",
+	} {
+		if got := aheadString(ms); got != want {
+			t.Errorf("aheadString(%d) = %q, want %q", ms, got, want)
+		}
+	}
+}

@@ -110,4 +110,3 @@ func TestFarFutureRecordFailsJob(t *testing.T) {
 	}
 	checkOutput(t, ctx, job2, out2, all)
 }
-
