@@ -85,6 +85,11 @@ type sourceNode struct {
 	badHint   string // how to fix a record that cannot be decoded
 	tsFunc    any    // func(T) int64
 	decoder   func() actors.Decoder
+
+	// maxFuture bounds event time ahead of the processing clock (0: the
+	// default, NoMaxFuture: none); maxFutureSetting names what raises it.
+	maxFuture        time.Duration
+	maxFutureSetting string
 }
 
 // FromEarliest reads every partition from its first offset.
@@ -138,6 +143,31 @@ func EventTime[T any](ts func(T) int64, outOfOrderness time.Duration) SourceOpti
 // back the watermark (Flink's withIdleness).
 func IdleTimeout(d time.Duration) SourceOption { return func(s *sourceNode) { s.idle = d } }
 
+// MaxFuture bounds how far a value's event time (EventTime) may be ahead
+// of the processing clock, the wall clock when the source reads the
+// record. A record beyond it stops the job with one line naming its
+// topic, partition and offset, and is counted in Stats().BadRecords,
+// before its time can move the watermark: one record from the year 2500
+// would otherwise make every later record late, also after a restore,
+// since the watermark is checkpointed. Default DefaultMaxFuture (1h);
+// NoMaxFuture turns the bound off. Without EventTime there is no
+// watermark to protect and no bound.
+func MaxFuture(d time.Duration) SourceOption {
+	return func(s *sourceNode) { s.maxFuture = d }
+}
+
+// maxFutureBound is the source's bound for actors.SourceConfig.MaxFuture
+// (0: none).
+func (s *sourceNode) maxFutureBound() time.Duration {
+	switch {
+	case s.maxFuture == 0:
+		return DefaultMaxFuture
+	case s.maxFuture < 0:
+		return 0
+	}
+	return s.maxFuture
+}
+
 // ConsumerProperties are librdkafka consumer properties for this source,
 // applied after the Env's Kafka properties.
 func ConsumerProperties(p map[string]string) SourceOption {
@@ -160,9 +190,10 @@ type decoder[T any] struct {
 	format Format[T]
 	ts     func(T) int64
 	buf    []operator.Rec[T]
+	next   operator.Rec[T] // decoded, not kept yet
 }
 
-func (d *decoder[T]) Add(key, value []byte, kafkaTS int64, _ int32, _ int64) (int64, error) {
+func (d *decoder[T]) Decode(key, value []byte, kafkaTS int64, _ int32, _ int64) (int64, error) {
 	v, err := d.format.Decode(key, value)
 	if err != nil {
 		return 0, err
@@ -171,11 +202,16 @@ func (d *decoder[T]) Add(key, value []byte, kafkaTS int64, _ int32, _ int64) (in
 	if d.ts != nil {
 		ts = d.ts(v)
 	}
+	d.next = operator.Rec[T]{TS: ts, V: v}
+	return ts, nil
+}
+
+func (d *decoder[T]) Keep() {
 	if d.buf == nil {
 		d.buf = make([]operator.Rec[T], 0, 256)
 	}
-	d.buf = append(d.buf, operator.Rec[T]{TS: ts, V: v})
-	return ts, nil
+	d.buf = append(d.buf, d.next)
+	d.next = operator.Rec[T]{}
 }
 
 func (d *decoder[T]) Take() (any, int) {
@@ -189,7 +225,7 @@ func (d *decoder[T]) Take() (any, int) {
 // position is part of every checkpoint; on a restore it resumes from
 // there, whatever the start option says (as in Flink).
 func FromKafka[T any](env *Env, topic string, format Format[T], opts ...SourceOption) Stream[T] {
-	src := &sourceNode{spec: SourceSpec{Topic: topic}}
+	src := &sourceNode{spec: SourceSpec{Topic: topic}, maxFutureSetting: "weir.MaxFuture"}
 	for _, o := range opts {
 		o(src)
 	}

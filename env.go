@@ -152,6 +152,9 @@ func (e *Env) checkConnectors(spec JobSpec, g *graphPlan) error {
 		if n.source.bound < 0 || n.source.idle < 0 {
 			return fmt.Errorf("weir: source %s: EventTime's out-of-orderness and IdleTimeout must not be negative", n.uid)
 		}
+		if n.source.maxFuture < 0 && n.source.maxFuture != NoMaxFuture {
+			return fmt.Errorf("weir: source %s: MaxFuture(%v) is negative; use weir.NoMaxFuture to turn the bound off", n.uid, n.source.maxFuture)
+		}
 		topics[src.Topic] = "source " + n.uid
 	}
 	for _, n := range g.sinks {

@@ -102,6 +102,7 @@ func (j *Job) sourceStage(n *node, closed *sync.WaitGroup, state *stateSetup) su
 				Properties: merge(s.Kafka, sp.Properties),
 				NewDecoder: src.decoder, EventTime: src.eventTime, BadRecordHint: src.badHint,
 				OutOfOrderness: src.bound, IdleTimeout: src.idle,
+				MaxFuture: src.maxFutureBound(), MaxFutureSetting: src.maxFutureSetting,
 				Targets: pids, InputIndexes: inIdx, Credits: j.opts.credits,
 				Chain: func(send func(int, any, int)) (operator.Operator, func(), error) {
 					// Stateless: no checkpoints, no clock.

@@ -276,6 +276,7 @@ func jobFileSchema(s *JobSpec) []field {
 			{name: "size", kind: kindDuration, bound: positive, example: "10s", dur: &s.Window.Size},
 			{name: "out_of_orderness", kind: kindDuration, bound: nonNegative, example: "2s", dur: &s.Window.OutOfOrderness},
 			{name: "idle_timeout", kind: kindDuration, bound: nonNegative, example: "30s", dur: &s.Window.IdleTimeout},
+			{name: "max_future", kind: kindDuration, bound: nonNegative, example: "1h", dur: &s.Window.MaxFuture},
 		}},
 		{name: "aggregate", kind: kindSection, sub: []field{
 			{name: "value_field", kind: kindString, example: "amount", str: &s.Aggregate.ValueField},

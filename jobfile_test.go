@@ -162,6 +162,7 @@ func dumpSpec(s JobSpec) string {
 	p("window.size", s.Window.Size)
 	p("window.out_of_orderness", s.Window.OutOfOrderness)
 	p("window.idle_timeout", s.Window.IdleTimeout)
+	p("window.max_future", s.Window.MaxFuture)
 	p("aggregate.value_field", s.Aggregate.ValueField)
 	p("sink.topic", s.Sink.Topic)
 	p("sink.transactional_id_prefix", s.Sink.TransactionalIDPrefix)
@@ -198,7 +199,7 @@ func exampleSpec() JobSpec {
 		},
 		KeyField:       "user",
 		TimestampField: "ts",
-		Window:         WindowSpec{Size: 10 * time.Second, OutOfOrderness: 2 * time.Second, IdleTimeout: 30 * time.Second},
+		Window:         WindowSpec{Size: 10 * time.Second, OutOfOrderness: 2 * time.Second, IdleTimeout: 30 * time.Second, MaxFuture: time.Hour},
 		Aggregate:      AggregateSpec{ValueField: "amount"},
 		Sink: SinkSpec{
 			Topic:                 "clicks-per-user",

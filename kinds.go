@@ -28,6 +28,7 @@ func kindGraph(spec JobSpec) (*graphPlan, error) {
 			extract = actors.JSONExtractor(spec.KeyField, spec.TimestampField, spec.Aggregate.ValueField)
 		}
 		src.eventTime, src.bound, src.idle = true, spec.Window.OutOfOrderness, spec.Window.IdleTimeout
+		src.maxFuture, src.maxFutureSetting = spec.Window.MaxFuture, "window.max_future"
 		src.badHint = "bad_records: fail stops the job; fix the producer or the field names"
 		src.decoder = func() actors.Decoder { return &extractDecoder{extract: extract} }
 		in := addSource[float64](e, src)
@@ -45,18 +46,24 @@ func kindGraph(spec JobSpec) (*graphPlan, error) {
 type extractDecoder struct {
 	extract actors.Extractor
 	buf     []operator.Rec[float64]
+	next    operator.Rec[float64] // decoded, not kept yet
 }
 
-func (d *extractDecoder) Add(_, value []byte, _ int64, _ int32, _ int64) (int64, error) {
+func (d *extractDecoder) Decode(_, value []byte, _ int64, _ int32, _ int64) (int64, error) {
 	key, ts, v, err := d.extract(value)
 	if err != nil {
 		return 0, err
 	}
+	d.next = operator.Rec[float64]{TS: ts, Key: string(key), V: v}
+	return ts, nil
+}
+
+func (d *extractDecoder) Keep() {
 	if d.buf == nil {
 		d.buf = make([]operator.Rec[float64], 0, 256)
 	}
-	d.buf = append(d.buf, operator.Rec[float64]{TS: ts, Key: string(key), V: v})
-	return ts, nil
+	d.buf = append(d.buf, d.next)
+	d.next = operator.Rec[float64]{}
 }
 
 func (d *extractDecoder) Take() (any, int) {

@@ -69,7 +69,9 @@ type JobSpec struct {
 	Parallelism int
 
 	// BadRecords says what happens to a record that is not a JSON object or
-	// lacks the key or timestamp field (job file: bad_records). Default fail.
+	// lacks the key or timestamp field, or whose event time is beyond
+	// Window.MaxFuture ahead of the processing clock (job file:
+	// bad_records). Default fail.
 	BadRecords BadRecordPolicy
 
 	// Restart says how the job restarts after a failure, from the latest
@@ -219,7 +221,23 @@ type WindowSpec struct {
 	// holding back the watermark (job file: window.idle_timeout).
 	// 0 (default) disables idleness.
 	IdleTimeout time.Duration
+	// MaxFuture bounds how far a record's event time may be ahead of the
+	// processing clock (the wall clock when the source reads it): a record
+	// beyond it is a bad record (see BadRecords), refused before its time
+	// can move the watermark, since one record from the year 2500 would
+	// make every later record late, also after a restore
+	// (job file: window.max_future). 0 means DefaultMaxFuture;
+	// NoMaxFuture turns the bound off.
+	MaxFuture time.Duration
 }
+
+// DefaultMaxFuture is the default of WindowSpec.MaxFuture and of the
+// MaxFuture source option.
+const DefaultMaxFuture = time.Hour
+
+// NoMaxFuture as WindowSpec.MaxFuture, or as MaxFuture's bound, lets a
+// record's event time be any distance ahead of the processing clock.
+const NoMaxFuture time.Duration = -1
 
 // AggregateSpec says what is aggregated (job file: aggregate).
 type AggregateSpec struct {
@@ -376,6 +394,9 @@ func (s JobSpec) WithDefaults() JobSpec {
 	}
 	if s.BadRecords == "" {
 		s.BadRecords = BadRecordsFail
+	}
+	if s.Kind == KindWindow && s.Window.MaxFuture == 0 {
+		s.Window.MaxFuture = DefaultMaxFuture
 	}
 	if s.Checkpoint.Timeout == 0 {
 		s.Checkpoint.Timeout = DefaultCheckpointTimeout
@@ -557,6 +578,9 @@ func (s JobSpec) validateWindow() error {
 	if s.Window.IdleTimeout < 0 {
 		return specErr("window.idle_timeout", "must not be negative, got %v", s.Window.IdleTimeout)
 	}
+	if s.Window.MaxFuture < 0 && s.Window.MaxFuture != NoMaxFuture {
+		return specErr("window.max_future", "must not be negative, got %v; use weir.NoMaxFuture to turn the bound off", s.Window.MaxFuture)
+	}
 	return nil
 }
 
@@ -572,6 +596,7 @@ func (s JobSpec) validatePassthrough() error {
 		{"window.size", s.Window.Size != 0},
 		{"window.out_of_orderness", s.Window.OutOfOrderness != 0},
 		{"window.idle_timeout", s.Window.IdleTimeout != 0},
+		{"window.max_future", s.Window.MaxFuture != 0},
 		{"aggregate.value_field", s.Aggregate.ValueField != ""},
 	} {
 		if k.set {

@@ -71,6 +71,15 @@ type SourceConfig struct {
 	// EventTime makes a decoding source track event time per partition and
 	// emit watermarks (bounded by OutOfOrderness, IdleTimeout).
 	EventTime bool
+	// MaxFuture, with EventTime, bounds how far a record's event time may
+	// be ahead of the processing clock (Now, read at each poll): a record
+	// beyond it is a bad record, refused before its time reaches the
+	// watermark or any state (one record from the year 2500 would make
+	// every later one late, also after a restore). <= 0: no bound.
+	MaxFuture time.Duration
+	// MaxFutureSetting names the setting that raises MaxFuture, for the
+	// error (e.g. window.max_future).
+	MaxFutureSetting string
 	// HoldUntilStarted makes the source read nothing until it receives
 	// StartOutput (sent by the supervisor once every sink is ready).
 	HoldUntilStarted bool
@@ -123,11 +132,15 @@ func (c *SourceConfig) defaults() {
 // Decoder turns Kafka records into the typed records of a dataflow
 // source; it runs on the poller's goroutine.
 type Decoder interface {
-	// Add decodes one record and appends it to the batch being built. It
+	// Decode decodes one record and holds it until Keep; a record not
+	// kept is forgotten by the next Decode (the source refused it). It
 	// returns the record's event time (operator.NoTimestamp for none);
 	// kafkaTS is the record's Kafka timestamp in milliseconds
 	// (operator.NoTimestamp when the record has none).
-	Add(key, value []byte, kafkaTS int64, partition int32, offset int64) (ts int64, err error)
+	Decode(key, value []byte, kafkaTS int64, partition int32, offset int64) (ts int64, err error)
+	// Keep appends the record of the last successful Decode to the batch
+	// being built.
+	Keep()
 	// Take returns the batch built since the last Take (a []operator.Rec[T])
 	// and its length, and starts a new one.
 	Take() (data any, n int)
@@ -431,10 +444,7 @@ func (s *Source) advanceWatermark(ctx actor.Context, now time.Time) {
 			continue
 		}
 		active++
-		pw := int64(math.MinInt64)
-		if st.maxTS != math.MinInt64 {
-			pw = st.maxTS - s.cfg.OutOfOrderness.Milliseconds() - 1
-		}
+		pw := partitionWatermark(st.maxTS, s.cfg.OutOfOrderness)
 		if pw < wm {
 			wm = pw
 		}
@@ -462,4 +472,14 @@ func (s *Source) advanceWatermark(ctx actor.Context, now time.Time) {
 		}
 		s.out.Broadcast(ctx, func(in int) any { return &Watermark{In: in, TS: w} })
 	}
+}
+
+// partitionWatermark is the watermark of a partition whose newest event
+// time is maxTS (math.MinInt64: none yet): maxTS minus the
+// out-of-orderness, minus 1 ms, saturating at the start of time.
+func partitionWatermark(maxTS int64, outOfOrderness time.Duration) int64 {
+	if maxTS == math.MinInt64 {
+		return math.MinInt64
+	}
+	return operator.SubSat(operator.SubSat(maxTS, outOfOrderness.Milliseconds()), 1)
 }

@@ -351,6 +351,13 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 		return pp
 	}
 	next := p.next
+	// The processing clock of this poll: a record whose event time is more
+	// than MaxFuture ahead of it is refused (EventTime only).
+	now := p.cfg.Now()
+	limit := int64(math.MaxInt64)
+	if p.cfg.EventTime && p.cfg.MaxFuture > 0 {
+		limit = operator.AddSat(now.UnixMilli(), p.cfg.MaxFuture.Milliseconds())
+	}
 	timeout := int(p.cfg.PollTimeout.Milliseconds())
 	decoded := 0
 	for decoded < p.cfg.PollRecords {
@@ -375,16 +382,18 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 			if e.TimestampType != kafka.TimestampNotAvailable {
 				kts = e.Timestamp.UnixMilli()
 			}
-			ts, err := p.dec.Add(e.Key, e.Value, kts, part, off)
-			if err != nil {
-				p.cfg.Metrics.BadRecords.Add(1)
+			ts, err := p.dec.Decode(e.Key, e.Value, kts, part, off)
+			switch {
+			case err != nil:
 				hint := p.cfg.BadRecordHint
 				if hint == "" {
 					hint = "a record that cannot be decoded stops the job; fix the producer or the source's format"
 				}
-				return nil, fmt.Errorf("source %s: bad record at %s/%d offset %d: %w (%s)",
-					p.cfg.Task, p.cfg.Topic, part, off, err, hint)
+				return nil, p.badRecord(part, off, fmt.Errorf("%w (%s)", err, hint))
+			case ts > limit:
+				return nil, p.badRecord(part, off, p.aheadError(ts, now))
 			}
+			p.dec.Keep()
 			decoded++
 			pp := progress(part)
 			pp.next = off + 1
@@ -426,4 +435,39 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 		b.parts = append(b.parts, *pp)
 	}
 	return b, nil
+}
+
+// badRecord applies the bad-record policy to a record the source cannot
+// take, why saying what is wrong with it and how to fix it: the one place
+// that decides. The record is counted; with the only policy, fail, the
+// error returned stops the job with one line naming the record (a
+// dead-letter policy would route the record here and return nil: the
+// decoder has not kept it).
+func (p *poller) badRecord(part int32, off int64, why error) error {
+	p.cfg.Metrics.BadRecords.Add(1)
+	return fmt.Errorf("source %s: bad record at %s/%d offset %d: %w", p.cfg.Task, p.cfg.Topic, part, off, why)
+}
+
+// aheadError says that event time ts is beyond MaxFuture ahead of now.
+func (p *poller) aheadError(ts int64, now time.Time) error {
+	setting := p.cfg.MaxFutureSetting
+	if setting == "" {
+		setting = "the source's MaxFuture"
+	}
+	return fmt.Errorf("event time %d (%s) is %s ahead of the processing clock, beyond %s (%v); fix the producer's timestamps or raise %s",
+		ts, time.UnixMilli(ts).UTC().Format(time.RFC3339Nano), aheadString(operator.SubSat(ts, now.UnixMilli())), setting, p.cfg.MaxFuture, setting)
+}
+
+// aheadString writes a span of milliseconds short: in years or days when
+// it is that long (time.Duration ends at 292 years).
+func aheadString(ms int64) string {
+	const day = 24 * 60 * 60 * 1000
+	const year = 365*day + day/4
+	switch {
+	case ms >= year:
+		return fmt.Sprintf("%dy", ms/year)
+	case ms >= 2*day:
+		return fmt.Sprintf("%dd", ms/day)
+	}
+	return (time.Duration(ms) * time.Millisecond).Round(time.Second).String()
 }

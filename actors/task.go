@@ -226,8 +226,22 @@ func (t *Task) schedule() {
 	}
 	t.procAt = at
 	root, self := t.ctx.ActorSystem().Root, t.ctx.Self()
-	d := time.Duration(at-t.cfg.Now().UnixMilli()) * time.Millisecond
-	t.timer = time.AfterFunc(max(d, 0), func() { root.Send(self, &procTick{at: at}) })
+	d := timerDelay(at, t.cfg.Now().UnixMilli())
+	t.timer = time.AfterFunc(d, func() { root.Send(self, &procTick{at: at}) })
+}
+
+// timerDelay is how long from now (milliseconds) until a processing-time
+// timer at at is due; 0 when it is due already, the longest Duration when
+// it is further away than that (about 292 years).
+func timerDelay(at, now int64) time.Duration {
+	ms := operator.SubSat(at, now)
+	switch {
+	case ms <= 0:
+		return 0
+	case ms > int64(math.MaxInt64/time.Millisecond):
+		return math.MaxInt64
+	}
+	return time.Duration(ms) * time.Millisecond
 }
 
 func (t *Task) unstash() {

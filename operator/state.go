@@ -209,7 +209,7 @@ func put[T any](s *KeyedState, core *stateCore, old *cell[T], ref entryRef, v T)
 	}
 	c.v = v
 	if core.ttl > 0 {
-		c.exp = addSat(s.now(), core.ttl)
+		c.exp = AddSat(s.now(), core.ttl)
 		c.ttl = s.touchTTL(c.ttl, ref, c.exp)
 	}
 	s.markDirty(ref, c)
@@ -239,13 +239,6 @@ func adopt[T any](s *KeyedState, core *stateCore, old, c *cell[T], ref entryRef)
 // live reports whether a cell of core with expiry time exp is still live.
 func (s *KeyedState) live(core *stateCore, exp int64) bool {
 	return core.ttl == 0 || exp > s.now()
-}
-
-func addSat(a, b int64) int64 {
-	if b > 0 && a > math.MaxInt64-b {
-		return math.MaxInt64
-	}
-	return a + b
 }
 
 // StateOption is an option of a state's registration.

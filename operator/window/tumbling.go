@@ -69,11 +69,8 @@ func (w *Tumbling) Watermark() int64 { return w.wm }
 // Add adds v to key's window of event time ts. It returns false, adding
 // nothing, when that window has already fired (a late record).
 func (w *Tumbling) Add(key string, ts int64, v float64) bool {
-	start := ts - ts%w.size
-	if ts < 0 && ts%w.size != 0 {
-		start -= w.size
-	}
-	if start+w.size-1 <= w.wm {
+	start, end := bounds(ts, w.size)
+	if end <= w.wm {
 		return false
 	}
 	keys := w.windows[start]
@@ -105,7 +102,7 @@ func (w *Tumbling) Fire(wm int64, emit func(Result)) {
 		w.wm = wm
 	}
 	for start, keys := range w.windows {
-		if start+w.size-1 > wm {
+		if _, end := bounds(start, w.size); end > wm {
 			continue
 		}
 		for k, a := range keys {
@@ -116,6 +113,24 @@ func (w *Tumbling) Fire(wm int64, emit func(Result)) {
 		}
 		delete(w.windows, start)
 	}
+}
+
+// bounds returns the first and the last millisecond of the window of size
+// that holds ts. Windows are aligned to multiples of size; the first and
+// the last window of the int64 range are cut at its ends (the first starts
+// at math.MinInt64, the last ends at math.MaxInt64), so nothing wraps
+// around. The window's start is its key: bounds(start) is the same window.
+func bounds(ts, size int64) (start, end int64) {
+	m := ts % size
+	if m < 0 {
+		m += size
+	}
+	if ts < math.MinInt64+m {
+		start = math.MinInt64
+	} else {
+		start = ts - m
+	}
+	return start, operator.AddSat(ts, size-1-m)
 }
 
 // opState is the operator's state beside its keyed state.
@@ -273,13 +288,16 @@ func AppendJSONString(b []byte, s string) []byte {
 
 // AppendResultJSON appends the JSON result of one key and window of
 // sizeMillis, the window job's output record; the key is escaped as JSON.
+// window_end is the first millisecond after the window (math.MaxInt64
+// for the last window of the int64 range).
 func AppendResultJSON(b []byte, r Result, sizeMillis int64) []byte {
 	b = append(b, `{"key":`...)
 	b = AppendJSONString(b, r.Key)
 	b = append(b, `,"window_start":`...)
 	b = strconv.AppendInt(b, r.Start, 10)
 	b = append(b, `,"window_end":`...)
-	b = strconv.AppendInt(b, r.Start+sizeMillis, 10)
+	_, end := bounds(r.Start, sizeMillis)
+	b = strconv.AppendInt(b, operator.AddSat(end, 1), 10)
 	b = append(b, `,"count":`...)
 	b = strconv.AppendInt(b, r.Count, 10)
 	b = append(b, `,"sum":`...)

@@ -114,3 +114,58 @@ func TestResultJSONEscapesKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestTumblingEndsOfTime: records at the ends of the int64 range fall in
+// the window that holds them, fire when the watermark passes that
+// window's last millisecond and not before, and their results name a
+// window end on the right side of their start: no arithmetic wraps.
+func TestTumblingEndsOfTime(t *testing.T) {
+	const size = 1000
+	var fired []Result
+	emit := func(r Result) { fired = append(fired, r) }
+
+	// The last window: [MaxInt64-807, MaxInt64], its end clamped.
+	w := NewTumbling(size, false)
+	w.Fire(1_700_000_000_000, emit)
+	if !w.Add("a", math.MaxInt64-1, 1) || !w.Add("a", math.MaxInt64, 2) {
+		t.Fatal("a record at the end of time was dropped as late under a watermark in 2023")
+	}
+	w.Fire(math.MaxInt64-1, emit)
+	if len(fired) != 0 {
+		t.Fatalf("the last window fired at watermark MaxInt64-1: %+v", fired)
+	}
+	w.Fire(math.MaxInt64, emit)
+	want := Result{Key: "a", Start: math.MaxInt64 - math.MaxInt64%size, Count: 2, Sum: 3}
+	if len(fired) != 1 || fired[0] != want {
+		t.Fatalf("at watermark MaxInt64 fired %+v, want %+v", fired, want)
+	}
+	if got := string(AppendResultJSON(nil, fired[0], size)); got != `{"key":"a","window_start":9223372036854775000,"window_end":9223372036854775807,"count":2,"sum":3}` {
+		t.Errorf("result of the last window: %s", got)
+	}
+
+	// The first window: it starts at MinInt64 (its aligned start is
+	// before the int64 range) and ends at its aligned end.
+	fired = nil
+	w = NewTumbling(size, false)
+	firstEnd := int64(math.MinInt64) + (size - 1 - (size+math.MinInt64%size)%size)
+	if !w.Add("b", math.MinInt64+1, 1) || !w.Add("b", firstEnd, 1) {
+		t.Fatal("a record at the start of time was dropped as late before any watermark")
+	}
+	if st := w.State(); len(st) != 1 || st[math.MinInt64]["b"].Count != 2 {
+		t.Fatalf("state %v, want one window at MinInt64 holding both records", st)
+	}
+	w.Fire(firstEnd-1, emit)
+	if len(fired) != 0 {
+		t.Fatalf("the first window fired before its end %d: %+v", firstEnd, fired)
+	}
+	w.Fire(firstEnd, emit)
+	if len(fired) != 1 || fired[0] != (Result{Key: "b", Start: math.MinInt64, Count: 2, Sum: 2}) {
+		t.Fatalf("at watermark %d fired %+v", firstEnd, fired)
+	}
+	if w.Add("b", firstEnd, 1) || !w.Add("b", firstEnd+1, 1) {
+		t.Error("after the first window fired, its records must be late and the next window's not")
+	}
+	if got := string(AppendResultJSON(nil, fired[0], size)); got != `{"key":"b","window_start":-9223372036854775808,"window_end":-9223372036854775000,"count":2,"sum":2}` {
+		t.Errorf("result of the first window: %s", got)
+	}
+}
