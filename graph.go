@@ -166,6 +166,9 @@ type node struct {
 	ports  []*port
 	// sides maps an OutputTag id to its port (nil: no side outputs).
 	sides map[string]int
+	// joinLate names the side outputs of an interval join's late values
+	// (left, right; "" for none).
+	joinLate [2]string
 	// fusable: a stateless one-input node that chains behind its upstream.
 	fusable bool
 	// stateful: keyed state or timers (the task's state is restored by

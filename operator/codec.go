@@ -214,3 +214,48 @@ func (jsonCodec[T]) Decode(b []byte) (T, error) {
 	}
 	return v, nil
 }
+
+// SliceCodec returns the codec of slices of T: the number of elements,
+// then each element's length and encoding by c (unsigned varints).
+func SliceCodec[T any](c Codec[T]) Codec[[]T] { return sliceCodec[T]{c} }
+
+type sliceCodec[T any] struct{ c Codec[T] }
+
+func (s sliceCodec[T]) Append(dst []byte, xs []T) ([]byte, error) {
+	dst = binary.AppendUvarint(dst, uint64(len(xs)))
+	var elem []byte
+	for i, x := range xs {
+		var err error
+		if elem, err = s.c.Append(elem[:0], x); err != nil {
+			return dst, fmt.Errorf("element %d: %w", i, err)
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(elem)))
+		dst = append(dst, elem...)
+	}
+	return dst, nil
+}
+
+func (s sliceCodec[T]) Decode(b []byte) ([]T, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return nil, fmt.Errorf("a slice: malformed element count")
+	}
+	b = b[k:]
+	xs := make([]T, 0, n)
+	for i := uint64(0); i < n; i++ {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return nil, fmt.Errorf("a slice: element %d of %d is cut short", i, n)
+		}
+		x, err := s.c.Decode(b[k : k+int(l)])
+		if err != nil {
+			return nil, fmt.Errorf("a slice: element %d: %w", i, err)
+		}
+		xs = append(xs, x)
+		b = b[k+int(l):]
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("a slice: %d bytes after its %d elements", len(b), n)
+	}
+	return xs, nil
+}
