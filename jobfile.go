@@ -207,6 +207,7 @@ const (
 	kindProps                      // a map of librdkafka properties to scalars
 	kindOffsets                    // a map of partition to offset
 	kindBool                       // true or false
+	kindList                       // a list of strings
 )
 
 // bound restricts numbers and durations.
@@ -232,6 +233,7 @@ type field struct {
 	props   *map[string]string
 	offsets *map[int32]int64
 	flag    *bool
+	list    *[]string
 	sub     []field
 
 	// negate stores the opposite of a boolean (a Go field that is false by
@@ -273,13 +275,20 @@ func jobFileSchema(s *JobSpec) []field {
 		{name: "key_field", kind: kindString, example: "user", str: &s.KeyField},
 		{name: "timestamp_field", kind: kindString, example: "ts", str: &s.TimestampField},
 		{name: "window", kind: kindSection, sub: []field{
+			{name: "kind", kind: kindString, example: "sliding", str: &s.Window.Kind},
 			{name: "size", kind: kindDuration, bound: positive, example: "10s", dur: &s.Window.Size},
+			{name: "slide", kind: kindDuration, bound: positive, example: "5s", dur: &s.Window.Slide},
+			{name: "gap", kind: kindDuration, bound: positive, example: "30s", dur: &s.Window.Gap},
+			{name: "offset", kind: kindDuration, bound: anyValue, example: "-8h", dur: &s.Window.Offset},
+			{name: "allowed_lateness", kind: kindDuration, bound: nonNegative, example: "1m", dur: &s.Window.AllowedLateness},
+			{name: "late_topic", kind: kindString, example: "clicks-late", str: &s.Window.LateTopic},
 			{name: "out_of_orderness", kind: kindDuration, bound: nonNegative, example: "2s", dur: &s.Window.OutOfOrderness},
 			{name: "idle_timeout", kind: kindDuration, bound: nonNegative, example: "30s", dur: &s.Window.IdleTimeout},
 			{name: "max_future", kind: kindDuration, bound: nonNegative, example: "1h", dur: &s.Window.MaxFuture},
 		}},
 		{name: "aggregate", kind: kindSection, sub: []field{
 			{name: "value_field", kind: kindString, example: "amount", str: &s.Aggregate.ValueField},
+			{name: "functions", kind: kindList, example: "[count, sum, max]", list: &s.Aggregate.Functions},
 		}},
 		{name: "sink", kind: kindSection, sub: []field{
 			{name: "topic", kind: kindString, example: "clicks-per-user", str: &s.Sink.Topic},
@@ -422,6 +431,21 @@ func (p *jobParser) value(key string, f *field, vn *yaml.Node) error {
 			return p.offsets(key, n, f.offsets)
 		}
 	}
+	if f.kind == kindList {
+		if n.Kind != yaml.SequenceNode {
+			return errAt(line, key, "is %s, but must be %s", describe(n), want(f))
+		}
+		items := make([]string, 0, len(n.Content))
+		for _, item := range n.Content {
+			text, err := scalar(key, &field{kind: kindString, example: f.example}, resolve(item), item.Line)
+			if err != nil {
+				return err
+			}
+			items = append(items, text)
+		}
+		*f.list = items
+		return nil
+	}
 	text, err := scalar(key, f, n, line)
 	if err != nil {
 		return err
@@ -495,6 +519,8 @@ func want(f *field) string {
 		return "milliseconds since the epoch or an RFC 3339 time such as " + f.example
 	case kindBool:
 		return "true or false"
+	case kindList:
+		return "a list such as " + f.example
 	case kindSection:
 		names := make([]string, len(f.sub))
 		for i, s := range f.sub {

@@ -199,8 +199,9 @@ func exampleSpec() JobSpec {
 		},
 		KeyField:       "user",
 		TimestampField: "ts",
-		Window:         WindowSpec{Size: 10 * time.Second, OutOfOrderness: 2 * time.Second, IdleTimeout: 30 * time.Second, MaxFuture: time.Hour},
-		Aggregate:      AggregateSpec{ValueField: "amount"},
+		Window: WindowSpec{Kind: WindowTumbling, Size: 10 * time.Second, OutOfOrderness: 2 * time.Second, IdleTimeout: 30 * time.Second,
+			MaxFuture: time.Hour, LateTopic: "clicks-late"},
+		Aggregate: AggregateSpec{ValueField: "amount", Functions: []string{"count", "sum"}},
 		Sink: SinkSpec{
 			Topic:                 "clicks-per-user",
 			TransactionalIDPrefix: "weir", ProgressTopic: "clicks-per-user.weir-progress", TransactionTimeout: 15 * time.Minute,
@@ -258,6 +259,8 @@ func TestJobFileExample(t *testing.T) {
 		"restart.attempts":         `(?m)^\s*#\s*attempts: 3`,
 		"restart.max_failures":     `(?m)^\s*#\s*max_failures: 1`,
 		"restart.interval":         `(?m)^\s*#\s*interval: 1m`,
+		"window.slide":             `(?m)^\s*#\s*slide: 5s`,
+		"window.gap":               `(?m)^\s*#\s*gap: 30s`,
 	}
 	for _, k := range jobFileKeys() {
 		if re, ok := commented[k]; ok {
@@ -315,6 +318,29 @@ func TestJobFileExampleAlternatives(t *testing.T) {
 		if s.Source.Start.Mode != StartMode(tc.mode) || !tc.check(s.Source.Start) {
 			t.Errorf("mode %s: parsed start %+v", tc.mode, s.Source.Start)
 		}
+	}
+}
+
+// TestJobFileExampleWindowKinds: the example's commented window keys make
+// a valid sliding and session job.
+func TestJobFileExampleWindowKinds(t *testing.T) {
+	data, err := os.ReadFile("examples/job.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uncomment := func(text, line string) string {
+		return regexp.MustCompile(`(?m)^(\s*)#\s*`+regexp.QuoteMeta(line)+`.*$`).ReplaceAllString(text, "${1}"+line)
+	}
+	sliding := uncomment(strings.Replace(string(data), "kind: tumbling", "kind: sliding", 1), "slide: 5s")
+	s, err := ParseJobFile([]byte(sliding))
+	if err != nil || s.Window.Kind != WindowSliding || s.Window.Slide != 5*time.Second {
+		t.Errorf("sliding: %v, window %+v", err, s.Window)
+	}
+	session := uncomment(strings.Replace(string(data), "kind: tumbling", "kind: session", 1), "gap: 30s")
+	session = regexp.MustCompile(`(?m)^  (size|offset): .*$`).ReplaceAllString(session, "")
+	s, err = ParseJobFile([]byte(session))
+	if err != nil || s.Window.Kind != WindowSession || s.Window.Gap != 30*time.Second {
+		t.Errorf("session: %v, window %+v", err, s.Window)
 	}
 }
 

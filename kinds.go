@@ -2,6 +2,8 @@ package weir
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 
 	"github.com/weirstream/weir/actors"
 	"github.com/weirstream/weir/operator"
@@ -31,6 +33,10 @@ func kindGraph(spec JobSpec) (*graphPlan, error) {
 		src.maxFuture, src.maxFutureSetting = spec.Window.MaxFuture, "window.max_future"
 		src.badHint = "bad_records: fail stops the job; fix the producer or the field names"
 		src.decoder = func() actors.Decoder { return &extractDecoder{extract: extract} }
+		if !fastWindow(spec) {
+			windowGraph(e, spec, src, sk, extract)
+			break
+		}
 		in := addSource[float64](e, src)
 		size := spec.Window.Size.Milliseconds()
 		results := countSumWindow(in, size, UID("window"))
@@ -138,4 +144,136 @@ func (o *windowOp) EndOfInput() error                  { return nil }
 func (o *windowOp) Snapshot(uint64) (operator.Capture, error) {
 	entries, op := o.w.Capture()
 	return operator.Capture{Entries: entries, OpState: op}, nil
+}
+
+// fastWindow reports whether the window job is the tumbling count and sum
+// with nothing else: window.Tumbling runs it (fast, and its checkpoints
+// are those of every weir before window kinds).
+func fastWindow(spec JobSpec) bool {
+	w := spec.Window
+	f := spec.Aggregate.Functions
+	return w.Kind == WindowTumbling && w.Offset == 0 && w.AllowedLateness == 0 && w.LateTopic == "" &&
+		(f == nil || slices.Equal(f, []string{"count", "sum"}))
+}
+
+// assignerOf is the window assigner of a job file's window.
+func assignerOf(w WindowSpec) WindowAssigner {
+	switch w.Kind {
+	case WindowSliding:
+		return SlidingWindows(w.Size, w.Slide).WithOffset(w.Offset)
+	case WindowSession:
+		return SessionWindows(w.Gap)
+	}
+	return TumblingWindows(w.Size).WithOffset(w.Offset)
+}
+
+// lateRec is a window job's record with the bytes it was read as, kept for
+// the late topic.
+type lateRec struct {
+	V          float64
+	Key, Value []byte
+}
+
+// windowGraph is the window job on the general window operator
+// (operator/window.Keyed): any window kind, offsets, allowed lateness, a
+// late topic, the aggregates of aggregate.functions.
+func windowGraph(e *Env, spec JobSpec, src *sourceNode, sk *sinkNode, extract actors.Extractor) {
+	funcs := spec.Aggregate.Functions
+	if funcs == nil {
+		funcs = []string{"count", "sum"}
+	}
+	results := resultsFormat{funcs: funcs}
+	if spec.Window.LateTopic == "" {
+		in := addSource[float64](e, src)
+		ks := KeyedStream[float64]{s: in}
+		ws := Window(ks, assignerOf(spec.Window)).AllowedLateness(spec.Window.AllowedLateness)
+		addSink(Aggregate(ws, SummaryOf(func(v float64) float64 { return v }), UID("window")), sk, Format[WindowResult[Summary]](results))
+		return
+	}
+	src.decoder = func() actors.Decoder { return &lateDecoder{extract: extract} }
+	in := addSource[lateRec](e, src)
+	late := NewOutputTag[lateRec]("late")
+	ks := KeyedStream[lateRec]{s: in}
+	ws := Window(ks, assignerOf(spec.Window)).AllowedLateness(spec.Window.AllowedLateness).SideOutputLateData(late)
+	out := Aggregate(ws, SummaryOf(func(r lateRec) float64 { return r.V }), UID("window"))
+	addSink(out, sk, Format[WindowResult[Summary]](results))
+	lateSink := &sinkNode{spec: SinkSpec{Topic: spec.Window.LateTopic, ProgressTopic: spec.Window.LateTopic + ".weir-progress",
+		TransactionalIDPrefix: spec.Sink.TransactionalIDPrefix, TransactionTimeout: spec.Sink.TransactionTimeout,
+		Properties: spec.Sink.Properties}, opts: []OpOption{UID("late-sink")}}
+	addSink(SideOutput(out, late), lateSink, Format[lateRec](lateFormat{}))
+}
+
+// lateDecoder is extractDecoder keeping each record's bytes.
+type lateDecoder struct {
+	extract actors.Extractor
+	buf     []operator.Rec[lateRec]
+	next    operator.Rec[lateRec]
+}
+
+func (d *lateDecoder) Decode(key, value []byte, _ int64, _ int32, _ int64) (int64, error) {
+	k, ts, v, err := d.extract(value)
+	if err != nil {
+		return 0, err
+	}
+	d.next = operator.Rec[lateRec]{TS: ts, Key: string(k), V: lateRec{V: v, Key: key, Value: value}}
+	return ts, nil
+}
+
+func (d *lateDecoder) Keep() {
+	if d.buf == nil {
+		d.buf = make([]operator.Rec[lateRec], 0, 256)
+	}
+	d.buf = append(d.buf, d.next)
+}
+
+func (d *lateDecoder) Take() (any, int) {
+	b := d.buf
+	d.buf = nil
+	return b, len(b)
+}
+
+// lateFormat writes a late record as it was read.
+type lateFormat struct{}
+
+func (lateFormat) Encode(r lateRec) ([]byte, []byte, error) { return r.Key, r.Value, nil }
+
+func (lateFormat) Decode(_, _ []byte) (lateRec, error) {
+	return lateRec{}, fmt.Errorf("weir: late records are written, not read")
+}
+
+// resultsFormat writes a window result as the window job's JSON with the
+// aggregates of aggregate.functions, keyed by the key:
+// {"key":"u1","window_start":0,"window_end":10000,"count":3,"sum":7.5}.
+type resultsFormat struct{ funcs []string }
+
+func (f resultsFormat) Encode(r WindowResult[Summary]) ([]byte, []byte, error) {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"key":`...)
+	b = window.AppendJSONString(b, r.Key)
+	b = append(b, `,"window_start":`...)
+	b = strconv.AppendInt(b, r.Start, 10)
+	b = append(b, `,"window_end":`...)
+	b = strconv.AppendInt(b, r.End, 10)
+	for _, fn := range f.funcs {
+		b = append(b, ',', '"')
+		b = append(b, fn...)
+		b = append(b, '"', ':')
+		switch fn {
+		case "count":
+			b = strconv.AppendInt(b, r.Value.Count, 10)
+		case "sum":
+			b = strconv.AppendFloat(b, r.Value.Sum, 'f', -1, 64)
+		case "min":
+			b = strconv.AppendFloat(b, r.Value.Min, 'f', -1, 64)
+		case "max":
+			b = strconv.AppendFloat(b, r.Value.Max, 'f', -1, 64)
+		case "avg":
+			b = strconv.AppendFloat(b, r.Value.Avg, 'f', -1, 64)
+		}
+	}
+	return []byte(r.Key), append(b, '}'), nil
+}
+
+func (resultsFormat) Decode(_, _ []byte) (WindowResult[Summary], error) {
+	return WindowResult[Summary]{}, fmt.Errorf("weir: window results are written, not read")
 }

@@ -191,7 +191,7 @@ func (c *Context[U]) DeleteProcessingTimer(ts int64) {
 // program still finds its state.
 func Process[T, U any](ks KeyedStream[T], fn KeyedProcessFunction[T, U], opts ...OpOption) Stream[U] {
 	n := ks.s.n.env.addNode("process", opts, portFor[U]())
-	n.connect(ks.s, ks.key)
+	n.connect(ks.s, ks.edgeKey())
 	n.sides = map[string]int{}
 	n.stateful = true
 	n.build = func(b *buildCtx, outs []any) (any, lifecycle, error) {

@@ -2,11 +2,13 @@ package weir
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/weirstream/weir/operator/window"
 	"github.com/weirstream/weir/supervisor"
 )
 
@@ -209,10 +211,33 @@ type StartSpec struct {
 	Offsets map[int32]int64
 }
 
-// WindowSpec is an event-time tumbling window (job file: window).
+// WindowSpec is an event-time window (job file: window).
 type WindowSpec struct {
-	// Size of each window (job file: window.size), e.g. 10s. Required.
+	// Kind is WindowTumbling (default), WindowSliding or WindowSession
+	// (job file: window.kind).
+	Kind string
+	// Size of each window (job file: window.size), e.g. 10s. Required for
+	// tumbling and sliding windows; session windows have none.
 	Size time.Duration
+	// Slide is the time between the starts of sliding windows (job file:
+	// window.slide). Required for sliding windows.
+	Slide time.Duration
+	// Gap closes a session after this long without records of its key
+	// (job file: window.gap). Required for session windows.
+	Gap time.Duration
+	// Offset shifts the starts of tumbling and sliding windows from
+	// multiples of their size (slide) since the epoch, e.g. -8h for days
+	// that start at midnight in UTC+8 (job file: window.offset). Default 0.
+	Offset time.Duration
+	// AllowedLateness keeps a window's state this long after the
+	// watermark passed its end: a record that comes in that time updates
+	// the window, whose result is written again (job file:
+	// window.allowed_lateness). Default 0.
+	AllowedLateness time.Duration
+	// LateTopic receives the records that come after their windows'
+	// allowed lateness, as they were read (job file: window.late_topic).
+	// Empty: they are counted (Stats.LateDropped) and dropped.
+	LateTopic string
 	// OutOfOrderness is how far behind the newest event time seen on a
 	// partition an event may arrive and still be counted
 	// (job file: window.out_of_orderness). Default 0.
@@ -239,13 +264,27 @@ const DefaultMaxFuture = time.Hour
 // record's event time be any distance ahead of the processing clock.
 const NoMaxFuture time.Duration = -1
 
+// Window kinds (WindowSpec.Kind).
+const (
+	WindowTumbling = "tumbling"
+	WindowSliding  = "sliding"
+	WindowSession  = "session"
+)
+
 // AggregateSpec says what is aggregated (job file: aggregate).
 type AggregateSpec struct {
 	// ValueField is the numeric top-level JSON field that is summed
 	// (job file: aggregate.value_field). When empty only records are
 	// counted and sum is 0.
 	ValueField string
+	// Functions are the aggregates of each window's result, in this
+	// order: count, sum, min, max, avg (job file: aggregate.functions).
+	// Default count and sum.
+	Functions []string
 }
+
+// aggregateFunctions are the built-in aggregates of the job file.
+var aggregateFunctions = []string{"count", "sum", "min", "max", "avg"}
 
 // SinkSpec is the Kafka sink (job file: sink).
 type SinkSpec struct {
@@ -394,6 +433,9 @@ func (s JobSpec) WithDefaults() JobSpec {
 	}
 	if s.BadRecords == "" {
 		s.BadRecords = BadRecordsFail
+	}
+	if s.Kind == KindWindow && s.Window.Kind == "" {
+		s.Window.Kind = WindowTumbling
 	}
 	if s.Kind == KindWindow && s.Window.MaxFuture == 0 {
 		s.Window.MaxFuture = DefaultMaxFuture
@@ -563,14 +605,94 @@ func (s JobSpec) validateWindow() error {
 	if s.TimestampField == "" && s.Extract == nil {
 		return specErr("timestamp_field", "required: name the JSON field with the event time in milliseconds, e.g. timestamp_field: ts")
 	}
-	if s.Window.Size == 0 {
-		return specErr("window.size", "required: set the window length, e.g. window.size: 10s")
+	w := s.Window
+	millis := func(key string, d time.Duration) error {
+		if d%time.Millisecond != 0 {
+			return specErr(key, "must be a whole number of milliseconds, got %v", d)
+		}
+		return nil
 	}
-	if s.Window.Size < 0 {
-		return specErr("window.size", "must be a positive duration such as 10s, got %v", s.Window.Size)
+	positive := func(key string, d time.Duration, example string) error {
+		switch {
+		case d == 0 && key == "window.size":
+			return specErr(key, "required: set the window length, e.g. window.size: 10s")
+		case d == 0:
+			return specErr(key, "required for %s windows: set it, e.g. %s: %s", w.Kind, key, example)
+		case d < 0:
+			return specErr(key, "must be a positive duration such as %s, got %v", example, d)
+		}
+		return millis(key, d)
 	}
-	if s.Window.Size%time.Millisecond != 0 {
-		return specErr("window.size", "must be a whole number of milliseconds, got %v", s.Window.Size)
+	switch w.Kind {
+	case WindowTumbling, WindowSliding:
+		if err := positive("window.size", w.Size, "10s"); err != nil {
+			return err
+		}
+		if w.Gap != 0 {
+			return specErr("window.gap", "only session windows have a gap; remove it, or set window.kind: session")
+		}
+		step, stepKey := w.Size, "window.size"
+		if w.Kind == WindowSliding {
+			if err := positive("window.slide", w.Slide, "5s"); err != nil {
+				return err
+			}
+			if w.Size/w.Slide > window.MaxWindowsPerRecord {
+				return specErr("window.slide", "%v puts each record in %d windows of %v; at most %d: raise window.slide", w.Slide, w.Size/w.Slide, w.Size, window.MaxWindowsPerRecord)
+			}
+			step, stepKey = w.Slide, "window.slide"
+		} else if w.Slide != 0 {
+			return specErr("window.slide", "only sliding windows slide; remove it, or set window.kind: sliding")
+		}
+		if err := millis("window.offset", w.Offset); err != nil {
+			return err
+		}
+		if w.Offset <= -step || w.Offset >= step {
+			return specErr("window.offset", "must be shorter than %s (%v), got %v", stepKey, step, w.Offset)
+		}
+	case WindowSession:
+		if err := positive("window.gap", w.Gap, "30s"); err != nil {
+			return err
+		}
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"window.size", w.Size != 0}, {"window.slide", w.Slide != 0}, {"window.offset", w.Offset != 0}} {
+			if k.set {
+				return specErr(k.key, "session windows have no %s: a session lasts while records come within window.gap; remove it", lastName(k.key))
+			}
+		}
+	default:
+		return specErr("window.kind", "%q is not a window kind; use tumbling, sliding or session", w.Kind)
+	}
+	if w.AllowedLateness < 0 {
+		return specErr("window.allowed_lateness", "must not be negative, got %v", w.AllowedLateness)
+	}
+	if err := millis("window.allowed_lateness", w.AllowedLateness); err != nil {
+		return err
+	}
+	if w.LateTopic != "" {
+		if err := validTopic("window.late_topic", w.LateTopic); err != nil {
+			return err
+		}
+		if w.LateTopic == s.Source.Topic || w.LateTopic == s.Sink.Topic {
+			return specErr("window.late_topic", "%q is also the source or sink topic; give late records a topic of their own", w.LateTopic)
+		}
+	}
+	seen := map[string]bool{}
+	for _, f := range s.Aggregate.Functions {
+		if !slices.Contains(aggregateFunctions, f) {
+			return specErr("aggregate.functions", "%q is not an aggregate; use count, sum, min, max or avg", f)
+		}
+		if seen[f] {
+			return specErr("aggregate.functions", "%q is listed twice; list each aggregate once", f)
+		}
+		seen[f] = true
+		if (f == "min" || f == "max" || f == "avg") && s.Aggregate.ValueField == "" && s.Extract == nil {
+			return specErr("aggregate.functions", "%s needs aggregate.value_field: name the numeric field it is computed over", f)
+		}
+	}
+	if s.Aggregate.Functions != nil && len(s.Aggregate.Functions) == 0 {
+		return specErr("aggregate.functions", "is empty; list at least one of count, sum, min, max, avg, or remove it for count and sum")
 	}
 	if s.Window.OutOfOrderness < 0 {
 		return specErr("window.out_of_orderness", "must not be negative, got %v", s.Window.OutOfOrderness)
@@ -597,7 +719,14 @@ func (s JobSpec) validatePassthrough() error {
 		{"window.out_of_orderness", s.Window.OutOfOrderness != 0},
 		{"window.idle_timeout", s.Window.IdleTimeout != 0},
 		{"window.max_future", s.Window.MaxFuture != 0},
+		{"window.kind", s.Window.Kind != ""},
+		{"window.slide", s.Window.Slide != 0},
+		{"window.gap", s.Window.Gap != 0},
+		{"window.offset", s.Window.Offset != 0},
+		{"window.allowed_lateness", s.Window.AllowedLateness != 0},
+		{"window.late_topic", s.Window.LateTopic != ""},
 		{"aggregate.value_field", s.Aggregate.ValueField != ""},
+		{"aggregate.functions", s.Aggregate.Functions != nil},
 	} {
 		if k.set {
 			return specErr(k.key, "not used by kind: passthrough (records are copied unchanged); remove it, or set kind: window")

@@ -25,7 +25,15 @@ type Stream[T any] struct {
 // timers are scoped to that key (Flink's KeyedStream).
 type KeyedStream[T any] struct {
 	s   Stream[T]
-	key func(T) string
+	key func(T) string // nil: keyed by the key the records carry (the job file's kinds)
+}
+
+// edgeKey is the key of the hash edge into the operator that consumes ks.
+func (ks KeyedStream[T]) edgeKey() any {
+	if ks.key == nil {
+		return recordKey{}
+	}
+	return ks.key
 }
 
 // Env returns the environment the stream belongs to.
