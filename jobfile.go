@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -72,8 +73,7 @@ func LoadJobFile(path string) (JobSpec, error) {
 	fail := func(msg string, err error) (JobSpec, error) {
 		return JobSpec{}, &JobFileError{Path: path, Msg: msg, Err: err}
 	}
-	f, err := os.Open(path)
-	if err != nil {
+	openErr := func(err error) (JobSpec, error) {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			return fail("no such file; check the path given to --config", err)
@@ -82,9 +82,26 @@ func LoadJobFile(path string) (JobSpec, error) {
 		}
 		return fail("cannot open it: "+oneLine(pathErrCause(err)), err)
 	}
+	// Only a regular file is read: a FIFO would block the open and the
+	// read until a writer comes, a device or socket never ends. The file
+	// is looked at before it is opened, and opened without blocking (which
+	// a regular file ignores) and looked at again, in case it was replaced.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return openErr(err)
+	}
+	if msg := notRegular(fi); msg != "" {
+		return fail(msg, nil)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return openErr(err)
+	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.IsDir() {
-		return fail("is a directory; give the path of a YAML file", nil)
+	if fi, err := f.Stat(); err != nil {
+		return fail("cannot read it: "+oneLine(pathErrCause(err)), err)
+	} else if msg := notRegular(fi); msg != "" {
+		return fail(msg, nil)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxJobFileBytes+1))
 	if err != nil {
@@ -104,6 +121,27 @@ func LoadJobFile(path string) (JobSpec, error) {
 		return JobSpec{}, fmt.Errorf("job file %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// notRegular says why fi is not a job file, "" for a regular file.
+func notRegular(fi fs.FileInfo) string {
+	m := fi.Mode()
+	var what string
+	switch {
+	case m.IsRegular():
+		return ""
+	case m.IsDir():
+		return "is a directory; give the path of a YAML file"
+	case m&fs.ModeNamedPipe != 0:
+		what = "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		what = "a socket"
+	case m&fs.ModeDevice != 0:
+		what = "a device"
+	default:
+		what = "a special file (" + m.Type().String() + ")"
+	}
+	return "is " + what + ", not a regular file; write the job to a file and give its path"
 }
 
 func pathErrCause(err error) string {

@@ -554,3 +554,43 @@ func TestDemoSpecBuilds(t *testing.T) {
 		t.Errorf("spec %+v", s)
 	}
 }
+
+// TestRunConfigNotRegular: a --config that is a FIFO, a device or a
+// directory is refused on one line with exit 2, without waiting for a
+// writer on the FIFO. A regression that opens the FIFO for reading blocks:
+// the bounded run then fails the test instead of hanging it.
+func TestRunConfigNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "job.fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		want string
+	}{
+		{fifo, "is a named pipe (FIFO), not a regular file"},
+		{"/dev/null", "is a device, not a regular file"},
+		{dir, "is a directory"},
+	} {
+		for _, cmd := range []string{"run", "checkpoints", "savepoint"} {
+			t.Run(cmd+"/"+filepath.Base(tc.path), func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				c := exec.CommandContext(ctx, engineBin, cmd, "--config", tc.path)
+				var stdout, stderr bytes.Buffer
+				c.Stdout, c.Stderr = &stdout, &stderr
+				err := c.Run()
+				if ctx.Err() != nil {
+					t.Fatalf("engine %s --config %s still running after 30s (blocked on the file?)", cmd, tc.path)
+				}
+				r := result{stdout: stdout.String(), stderr: stderr.String()}
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					r.code = ee.ExitCode()
+				}
+				wantBadInput(t, r, "engine: job file "+tc.path+": ", tc.want)
+			})
+		}
+	}
+}

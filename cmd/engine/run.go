@@ -64,7 +64,7 @@ const pidFileName = "engine.pid"
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("run", runAbout)
-	config := fs.String("config", "", "the job file (YAML) to run; required")
+	config := fs.String("config", "", "the job file (YAML, a regular file: a FIFO, device or directory is refused) to run; required")
 	checkTimeout := fs.Duration("check-timeout", 10*time.Second, "how long to wait for the brokers to answer before giving up")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	statusEvery := fs.Duration("status-interval", 5*time.Second, "time between status lines on stdout; 0 disables them")
