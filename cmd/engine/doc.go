@@ -11,10 +11,14 @@
 //	engine help [command]                                 print help
 //
 // Exit codes: 0 when the command succeeded (for demo: the verdict is OK),
-// 1 when it failed at run time, 2 for bad input (flags, job file, an
-// unreachable broker, a missing source topic, a checkpoint.dir held by
-// another engine, a refused --from-savepoint, no running engine for
-// engine savepoint).
+// 1 when it failed at run time or on an internal error, 2 for bad input
+// (flags, job file, an unreachable broker, a missing source topic, a
+// checkpoint.dir held by another engine, a refused --from-savepoint, no
+// running engine for engine savepoint). A panic is an internal error: main
+// and every goroutine the binary starts itself (goSafe) recover it, print
+// its stack and a last line "engine: internal error ...: panic: ..." and
+// exit 1, never Go's 2. A panic on a goroutine of a library (Pebble's
+// background work) still ends the process as Go does, with 2.
 //
 // The package owns only the command line: flags, messages, exit codes, the
 // status and progress lines, the signals of engine run, the engine.pid

@@ -53,8 +53,9 @@ Environment:
            commits what the killed process had not. A malformed value is
            one line and exit code 2.
 
-Exit codes: 0 stopped by a signal or ended normally, 1 failed at run time,
-2 bad input.`
+Exit codes: 0 stopped by a signal or ended normally, 1 failed at run time
+or an internal error (a panic: its stack, then a last line "engine:
+internal error ..."), 2 bad input.`
 
 // savepointTimeoutMax caps the time a signal's savepoint may take.
 const savepointTimeoutMax = 2 * time.Minute
@@ -73,6 +74,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
 	}
+	testPanic("run")
 	bad := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "engine run: "+format+"\n", a...)
 		return exitBadInput
@@ -250,7 +252,7 @@ func startController(log *slog.Logger, out io.Writer, checkpoints bool, timeout 
 		runDone: make(chan struct{}), loopDone: make(chan struct{})}
 	signal.Notify(c.usr1, syscall.SIGUSR1)
 	signal.Notify(c.stop, syscall.SIGINT, syscall.SIGTERM)
-	go c.loop()
+	goSafe(c.loop)
 	return c
 }
 
@@ -314,13 +316,13 @@ func (c *controller) loop() {
 func (c *controller) savepoint(take func(context.Context) (string, error)) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	go func() {
+	goSafe(func() {
 		select {
 		case <-c.runDone:
 			cancel()
 		case <-ctx.Done():
 		}
-	}()
+	})
 	retry := time.NewTicker(100 * time.Millisecond)
 	defer retry.Stop()
 	for {
@@ -395,6 +397,7 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 func statusLine(w io.Writer, job *weir.Job, start time.Time) func(time.Time) {
 	last, lastIn := start, int64(0)
 	return func(now time.Time) {
+		testPanic("status")
 		st := job.Stats()
 		rate := perSecond(st.RecordsIn-lastIn, now.Sub(last))
 		last, lastIn = now, st.RecordsIn
@@ -424,7 +427,7 @@ func perSecond(n int64, d time.Duration) int64 {
 // is closed when it has returned. interval 0 never calls f.
 func every(interval time.Duration, stop <-chan struct{}, f func(now time.Time)) <-chan struct{} {
 	done := make(chan struct{})
-	go func() {
+	goSafe(func() {
 		defer close(done)
 		if interval <= 0 {
 			<-stop
@@ -440,7 +443,7 @@ func every(interval time.Duration, stop <-chan struct{}, f func(now time.Time)) 
 				return
 			}
 		}
-	}()
+	})
 	return done
 }
 
@@ -461,7 +464,7 @@ func signalContext() (context.Context, *stopSignal) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &stopSignal{ch: make(chan os.Signal, 1), cancel: cancel, done: make(chan struct{})}
 	signal.Notify(s.ch, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
+	goSafe(func() {
 		select {
 		case sig := <-s.ch:
 			signal.Stop(s.ch)
@@ -471,7 +474,7 @@ func signalContext() (context.Context, *stopSignal) {
 			cancel()
 		case <-s.done:
 		}
-	}()
+	})
 	return ctx, s
 }
 
