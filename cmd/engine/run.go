@@ -26,12 +26,15 @@ source partitions, checkpoints completed) goes to stdout every
 
 With checkpoints on (checkpoint.interval and checkpoint.dir), the job
 restores the newest complete checkpoint in checkpoint.dir, or the one given
-with --from-savepoint; it writes its pid to <checkpoint.dir>/engine.pid
-while it runs (engine savepoint reads it). A checkpoint.dir held by another
-engine, or a --from-savepoint directory that is missing, not a chk-<N>
-directory, of another job or corrupt, is one line and exit code 2. So is a
-checkpoint.dir that holds checkpoints none of which can be restored: the
-job does not start fresh over them unless --allow-fresh-start.
+with --from-savepoint; once it holds the directory's lock it writes its pid
+to <checkpoint.dir>/engine.pid (engine savepoint reads it). A checkpoint.dir
+held by another engine (the line names its pid), or a --from-savepoint
+directory that is missing, not a chk-<N> directory, incomplete or of
+another job, is one line and exit code 2, before the brokers are asked and
+before anything is written; a savepoint whose files turn out corrupt too.
+So is a checkpoint.dir that holds checkpoints none of which can be
+restored: the job does not start fresh over them unless
+--allow-fresh-start.
 
 Signals:
   SIGTERM  graceful stop. With checkpoints on: take a savepoint (bounded by
@@ -116,18 +119,6 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 
 	out := &syncWriter{w: stdout}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	ctl := startController(log, out, checkpoints, min(spec.WithDefaults().Checkpoint.Timeout, savepointTimeoutMax))
-	defer ctl.release()
-
-	if err := weir.CheckBrokers(ctl.ctx, spec, *checkTimeout); err != nil {
-		if sig := ctl.stopSignal(); sig != "" {
-			fmt.Fprintf(stderr, "engine: stopped by %s before the job started\n", sig)
-			return exitOK
-		}
-		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
-		return exitBadInput
-	}
-
 	opts := []weir.Option{weir.WithLogger(log)}
 	if failpoint != nil {
 		opts = append(opts, failpoint)
@@ -139,6 +130,20 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if *freshStart {
 		opts = append(opts, weir.WithAllowFreshStart())
 	}
+	var root string // checkpoint.dir, absolute; "" with checkpoints off
+	if checkpoints {
+		if root, err = checkpointRoot(spec); err != nil {
+			fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
+			return exitBadInput
+		}
+		// engine.pid is written under checkpoint.dir's lock, each time
+		// the job takes it: only the engine holding the directory names
+		// itself there.
+		opts = append(opts, weir.WithOnLocked(func(dir string) error {
+			_, err := writePidFile(dir)
+			return err
+		}))
+	}
 	job, err := weir.NewJob(spec, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
@@ -146,28 +151,37 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	spec = job.Spec()
 
+	// What can be refused without the brokers is refused before asking
+	// them, and before anything is written: a savepoint that is not one of
+	// this job, a checkpoint.dir held by another engine.
+	if err := job.CheckSavepoint(); err != nil {
+		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
+		return exitBadInput
+	}
 	if checkpoints {
-		root, err := checkpointRoot(spec)
-		if err != nil {
-			fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
-			return exitBadInput
-		}
-		// Refuse a directory held by another engine before touching its
-		// engine.pid (the job's own lock comes too late for that).
 		switch held, err := lockHeld(root); {
 		case err != nil:
 			fmt.Fprintf(stderr, "engine: checkpoint.dir %s: %s\n", root, oneLine(err.Error()))
 			return exitBadInput
 		case held:
-			fmt.Fprintf(stderr, "engine: checkpoint.dir %s: %v; stop the other engine or use another directory\n", root, weir.ErrCheckpointDirInUse)
+			fmt.Fprintln(stderr, dirInUse(root))
 			return exitBadInput
 		}
-		pidFile, err := writePidFile(root)
-		if err != nil {
-			fmt.Fprintf(stderr, "engine: checkpoint.dir %s: %s\n", root, oneLine(err.Error()))
-			return exitBadInput
+	}
+
+	ctl := startController(log, out, checkpoints, min(spec.Checkpoint.Timeout, savepointTimeoutMax))
+	defer ctl.release()
+
+	if err := weir.CheckBrokers(ctl.ctx, spec, *checkTimeout); err != nil {
+		if sig := ctl.stopSignal(); sig != "" {
+			fmt.Fprintf(stderr, "engine: stopped by %s before the job started\n", sig)
+			return exitOK
 		}
-		defer removePidFile(pidFile)
+		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
+		return exitBadInput
+	}
+	if checkpoints {
+		defer removePidFile(root)
 	}
 
 	log.Info("job starting", "job", spec.Name, "brokers", spec.Brokers, "source", spec.Source.Topic,
@@ -201,13 +215,19 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	case sig != "" && savepoint == "":
 		fmt.Fprintf(stderr, "engine: job %s stopped by %s; %s\n", spec.Name, sig, summary)
 		return exitOK
+	case errors.Is(err, weir.ErrCheckpointDirInUse):
+		// Another engine took the lock between the check above and the
+		// job's own.
+		fmt.Fprintln(stderr, dirInUse(root))
+		return exitBadInput
 	case err != nil:
 		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
-		// Run refuses a held checkpoint.dir and a bad --from-savepoint
-		// before any task starts: bad input. A refused savepoint is told
-		// by RestoredFrom, which Run sets once the restore is set up.
+		// Run refuses broken checkpoints and a bad --from-savepoint (one
+		// whose files do not match its metadata) before any task starts:
+		// bad input. A refused savepoint is told by RestoredFrom, which
+		// Run sets once the restore is set up.
 		var broken *weir.BrokenCheckpointsError
-		if errors.Is(err, weir.ErrCheckpointDirInUse) || errors.As(err, &broken) || (*fromSavepoint != "" && st.RestoredFrom == 0) {
+		if errors.As(err, &broken) || (*fromSavepoint != "" && st.RestoredFrom == 0) {
 			return exitBadInput
 		}
 		return exitFailed
