@@ -245,6 +245,7 @@ const (
 	kindProps                      // a map of librdkafka properties to scalars
 	kindOffsets                    // a map of partition to offset
 	kindBool                       // true or false
+	kindSize                       // bytes: 1048576, or with a binary unit: 256MiB, 4KiB
 )
 
 // bound restricts numbers and durations.
@@ -270,6 +271,7 @@ type field struct {
 	props   *map[string]string
 	offsets *map[int32]int64
 	flag    *bool
+	size    *int64
 	sub     []field
 
 	// negate stores the opposite of a boolean (a Go field that is false by
@@ -324,6 +326,7 @@ func jobFileSchema(s *JobSpec) []field {
 			{name: "transaction_timeout", kind: kindDuration, bound: nonNegative, example: "15m", dur: &s.Sink.TransactionTimeout},
 			{name: "transactional_id_prefix", kind: kindString, example: "weir-clicks-per-user", str: &s.Sink.TransactionalIDPrefix},
 			{name: "properties", kind: kindProps, example: "linger.ms: 5", props: &s.Sink.Properties},
+			{name: "max_pending_bytes", kind: kindSize, bound: positive, example: "64MiB", size: &s.Sink.MaxPendingBytes},
 		}},
 		{name: "delivery", kind: kindString, example: "exactly-once", str: (*string)(&s.Delivery)},
 		{name: "checkpoint", kind: kindSection, sub: []field{
@@ -493,6 +496,12 @@ func (p *jobParser) value(key string, f *field, vn *yaml.Node) error {
 			return err
 		}
 		*f.ts = t
+	case kindSize:
+		v, err := parseSize(key, f, text, line)
+		if err != nil {
+			return err
+		}
+		*f.size = v
 	}
 	return nil
 }
@@ -532,6 +541,8 @@ func want(f *field) string {
 		return "milliseconds since the epoch or an RFC 3339 time such as " + f.example
 	case kindBool:
 		return "true or false"
+	case kindSize:
+		return "a size such as " + f.example + " (units B, KiB, MiB, GiB) or a number of bytes"
 	case kindSection:
 		names := make([]string, len(f.sub))
 		for i, s := range f.sub {
@@ -571,6 +582,43 @@ func parseWhole(key string, f *field, n *yaml.Node, text string, line int) (int,
 		return 0, errAt(line, key, "must not be negative, got %d", v)
 	}
 	return int(v), nil
+}
+
+// sizeUnits are the units of a size, in bytes; binary only, so that MB
+// (10^6 or 2^20?) is refused with a hint instead of guessed.
+var sizeUnits = map[string]int64{"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+
+// parseSize parses a size: a whole number of bytes, or a number with a
+// binary unit (B, KiB, MiB, GiB; any case): 256MiB, 1.5GiB, 4096.
+func parseSize(key string, f *field, text string, line int) (int64, error) {
+	t := strings.TrimSpace(text)
+	i := strings.IndexFunc(t, func(r rune) bool { return !unicode.IsDigit(r) && r != '.' && r != '-' && r != '+' })
+	if i < 0 {
+		i = len(t)
+	}
+	num, unit := t[:i], strings.TrimSpace(t[i:])
+	mult, ok := sizeUnits[strings.ToLower(unit)]
+	if !ok {
+		switch strings.ToLower(unit) {
+		case "k", "kb", "m", "mb", "g", "gb":
+			return 0, errAt(line, key, "%s: write a binary unit, e.g. %s%siB (units: B, KiB, MiB, GiB), or the number of bytes", quote(text), num, strings.ToUpper(unit[:1]))
+		}
+		return 0, errAt(line, key, "%s is not a size; write e.g. %s (units: B, KiB, MiB, GiB) or the number of bytes", quote(text), f.example)
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || num == "" {
+		return 0, errAt(line, key, "%s is not a size; write e.g. %s (units: B, KiB, MiB, GiB) or the number of bytes", quote(text), f.example)
+	}
+	bytes := v * float64(mult)
+	switch {
+	case bytes != bytes || bytes >= 1<<62:
+		return 0, errAt(line, key, "%s is too large; write e.g. %s", quote(text), f.example)
+	case bytes != float64(int64(bytes)):
+		return 0, errAt(line, key, "%s is not a whole number of bytes; write e.g. %s", quote(text), f.example)
+	case f.bound == positive && bytes < 1:
+		return 0, errAt(line, key, "must be positive, got %s; write e.g. %s", quote(text), f.example)
+	}
+	return int64(bytes), nil
 }
 
 func parseDuration(key string, f *field, n *yaml.Node, text string, line int) (time.Duration, error) {
