@@ -316,6 +316,37 @@ func runningEngine(root string) (int, error) {
 	return pid, nil
 }
 
+// checkDirUsable refuses a checkpoint.dir root that the job could not
+// create or write, without creating anything: root, or its nearest
+// existing parent, must be a directory this process may write.
+func checkDirUsable(root string) error {
+	const writeSearch = 0x2 | 0x1 // access(2): W_OK | X_OK
+	for p := root; ; {
+		fi, err := os.Stat(p)
+		switch {
+		case err == nil && !fi.IsDir() && p == root:
+			return errors.New("not a directory")
+		case err == nil && !fi.IsDir():
+			return fmt.Errorf("cannot create it: %s is not a directory", p)
+		case err == nil:
+			if err := syscall.Access(p, writeSearch); err != nil {
+				if p == root {
+					return fmt.Errorf("not writable: %v", err)
+				}
+				return fmt.Errorf("cannot create it in %s: %v", p, err)
+			}
+			return nil
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+			return errors.New(pathErrCause(err))
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return nil
+		}
+		p = parent
+	}
+}
+
 // writePidFile writes this process's pid to root/engine.pid (atomically:
 // temp file and rename) and returns the file's path. engine run calls it
 // while its job holds root's lock (weir.WithOnLocked).

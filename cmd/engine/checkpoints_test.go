@@ -531,3 +531,23 @@ func TestRunTwoEnginesOneDir(t *testing.T) {
 		}
 	}
 }
+
+// TestRunCheckpointDirUnusable: a checkpoint.dir that cannot be created
+// (a file is in the way) or that is a file is bad input, refused before
+// the brokers are asked (a closed port here) and with nothing written.
+func TestRunCheckpointDirUnusable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dir  string
+		want string
+	}{
+		{filepath.Join(file, "ck"), "cannot create it: " + file + " is not a directory"},
+		{file, "not a directory"},
+	} {
+		job := writeJobFile(t, closedPort(t), checkpointLines(tc.dir))
+		wantBadInput(t, runEngine(t, "run", "--config", job, "--check-timeout", "5s"), "engine: checkpoint.dir "+tc.dir+": "+tc.want)
+	}
+}

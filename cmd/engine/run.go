@@ -153,12 +153,17 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 
 	// What can be refused without the brokers is refused before asking
 	// them, and before anything is written: a savepoint that is not one of
-	// this job, a checkpoint.dir held by another engine.
+	// this job, a checkpoint.dir that cannot be created or written or that
+	// another engine holds.
 	if err := job.CheckSavepoint(); err != nil {
 		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
 		return exitBadInput
 	}
 	if checkpoints {
+		if err := checkDirUsable(root); err != nil {
+			fmt.Fprintf(stderr, "engine: checkpoint.dir %s: %s; fix its permissions or use another directory\n", root, oneLine(err.Error()))
+			return exitBadInput
+		}
 		switch held, err := lockHeld(root); {
 		case err != nil:
 			fmt.Fprintf(stderr, "engine: checkpoint.dir %s: %s\n", root, oneLine(err.Error()))
