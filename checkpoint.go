@@ -126,6 +126,11 @@ func (j *Job) setupState() (*stateSetup, error) {
 		st.close()
 		return nil, err
 	}
+	if j.opts.onLocked != nil {
+		if err := j.opts.onLocked(root); err != nil {
+			return fail(fmt.Errorf("checkpoint.dir %s: %w", root, err))
+		}
+	}
 
 	infos, err := snapshot.List(st.fs, root)
 	if err != nil {
@@ -138,17 +143,9 @@ func (j *Job) setupState() (*stateSetup, error) {
 	// Which checkpoint to restore, and from which root.
 	var metaRoot string
 	if j.opts.savepoint != "" {
-		m, r, err := loadSavepoint(st.fs, j.opts.savepoint)
+		m, r, err := j.acceptSavepoint(st.fs, true)
 		if err != nil {
 			return fail(err)
-		}
-		if j.dataflow() && m.JobName == j.spec.Name {
-			if err := j.graph.acceptCheckpoint(m, j.opts.allowDrop); err != nil {
-				return fail(fmt.Errorf("--from-savepoint %s: %w", j.opts.savepoint, err))
-			}
-		} else if m.JobName != j.spec.Name || m.GraphFingerprint != j.fingerprint() {
-			return fail(fmt.Errorf("--from-savepoint %s: it belongs to job %q with graph %q, not job %q with graph %q",
-				j.opts.savepoint, m.JobName, m.GraphFingerprint, j.spec.Name, j.fingerprint()))
 		}
 		st.restored, metaRoot = &m, r
 		st.after = max(st.after, m.ID)
@@ -265,9 +262,52 @@ func storeOptions(small bool) snapshot.StoreOptions {
 	}}
 }
 
-// loadSavepoint reads and verifies the checkpoint or savepoint at path, a
-// chk-<N> directory.
-func loadSavepoint(fs vfs.FS, path string) (snapshot.Metadata, string, error) {
+// WithOnLocked calls f with checkpoint.dir (an absolute path) each time the
+// job has taken the directory's lock, the flock on <checkpoint.dir>/LOCK
+// that no other job can hold at the same time: when Run starts and at
+// every restart, before the directory is read. An error from f ends Run.
+// engine run writes engine.pid there, so that only the engine holding the
+// directory names itself in it.
+func WithOnLocked(f func(dir string) error) Option { return func(o *options) { o.onLocked = f } }
+
+// CheckSavepoint checks the checkpoint or savepoint given with WithSavepoint
+// as Run does before restoring it, and writes nothing: a chk-<N> directory
+// whose metadata is readable and complete, taken by this job (its name) with
+// this graph. Run checks it again and also verifies the checksums of its
+// files. Nil without WithSavepoint.
+func (j *Job) CheckSavepoint() error {
+	if j.opts.savepoint == "" {
+		return nil
+	}
+	fs := j.opts.fs
+	if fs == nil {
+		fs = vfs.Default
+	}
+	_, _, err := j.acceptSavepoint(fs, false)
+	return err
+}
+
+// acceptSavepoint reads the savepoint given with WithSavepoint (verify: and
+// checks its files) and refuses one of another job or graph.
+func (j *Job) acceptSavepoint(fs vfs.FS, verify bool) (snapshot.Metadata, string, error) {
+	m, r, err := loadSavepoint(fs, j.opts.savepoint, verify)
+	if err != nil {
+		return snapshot.Metadata{}, "", err
+	}
+	if j.dataflow() && m.JobName == j.spec.Name {
+		if err := j.graph.acceptCheckpoint(m, j.opts.allowDrop); err != nil {
+			return snapshot.Metadata{}, "", fmt.Errorf("--from-savepoint %s: %w", j.opts.savepoint, err)
+		}
+	} else if m.JobName != j.spec.Name || m.GraphFingerprint != j.fingerprint() {
+		return snapshot.Metadata{}, "", fmt.Errorf("--from-savepoint %s: it belongs to job %q with graph %q, not job %q with graph %q",
+			j.opts.savepoint, m.JobName, m.GraphFingerprint, j.spec.Name, j.fingerprint())
+	}
+	return m, r, nil
+}
+
+// loadSavepoint reads the checkpoint or savepoint at path, a chk-<N>
+// directory, and with verify checks its files.
+func loadSavepoint(fs vfs.FS, path string, verify bool) (snapshot.Metadata, string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return snapshot.Metadata{}, "", fmt.Errorf("--from-savepoint %s: %w", path, err)
@@ -281,6 +321,9 @@ func loadSavepoint(fs vfs.FS, path string) (snapshot.Metadata, string, error) {
 	m, err := snapshot.ReadMetadata(fs, root, id)
 	if err != nil {
 		return snapshot.Metadata{}, "", fmt.Errorf("--from-savepoint %s: %w", path, err)
+	}
+	if !verify {
+		return m, root, nil
 	}
 	if err := snapshot.Verify(fs, root, m); err != nil {
 		return snapshot.Metadata{}, "", fmt.Errorf("--from-savepoint %s: %w", path, err)

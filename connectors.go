@@ -286,6 +286,14 @@ func TransactionTimeout(d time.Duration) SinkOption {
 	return func(s *sinkNode) { s.spec.TransactionTimeout = d }
 }
 
+// MaxPendingBytes bounds, per sink subtask, the records an exactly-once
+// sink holds for its uncommitted epochs, which every checkpoint saves (the
+// job file's sink.max_pending_bytes; see SinkSpec.MaxPendingBytes):
+// between MinPendingBytes and MaxPendingBytesLimit, default
+// DefaultMaxPendingBytes. A larger epoch fails the job with an error
+// naming the limit; raise it or checkpoint more often.
+func MaxPendingBytes(n int64) SinkOption { return func(s *sinkNode) { s.spec.MaxPendingBytes = n } }
+
 // SinkUID sets the sink's stable id (see UID); default "sink-N". With
 // exactly-once delivery it is part of the transactional ids.
 func SinkUID(id string) SinkOption { return func(s *sinkNode) { s.opts = append(s.opts, UID(id)) } }

@@ -492,3 +492,28 @@ func TestDataflowRestoreOnKfake(t *testing.T) {
 		})
 	}
 }
+
+// TestToKafkaMaxPendingBytes: the sink option is bounded like the job
+// file's sink.max_pending_bytes; Build refuses a value out of range with
+// an error naming the sink and the option.
+func TestToKafkaMaxPendingBytes(t *testing.T) {
+	type ev struct{ N int }
+	for _, tc := range []struct {
+		n    int64
+		want string
+	}{
+		{4 << 10, ""},
+		{100, "below the least, 1KiB"},
+		{MaxPendingBytesLimit + 1, "over the largest, 255MiB"},
+	} {
+		env := NewEnv("pending", Brokers("127.0.0.1:9092"), Guarantee(ExactlyOnce), Checkpoints(time.Second, t.TempDir()))
+		ToKafka(FromKafka(env, "in", JSON[ev]()), "out", JSON[ev](), MaxPendingBytes(tc.n))
+		_, err := env.Build()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("MaxPendingBytes(%d): %v", tc.n, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "MaxPendingBytes")):
+			t.Errorf("MaxPendingBytes(%d): %v; want an error naming MaxPendingBytes and %q", tc.n, err, tc.want)
+		}
+	}
+}

@@ -175,6 +175,9 @@ func (e *Env) checkConnectors(spec JobSpec, g *graphPlan) error {
 		if sk.TransactionTimeout < 0 {
 			return fmt.Errorf("weir: sink %s: TransactionTimeout must not be negative", n.uid)
 		}
+		if err := validPendingBytes(sk.MaxPendingBytes); err != nil {
+			return fmt.Errorf("weir: sink %s: MaxPendingBytes (sink.max_pending_bytes): %w", n.uid, err)
+		}
 	}
 	for _, n := range g.sinks {
 		if other, ok := topics[n.sink.spec.ProgressTopic]; ok {

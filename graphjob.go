@@ -51,7 +51,7 @@ func (j *Job) dataflowPlan(closed *sync.WaitGroup, state *stateSetup) supervisor
 				}
 				return actors.NewSink(actors.SinkConfig{
 					Task: task, Index: i, Inputs: 1,
-					Transactional: tx, Failpoint: j.opts.failpoint,
+					Transactional: tx, Failpoint: j.opts.failpoint, MaxPendingBytes: sk.MaxPendingBytes,
 					Checkpoint: state.checkpointing(task),
 					Brokers:    s.Brokers, Topic: sk.Topic, Properties: merge(s.Kafka, sk.Properties),
 					Metrics: &j.metrics, Done: closed, Log: log,

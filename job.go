@@ -53,6 +53,8 @@ type options struct {
 	// allowFreshStart lets the job start from its start position when
 	// checkpoint.dir holds only checkpoints that cannot be restored.
 	allowFreshStart bool
+	// onLocked is called once checkpoint.dir's lock is held (WithOnLocked).
+	onLocked func(dir string) error
 }
 
 // Option configures a Job.

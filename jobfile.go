@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -72,8 +73,7 @@ func LoadJobFile(path string) (JobSpec, error) {
 	fail := func(msg string, err error) (JobSpec, error) {
 		return JobSpec{}, &JobFileError{Path: path, Msg: msg, Err: err}
 	}
-	f, err := os.Open(path)
-	if err != nil {
+	openErr := func(err error) (JobSpec, error) {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			return fail("no such file; check the path given to --config", err)
@@ -82,9 +82,26 @@ func LoadJobFile(path string) (JobSpec, error) {
 		}
 		return fail("cannot open it: "+oneLine(pathErrCause(err)), err)
 	}
+	// Only a regular file is read: a FIFO would block the open and the
+	// read until a writer comes, a device or socket never ends. The file
+	// is looked at before it is opened, and opened without blocking (which
+	// a regular file ignores) and looked at again, in case it was replaced.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return openErr(err)
+	}
+	if msg := notRegular(fi); msg != "" {
+		return fail(msg, nil)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return openErr(err)
+	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.IsDir() {
-		return fail("is a directory; give the path of a YAML file", nil)
+	if fi, err := f.Stat(); err != nil {
+		return fail("cannot read it: "+oneLine(pathErrCause(err)), err)
+	} else if msg := notRegular(fi); msg != "" {
+		return fail(msg, nil)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxJobFileBytes+1))
 	if err != nil {
@@ -104,6 +121,27 @@ func LoadJobFile(path string) (JobSpec, error) {
 		return JobSpec{}, fmt.Errorf("job file %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// notRegular says why fi is not a job file, "" for a regular file.
+func notRegular(fi fs.FileInfo) string {
+	m := fi.Mode()
+	var what string
+	switch {
+	case m.IsRegular():
+		return ""
+	case m.IsDir():
+		return "is a directory; give the path of a YAML file"
+	case m&fs.ModeNamedPipe != 0:
+		what = "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		what = "a socket"
+	case m&fs.ModeDevice != 0:
+		what = "a device"
+	default:
+		what = "a special file (" + m.Type().String() + ")"
+	}
+	return "is " + what + ", not a regular file; write the job to a file and give its path"
 }
 
 func pathErrCause(err error) string {
@@ -208,6 +246,7 @@ const (
 	kindOffsets                    // a map of partition to offset
 	kindBool                       // true or false
 	kindList                       // a list of strings
+	kindSize                       // bytes: 1048576, or with a binary unit: 256MiB, 4KiB
 )
 
 // bound restricts numbers and durations.
@@ -234,6 +273,7 @@ type field struct {
 	offsets *map[int32]int64
 	flag    *bool
 	list    *[]string
+	size    *int64
 	sub     []field
 
 	// negate stores the opposite of a boolean (a Go field that is false by
@@ -296,6 +336,7 @@ func jobFileSchema(s *JobSpec) []field {
 			{name: "transaction_timeout", kind: kindDuration, bound: nonNegative, example: "15m", dur: &s.Sink.TransactionTimeout},
 			{name: "transactional_id_prefix", kind: kindString, example: "weir-clicks-per-user", str: &s.Sink.TransactionalIDPrefix},
 			{name: "properties", kind: kindProps, example: "linger.ms: 5", props: &s.Sink.Properties},
+			{name: "max_pending_bytes", kind: kindSize, bound: positive, example: "64MiB", size: &s.Sink.MaxPendingBytes},
 		}},
 		{name: "delivery", kind: kindString, example: "exactly-once", str: (*string)(&s.Delivery)},
 		{name: "checkpoint", kind: kindSection, sub: []field{
@@ -480,6 +521,12 @@ func (p *jobParser) value(key string, f *field, vn *yaml.Node) error {
 			return err
 		}
 		*f.ts = t
+	case kindSize:
+		v, err := parseSize(key, f, text, line)
+		if err != nil {
+			return err
+		}
+		*f.size = v
 	}
 	return nil
 }
@@ -521,6 +568,8 @@ func want(f *field) string {
 		return "true or false"
 	case kindList:
 		return "a list such as " + f.example
+	case kindSize:
+		return "a size such as " + f.example + " (units B, KiB, MiB, GiB) or a number of bytes"
 	case kindSection:
 		names := make([]string, len(f.sub))
 		for i, s := range f.sub {
@@ -560,6 +609,43 @@ func parseWhole(key string, f *field, n *yaml.Node, text string, line int) (int,
 		return 0, errAt(line, key, "must not be negative, got %d", v)
 	}
 	return int(v), nil
+}
+
+// sizeUnits are the units of a size, in bytes; binary only, so that MB
+// (10^6 or 2^20?) is refused with a hint instead of guessed.
+var sizeUnits = map[string]int64{"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+
+// parseSize parses a size: a whole number of bytes, or a number with a
+// binary unit (B, KiB, MiB, GiB; any case): 256MiB, 1.5GiB, 4096.
+func parseSize(key string, f *field, text string, line int) (int64, error) {
+	t := strings.TrimSpace(text)
+	i := strings.IndexFunc(t, func(r rune) bool { return !unicode.IsDigit(r) && r != '.' && r != '-' && r != '+' })
+	if i < 0 {
+		i = len(t)
+	}
+	num, unit := t[:i], strings.TrimSpace(t[i:])
+	mult, ok := sizeUnits[strings.ToLower(unit)]
+	if !ok {
+		switch strings.ToLower(unit) {
+		case "k", "kb", "m", "mb", "g", "gb":
+			return 0, errAt(line, key, "%s: write a binary unit, e.g. %s%siB (units: B, KiB, MiB, GiB), or the number of bytes", quote(text), num, strings.ToUpper(unit[:1]))
+		}
+		return 0, errAt(line, key, "%s is not a size; write e.g. %s (units: B, KiB, MiB, GiB) or the number of bytes", quote(text), f.example)
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || num == "" {
+		return 0, errAt(line, key, "%s is not a size; write e.g. %s (units: B, KiB, MiB, GiB) or the number of bytes", quote(text), f.example)
+	}
+	bytes := v * float64(mult)
+	switch {
+	case bytes != bytes || bytes >= 1<<62:
+		return 0, errAt(line, key, "%s is too large; write e.g. %s", quote(text), f.example)
+	case bytes != float64(int64(bytes)):
+		return 0, errAt(line, key, "%s is not a whole number of bytes; write e.g. %s", quote(text), f.example)
+	case f.bound == positive && bytes < 1:
+		return 0, errAt(line, key, "must be positive, got %s; write e.g. %s", quote(text), f.example)
+	}
+	return int64(bytes), nil
 }
 
 func parseDuration(key string, f *field, n *yaml.Node, text string, line int) (time.Duration, error) {

@@ -29,7 +29,7 @@ var jobFileErrorClasses = []string{
 	"missing-required", "wrong-type-number", "wrong-type-map", "wrong-type-list",
 	"boolean", "negative-number", "bad-duration", "duration-no-unit", "non-positive-size",
 	"bad-timestamp", "offsets-partition", "offsets-offset", "duplicate-key",
-	"empty-file", "not-yaml", "multi-document", "no-value", "validate",
+	"empty-file", "not-yaml", "multi-document", "no-value", "validate", "bad-size",
 }
 
 // TestJobFileGolden runs the cases in testdata/jobfiles (datadriven; -rewrite
@@ -167,6 +167,9 @@ func dumpSpec(s JobSpec) string {
 	p("sink.topic", s.Sink.Topic)
 	p("sink.transactional_id_prefix", s.Sink.TransactionalIDPrefix)
 	props("sink.properties", s.Sink.Properties)
+	if s.Sink.MaxPendingBytes != 0 {
+		p("sink.max_pending_bytes", s.Sink.MaxPendingBytes)
+	}
 	p("delivery", s.Delivery)
 	p("checkpoint.interval", s.Checkpoint.Interval)
 	p("checkpoint.dir", s.Checkpoint.Dir)
@@ -205,7 +208,7 @@ func exampleSpec() JobSpec {
 		Sink: SinkSpec{
 			Topic:                 "clicks-per-user",
 			TransactionalIDPrefix: "weir", ProgressTopic: "clicks-per-user.weir-progress", TransactionTimeout: 15 * time.Minute,
-			Properties: map[string]string{"linger.ms": "5"},
+			Properties: map[string]string{"linger.ms": "5"}, MaxPendingBytes: 64 << 20,
 		},
 		Delivery: ExactlyOnce,
 		Checkpoint: CheckpointSpec{

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weirstream/weir/integration/verify"
+	"github.com/weirstream/weir/txsink"
 )
 
 // passthroughSpec is a passthrough job from "in" to "out" over the
@@ -280,5 +281,41 @@ func TestPassthroughSpec(t *testing.T) {
 	var se *SpecError
 	if !errors.As(err, &se) || se.Key != "kind" || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("passthrough with Extract: %v, want a one-line error naming kind", err)
+	}
+}
+
+// TestPassthroughPendingLimit: an exactly-once passthrough epoch larger
+// than sink.max_pending_bytes fails the job (restart: none) with one line
+// naming the key, the epoch's size, the limit and the fix, instead of
+// failing every checkpoint at the state backend's cap. The checkpoint
+// interval is longer than the test, so the whole input is one epoch.
+func TestPassthroughPendingLimit(t *testing.T) {
+	f := newFixture(t, verify.GenConfig{Seed: 41, Keys: 10, Partitions: 2, Events: 2000})
+	spec := f.passthroughSpec("pending")
+	spec.Delivery = ExactlyOnce
+	spec.Source.Bounded = BoundLatest
+	spec.Checkpoint = CheckpointSpec{Interval: 10 * time.Minute, Dir: t.TempDir(), Timeout: time.Minute}
+	spec.Restart = RestartSpec{Strategy: "none"}
+	spec.Sink.MaxPendingBytes = 4 << 10
+	job, err := NewJob(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = job.Run(f.ctx)
+	if err == nil {
+		t.Fatal("Run ended without error; want the epoch refused over sink.max_pending_bytes")
+	}
+	t.Logf("%v", err)
+	msg := err.Error()
+	if !errors.Is(err, txsink.ErrPendingFull) || strings.Contains(msg, "\n") {
+		t.Fatalf("Run = %v; want one line wrapping txsink.ErrPendingFull", err)
+	}
+	for _, want := range []string{"sink.max_pending_bytes 4096", "the epoch being written would hold", "raise sink.max_pending_bytes", "lower checkpoint.interval"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not contain %q", msg, want)
+		}
+	}
+	if f.ctx.Err() != nil {
+		t.Fatalf("the fixture's deadline passed: %v", f.ctx.Err())
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/weirstream/weir/operator/window"
+	"github.com/weirstream/weir/snapshot"
 	"github.com/weirstream/weir/supervisor"
+	"github.com/weirstream/weir/txsink"
 )
 
 // JobSpec describes a job. A window job (Kind window, the default) reads
@@ -308,6 +310,54 @@ type SinkSpec struct {
 	// Properties are librdkafka producer properties, applied after Kafka
 	// (job file: sink.properties).
 	Properties map[string]string
+	// MaxPendingBytes bounds, per sink subtask, the records an exactly-once
+	// sink holds for its uncommitted epochs: the epoch being written and
+	// the pre-committed ones waiting for their checkpoint to complete,
+	// which are saved in the checkpoint (job file: sink.max_pending_bytes).
+	// Counted as they are saved: keys, values and a few bytes per record.
+	// A write over it fails the job with an error naming
+	// sink.max_pending_bytes; raise it or checkpoint more often. Between
+	// MinPendingBytes and MaxPendingBytesLimit; 0 means
+	// DefaultMaxPendingBytes (128 MiB).
+	MaxPendingBytes int64
+}
+
+// Bounds of SinkSpec.MaxPendingBytes (job file: sink.max_pending_bytes).
+// The largest leaves room under the cap of a task's operator state
+// (snapshot.MaxOpStateBytes, 256 MiB), which holds the pending records, so
+// the pending limit always trips first, with an error that names it.
+const (
+	DefaultMaxPendingBytes = txsink.DefaultMaxPendingBytes
+	MinPendingBytes        = 1 << 10
+	MaxPendingBytesLimit   = snapshot.MaxOpStateBytes - 1<<20
+)
+
+// validPendingBytes checks a MaxPendingBytes; 0 (the default) is valid.
+func validPendingBytes(n int64) error {
+	switch {
+	case n == 0:
+		return nil
+	case n < MinPendingBytes:
+		return fmt.Errorf("%d bytes is below the least, %s; the default is %s", n, FormatBytes(MinPendingBytes), FormatBytes(DefaultMaxPendingBytes))
+	case n > MaxPendingBytesLimit:
+		return fmt.Errorf("%s is over the largest, %s: the pending records are saved in each checkpoint, whose state per task is capped at %s; checkpoint more often (lower checkpoint.interval) or raise parallelism instead",
+			FormatBytes(n), FormatBytes(MaxPendingBytesLimit), FormatBytes(snapshot.MaxOpStateBytes))
+	}
+	return nil
+}
+
+// FormatBytes writes n as the job file does: 256MiB, 4KiB, or 1000 (bytes)
+// when it is not a whole number of KiB.
+func FormatBytes(n int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // Delivery is the delivery guarantee of the sink.
@@ -590,6 +640,9 @@ func (s JobSpec) validateIO() error {
 	}
 	if s.Sink.TransactionTimeout < 0 {
 		return specErr("sink.transaction_timeout", "must not be negative, got %v", s.Sink.TransactionTimeout)
+	}
+	if err := validPendingBytes(s.Sink.MaxPendingBytes); err != nil {
+		return specErr("sink.max_pending_bytes", "%v", err)
 	}
 	if s.Sink.Topic == s.Source.Topic {
 		return specErr("sink.topic", "is the same topic as source.topic (%q); write results to another topic", s.Sink.Topic)

@@ -13,6 +13,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/weirstream/weir/internal/kafkaconf"
+	"github.com/weirstream/weir/snapshot"
 
 	"github.com/weirstream/weir/txsink"
 )
@@ -36,6 +37,11 @@ type SinkConfig struct {
 	Transactional *txsink.KafkaConfig
 	// OpTimeout bounds each transactional operation (default 1m).
 	OpTimeout time.Duration
+	// MaxPendingBytes bounds the records an exactly-once sink holds for
+	// its uncommitted epochs (txsink.Config.MaxPendingBytes; default
+	// txsink.DefaultMaxPendingBytes). It must leave room under the cap of
+	// a task's operator state (snapshot.MaxOpStateBytes), which holds them.
+	MaxPendingBytes int64
 	// Failpoint, when set, is called at the named protocol steps (tests
 	// arm it to crash the process there).
 	Failpoint func(name string)
@@ -241,7 +247,8 @@ func (s *Sink) startTx() error {
 		fence = cp.FenceIDs
 	}
 	tx, err := txsink.New(k, txsink.Config{Owner: txsink.Owner(s.cfg.Transactional.Job, s.cfg.Transactional.Sink, s.cfg.Index),
-		OpTimeout: s.cfg.OpTimeout, FenceIDs: fence})
+		OpTimeout: s.cfg.OpTimeout, FenceIDs: fence,
+		MaxPendingBytes: s.cfg.MaxPendingBytes, MaxStateBytes: snapshot.MaxOpStateBytes})
 	if err != nil {
 		k.Close()
 		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
@@ -300,6 +307,12 @@ func (s *Sink) writeTxRecords(out []txsink.Record) error {
 	octx, cancel := s.opContext()
 	defer cancel()
 	if err := s.tx.Write(octx, out); err != nil {
+		var full *txsink.PendingFullError
+		if errors.As(err, &full) {
+			return fmt.Errorf("sink %s: %w: the epoch being written would hold %d bytes of records (%d with the uncommitted epochs before it), over sink.max_pending_bytes %d; "+
+				"raise sink.max_pending_bytes (weir.MaxPendingBytes) or checkpoint more often (lower checkpoint.interval)",
+				s.cfg.Task, txsink.ErrPendingFull, full.Open+full.Adding, full.Held+full.Adding, full.Limit)
+		}
 		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
 	}
 	s.cfg.Metrics.ResultsOut.Add(int64(len(out)))

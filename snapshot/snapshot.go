@@ -22,7 +22,10 @@ const (
 	opStateName = "opstate"
 )
 
-// MaxOpStateBytes bounds the operator state of one task.
+// MaxOpStateBytes bounds the operator state of one task. Operators whose
+// state can grow large bound it below this with a limit of their own that
+// names their setting (weir's exactly-once sink: sink.max_pending_bytes,
+// at most MaxOpStateBytes - 1 MiB), so that limit trips first.
 const MaxOpStateBytes = 256 << 20
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

@@ -1,6 +1,9 @@
 package txsink
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Every error returned by this package wraps one of these
 // (or a context error) with what was being done, so callers test with
@@ -28,7 +31,7 @@ var (
 	// ErrEpochOrder: PreCommit with an epoch not above the previous one.
 	ErrEpochOrder = errors.New("txsink: epochs must increase")
 	// ErrPendingFull: the records held for uncommitted epochs exceed
-	// Config.MaxPendingBytes.
+	// Config.MaxPendingBytes (see PendingFullError).
 	ErrPendingFull = errors.New("txsink: pending records over the limit")
 	// ErrState: checkpointed sink state that does not decode.
 	ErrState = errors.New("txsink: corrupt sink state")
@@ -37,3 +40,23 @@ var (
 	// ErrClosed: the sink was aborted or closed.
 	ErrClosed = errors.New("txsink: sink closed")
 )
+
+// PendingFullError is returned by Write when the records held for the open
+// epoch and the pre-committed ones would exceed Config.MaxPendingBytes: the
+// epoch is too large for the limit, which a larger limit or shorter epochs
+// (more frequent checkpoints) fix. It wraps ErrPendingFull. Sizes are
+// counted as the sink state encodes them.
+type PendingFullError struct {
+	Owner  string
+	Held   int64 // bytes held before the write: the open epoch and the pre-committed ones
+	Open   int64 // of which the open epoch's
+	Adding int64 // bytes the write adds
+	Limit  int64 // Config.MaxPendingBytes
+}
+
+func (e *PendingFullError) Error() string {
+	return fmt.Sprintf("txsink: write %s: the open epoch would hold %d bytes of records (%d with the pre-committed epochs), over the pending limit of %d bytes",
+		e.Owner, e.Open+e.Adding, e.Held+e.Adding, e.Limit)
+}
+
+func (e *PendingFullError) Unwrap() error { return ErrPendingFull }

@@ -2,6 +2,7 @@ package txsink
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -14,6 +15,31 @@ type Record struct {
 }
 
 func (r Record) size() int { return len(r.Key) + len(r.Value) }
+
+// stateBytes is what r takes in the encoded sink state: its key and value
+// and their lengths.
+func (r Record) stateBytes() int64 {
+	return int64(uvarintLen(nullableLen(r.Key)) + len(r.Key) + uvarintLen(nullableLen(r.Value)) + len(r.Value))
+}
+
+// epochStateBytes bounds what a pending epoch of owner takes in the encoded
+// sink state besides its records: its epoch, owner and record count.
+func epochStateBytes(owner string) int64 { return int64(3*binary.MaxVarintLen64 + len(owner)) }
+
+// DefaultMaxPendingBytes is Config.MaxPendingBytes when it is not set.
+const DefaultMaxPendingBytes = 128 << 20
+
+// StateOverhead bounds what the encoded sink state of a subtask with the
+// transactional ids ids takes besides its pending epochs (whose records
+// and headers MaxPendingBytes counts): so the state PreCommit returns is at
+// most MaxPendingBytes + StateOverhead(ids) bytes.
+func StateOverhead(ids []string) int64 {
+	n := int64(len(stateMagic) + 2*binary.MaxVarintLen64 + 4)
+	for _, id := range ids {
+		n += int64(binary.MaxVarintLen64 + len(id))
+	}
+	return n
+}
 
 // Backend is a transactional system as one sink subtask sees it. Kafka is
 // one (NewKafka); MemSystem is an in-memory one for tests. The Sink calls a
@@ -61,9 +87,18 @@ type Config struct {
 	// the backend's own and those named by restored states, e.g. those of
 	// subtasks of a larger parallelism used since the checkpoint.
 	FenceIDs []string
-	// MaxPendingBytes bounds the key and value bytes held for the open
-	// epoch and the pre-committed ones. Default 256 MiB.
+	// MaxPendingBytes bounds the records held for the open epoch and the
+	// pre-committed ones, counted as the sink state encodes them (keys,
+	// values, their lengths and each epoch's header), so the state that
+	// PreCommit returns is at most MaxPendingBytes + StateOverhead(IDs). A
+	// Write over it fails the sink with a *PendingFullError. Default
+	// DefaultMaxPendingBytes.
 	MaxPendingBytes int64
+	// MaxStateBytes, when positive, is the most the encoded state may take
+	// (the state backend's cap on a task's operator state): New refuses a
+	// MaxPendingBytes whose state could be larger, so that MaxPendingBytes
+	// is always the limit that trips first.
+	MaxStateBytes int64
 	// OpTimeout bounds each call to the backend. Default 1 minute.
 	OpTimeout time.Duration
 }
@@ -106,7 +141,7 @@ func New(b Backend, cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("%w: Owner is required", ErrConfig)
 	}
 	if cfg.MaxPendingBytes <= 0 {
-		cfg.MaxPendingBytes = 256 << 20
+		cfg.MaxPendingBytes = DefaultMaxPendingBytes
 	}
 	if cfg.OpTimeout <= 0 {
 		cfg.OpTimeout = time.Minute
@@ -114,6 +149,10 @@ func New(b Backend, cfg Config) (*Sink, error) {
 	ids := b.IDs()
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("%w: backend has no transactional ids", ErrConfig)
+	}
+	if cfg.MaxStateBytes > 0 && cfg.MaxPendingBytes > cfg.MaxStateBytes-StateOverhead(ids) {
+		return nil, fmt.Errorf("%w: MaxPendingBytes %d: the state could reach %d bytes, over the state limit of %d; lower it to at most %d",
+			ErrConfig, cfg.MaxPendingBytes, cfg.MaxPendingBytes+StateOverhead(ids), cfg.MaxStateBytes, cfg.MaxStateBytes-StateOverhead(ids))
 	}
 	s := &Sink{b: b, cfg: cfg, ids: ids, cur: &epochBuf{}}
 	for i := range ids {
@@ -229,16 +268,18 @@ func (s *Sink) Write(ctx context.Context, recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	e := s.cur
 	var n int64
+	if len(e.recs) == 0 {
+		n = epochStateBytes(s.cfg.Owner)
+	}
 	for _, r := range recs {
-		n += int64(r.size())
+		n += r.stateBytes()
 	}
 	if s.bytes+n > s.cfg.MaxPendingBytes {
-		return s.fail(fmt.Errorf("txsink: write %s: %d bytes held, %d more exceed MaxPendingBytes %d: %w",
-			s.cfg.Owner, s.bytes, n, s.cfg.MaxPendingBytes, ErrPendingFull))
+		return s.fail(&PendingFullError{Owner: s.cfg.Owner, Held: s.bytes, Open: e.bytes, Adding: n, Limit: s.cfg.MaxPendingBytes})
 	}
 	s.bytes += n
-	e := s.cur
 	e.recs = append(e.recs, recs...)
 	e.bytes += n
 	if e.txn == nil && len(s.free) > 0 && len(s.pendUnstarted()) == 0 {

@@ -63,6 +63,24 @@ func EncodeState(st State) []byte {
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
+// nullableLen is the length prefix appendBytes writes for a nullable s.
+func nullableLen(s []byte) uint64 {
+	if s == nil {
+		return 0
+	}
+	return uint64(len(s)) + 1
+}
+
+// uvarintLen is the length of v as a uvarint.
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
 // appendBytes appends a length-prefixed byte string; with nullable, a nil
 // slice is encoded apart from an empty one (Kafka's null key).
 func appendBytes(b, s []byte, nullable bool) []byte {

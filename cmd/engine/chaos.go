@@ -99,10 +99,10 @@ func runChaos(ctx context.Context, c demoConfig, spec weir.JobSpec, dir string, 
 	}
 	genDone := make(chan generated, 1)
 	stopGenerator := make(chan struct{})
-	go func() {
+	goSafe(func() {
 		events, err := produceLive(ctx, spec.Brokers, c, gen, stopGenerator)
 		genDone <- generated{events, err}
-	}()
+	})
 	generating := true
 	var cur *worker
 	fail := func(err error) (demoRun, error) {
@@ -254,14 +254,14 @@ func startWorker(bin string, n int, jobFile, failpoint, logLevel string, out, st
 	prefix := fmt.Sprintf("worker %d: ", n)
 	var readers sync.WaitGroup
 	readers.Add(2)
-	go func() {
+	goSafe(func() {
 		defer readers.Done()
 		scanLines(stdoutPipe, func(l string) {
 			w.counters(l)
 			fmt.Fprintln(out, prefix+l)
 		})
-	}()
-	go func() {
+	})
+	goSafe(func() {
 		defer readers.Done()
 		scanLines(stderrPipe, func(l string) {
 			w.mu.Lock()
@@ -276,12 +276,12 @@ func startWorker(bin string, n int, jobFile, failpoint, logLevel string, out, st
 			w.counters(l)
 			fmt.Fprintln(stderr, prefix+l)
 		})
-	}()
-	go func() {
+	})
+	goSafe(func() {
 		readers.Wait() // Wait closes the pipes: read them to the end first
 		w.err = cmd.Wait()
 		close(w.done)
-	}()
+	})
 	return w, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -246,7 +247,7 @@ func TestDemoJobFile(t *testing.T) {
 		if got.Name != want.Name || got.Brokers != want.Brokers || got.Parallelism != want.Parallelism ||
 			got.Source.Topic != want.Source.Topic || got.Source.Start.Mode != want.Source.Start.Mode || got.Source.Bounded != bound ||
 			got.KeyField != want.KeyField || got.TimestampField != want.TimestampField || got.Window != want.Window ||
-			got.Aggregate != want.Aggregate || got.Sink.Topic != want.Sink.Topic || got.Delivery != weir.ExactlyOnce ||
+			!reflect.DeepEqual(got.Aggregate, want.Aggregate) || got.Sink.Topic != want.Sink.Topic || got.Delivery != weir.ExactlyOnce ||
 			got.Checkpoint != want.Checkpoint {
 			t.Errorf("bounded %q: parsed %+v\nwant %+v", bound, got, want)
 		}

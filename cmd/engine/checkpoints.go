@@ -259,10 +259,8 @@ func lockHeld(root string) (bool, error) {
 	return false, nil // closing f releases it
 }
 
-// runningEngine returns the pid in root/engine.pid if that process is
-// alive and a job holds root's lock (so a stale pid file whose pid was
-// reused by another process is never signalled).
-func runningEngine(root string) (int, error) {
+// livePid returns the pid in root/engine.pid if that process is alive.
+func livePid(root string) (int, error) {
 	b, err := os.ReadFile(filepath.Join(root, pidFileName))
 	if err != nil {
 		return 0, errors.New(pathErrCause(err))
@@ -274,6 +272,40 @@ func runningEngine(root string) (int, error) {
 	if err := syscall.Kill(pid, 0); err != nil {
 		return 0, fmt.Errorf("pid %d: %w", pid, err)
 	}
+	return pid, nil
+}
+
+// holderWait bounds how long dirInUse waits for the engine holding a
+// checkpoint.dir to name itself in engine.pid (it does so right after
+// taking the lock).
+const holderWait = 2 * time.Second
+
+// dirInUse is the line refusing checkpoint.dir root, held by another
+// process: it names the engine's pid from engine.pid.
+func dirInUse(root string) string {
+	holder := "engine pid unknown: no live pid in " + filepath.Join(root, pidFileName)
+	deadline := time.Now().Add(holderWait)
+	for {
+		if pid, err := livePid(root); err == nil && pid != os.Getpid() {
+			holder = "engine pid " + strconv.Itoa(pid)
+			break
+		}
+		if !time.Now().Before(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Sprintf("engine: checkpoint.dir %s: %v (%s); stop it or use another directory", root, weir.ErrCheckpointDirInUse, holder)
+}
+
+// runningEngine returns the pid in root/engine.pid if that process is
+// alive and a job holds root's lock (so a stale pid file whose pid was
+// reused by another process is never signalled).
+func runningEngine(root string) (int, error) {
+	pid, err := livePid(root)
+	if err != nil {
+		return 0, err
+	}
 	held, err := lockHeld(root)
 	if err != nil {
 		return 0, err
@@ -284,8 +316,40 @@ func runningEngine(root string) (int, error) {
 	return pid, nil
 }
 
+// checkDirUsable refuses a checkpoint.dir root that the job could not
+// create or write, without creating anything: root, or its nearest
+// existing parent, must be a directory this process may write.
+func checkDirUsable(root string) error {
+	const writeSearch = 0x2 | 0x1 // access(2): W_OK | X_OK
+	for p := root; ; {
+		fi, err := os.Stat(p)
+		switch {
+		case err == nil && !fi.IsDir() && p == root:
+			return errors.New("not a directory")
+		case err == nil && !fi.IsDir():
+			return fmt.Errorf("cannot create it: %s is not a directory", p)
+		case err == nil:
+			if err := syscall.Access(p, writeSearch); err != nil {
+				if p == root {
+					return fmt.Errorf("not writable: %v", err)
+				}
+				return fmt.Errorf("cannot create it in %s: %v", p, err)
+			}
+			return nil
+		case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+			return errors.New(pathErrCause(err))
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return nil
+		}
+		p = parent
+	}
+}
+
 // writePidFile writes this process's pid to root/engine.pid (atomically:
-// temp file and rename) and returns the file's path.
+// temp file and rename) and returns the file's path. engine run calls it
+// while its job holds root's lock (weir.WithOnLocked).
 func writePidFile(root string) (string, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", fmt.Errorf("cannot create it: %s", pathErrCause(err))
@@ -302,8 +366,17 @@ func writePidFile(root string) (string, error) {
 	return path, nil
 }
 
-// removePidFile removes path if it still names this process.
-func removePidFile(path string) {
+// removePidFile removes root/engine.pid if it still names this process,
+// holding root's lock meanwhile: an engine that took the directory since
+// (and wrote its own pid) keeps its file.
+func removePidFile(root string) {
+	if f, err := os.Open(filepath.Join(root, "LOCK")); err == nil {
+		defer f.Close() // releases the lock
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			return // another engine holds the directory: the file is its
+		}
+	}
+	path := filepath.Join(root, pidFileName)
 	b, err := os.ReadFile(path)
 	if err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
 		os.Remove(path)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -415,5 +416,138 @@ func TestRunSIGTERMSavepointFails(t *testing.T) {
 	t.Logf("last stderr line: %s", ls[len(ls)-1])
 	if !strings.HasPrefix(ls[len(ls)-1], "engine: job t cancelled by SIGTERM without a savepoint: ") {
 		t.Errorf("last stderr line should say the job was cancelled without a savepoint; stderr:\n%s", stderr)
+	}
+}
+
+// TestRunBadSavepointBeforeBrokers: a --from-savepoint that is not a
+// checkpoint of this job is refused before the brokers are asked (their
+// address is a closed port here, which would be the error otherwise) and
+// before anything is written: checkpoint.dir is not even created.
+func TestRunBadSavepointBeforeBrokers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ck")
+	job := writeJobFile(t, closedPort(t), checkpointLines(dir))
+	incomplete := filepath.Join(t.TempDir(), "chk-7") // no _metadata
+	if err := os.Mkdir(incomplete, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	notChk := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		path string
+		want []string
+	}{
+		{"not chk-N", notChk, []string{"engine: --from-savepoint " + notChk + ": not a checkpoint directory"}},
+		{"no metadata", incomplete, []string{"engine: --from-savepoint " + incomplete + ": "}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runEngine(t, "run", "--config", job, "--from-savepoint", tc.path, "--check-timeout", "5s")
+			wantBadInput(t, r, tc.want...)
+			if strings.Contains(r.stderr, "brokers") {
+				t.Errorf("the brokers were checked first: %q", r.stderr)
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("checkpoint.dir %s after a refused savepoint: %v (want nothing written)", dir, err)
+			}
+		})
+	}
+}
+
+// TestRunTwoEnginesOneDir starts two engines on one checkpoint.dir at the
+// same moment, a few times: exactly one runs; the other exits 2 with one
+// line naming the pid of the one that runs, which engine.pid names too
+// (it is written under the directory's lock).
+func TestRunTwoEnginesOneDir(t *testing.T) {
+	brokers := startKfake(t)
+	dir := filepath.Join(t.TempDir(), "ck")
+	job := writeJobFile(t, brokers, checkpointLines(dir))
+	pidFile := filepath.Join(dir, "engine.pid")
+	for round := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
+		defer cancel()
+		type run struct {
+			cmd    *exec.Cmd
+			stderr *bytes.Buffer
+			err    error
+			done   chan struct{}
+		}
+		var runs [2]*run
+		for i := range runs {
+			cmd := exec.CommandContext(ctx, engineBin, "run", "--config", job, "--status-interval", "0", "--log-level", "error")
+			r := &run{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+			cmd.Stderr = r.stderr
+			runs[i] = r
+		}
+		for _, r := range runs {
+			if err := r.cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { r.err = r.cmd.Wait(); close(r.done) }()
+			t.Cleanup(func() {
+				r.cmd.Process.Kill()
+				<-r.done
+			})
+		}
+		// The loser exits; the winner runs until it is stopped.
+		var loser, winner *run
+		select {
+		case <-runs[0].done:
+			loser, winner = runs[0], runs[1]
+		case <-runs[1].done:
+			loser, winner = runs[1], runs[0]
+		case <-ctx.Done():
+			t.Fatalf("round %d: neither engine exited: %v", round, ctx.Err())
+		}
+		res := result{stderr: loser.stderr.String()}
+		var ee *exec.ExitError
+		if errors.As(loser.err, &ee) {
+			res.code = ee.ExitCode()
+		}
+		wantPid := strconv.Itoa(winner.cmd.Process.Pid)
+		wantBadInput(t, res, "engine: checkpoint.dir "+dir+": ", "in use by another process (engine pid "+wantPid+")")
+		// The winner names itself in engine.pid once it holds the lock.
+		pidWait := time.After(30 * time.Second)
+		for {
+			b, err := os.ReadFile(pidFile)
+			if err == nil && strings.TrimSpace(string(b)) == wantPid {
+				break
+			}
+			select {
+			case <-winner.done:
+				t.Fatalf("round %d: the winner exited: %v; stderr:\n%s", round, winner.err, winner.stderr)
+			case <-pidWait:
+				t.Fatalf("round %d: %s holds %q (%v), want the winner's pid %s", round, pidFile, b, err, wantPid)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		if err := winner.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		<-winner.done
+		if winner.err != nil {
+			t.Fatalf("round %d: the winner after SIGINT: %v; stderr:\n%s", round, winner.err, winner.stderr)
+		}
+		if _, err := os.Stat(pidFile); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("round %d: %s after the winner exited: %v", round, pidFile, err)
+		}
+	}
+}
+
+// TestRunCheckpointDirUnusable: a checkpoint.dir that cannot be created
+// (a file is in the way) or that is a file is bad input, refused before
+// the brokers are asked (a closed port here) and with nothing written.
+func TestRunCheckpointDirUnusable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dir  string
+		want string
+	}{
+		{filepath.Join(file, "ck"), "cannot create it: " + file + " is not a directory"},
+		{file, "not a directory"},
+	} {
+		job := writeJobFile(t, closedPort(t), checkpointLines(tc.dir))
+		wantBadInput(t, runEngine(t, "run", "--config", job, "--check-timeout", "5s"), "engine: checkpoint.dir "+tc.dir+": "+tc.want)
 	}
 }

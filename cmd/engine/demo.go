@@ -277,10 +277,10 @@ func runInProcess(ctx context.Context, c demoConfig, spec weir.JobSpec, gen *ver
 	defer cancelRun()
 	var runErr error
 	jobEnded := make(chan struct{})
-	go func() {
+	goSafe(func() {
 		defer close(jobEnded)
 		runErr = job.Run(runCtx)
-	}()
+	})
 	// stopJob cancels the run and waits for it, bounded; it reports
 	// whether Run returned (only then may runErr be read).
 	stopJob := func() bool {
@@ -404,7 +404,7 @@ func produceLive(ctx context.Context, brokers string, c demoConfig, gen *verify.
 		}
 	}
 	eventsDone := make(chan struct{})
-	go func() {
+	goSafe(func() {
 		defer close(eventsDone)
 		for ev := range p.Events() {
 			switch e := ev.(type) {
@@ -419,7 +419,7 @@ func produceLive(ctx context.Context, brokers string, c demoConfig, gen *verify.
 				}
 			}
 		}
-	}()
+	})
 	defer func() {
 		_ = p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
 		p.Close()

@@ -11,10 +11,13 @@
 //	engine help [command]                                 print help
 //
 // Exit codes: 0 when the command succeeded (for demo: the verdict is OK),
-// 1 when it failed at run time, 2 for bad input (flags, job file, an
-// unreachable broker, a missing source topic, a checkpoint.dir held by
-// another engine, a refused --from-savepoint, no running engine for
-// engine savepoint).
+// 1 when it failed at run time or on an internal error, 2 for bad input
+// (flags, job file, an unreachable broker, a missing source topic, a
+// checkpoint.dir held by another engine, a refused --from-savepoint, no
+// running engine for engine savepoint). A panic is an internal error: main
+// and every goroutine the binary starts itself (goSafe) recover it, print
+// its stack and a last line "engine: internal error ...: panic: ..." and
+// exit 1, never Go's 2.
 //
 // The package owns only the command line: flags, messages, exit codes, the
 // status and progress lines, the signals of engine run, the engine.pid
@@ -26,12 +29,13 @@
 //  1. Writes a job file (docs/jobfile.md, examples/job.yaml) and creates the
 //     source and sink topics. For savepoints, sets checkpoint.interval and
 //     checkpoint.dir.
-//  2. Runs `engine run --config job.yaml`; a bad job file, an unreachable
-//     broker, a missing source topic or a checkpoint.dir in use by another
-//     engine is reported on one line with exit code 2 before anything runs.
-//     With checkpoints on, the job restores the newest complete checkpoint
-//     in checkpoint.dir, and run writes its pid to
-//     <checkpoint.dir>/engine.pid until it exits.
+//  2. Runs `engine run --config job.yaml`; a bad job file (or a --config
+//     that is not a regular file: a FIFO, device or directory), an
+//     unreachable broker, a missing source topic or a checkpoint.dir in use
+//     by another engine (named by its pid) is reported on one line with exit
+//     code 2 before anything runs. With checkpoints on, the job restores the
+//     newest complete checkpoint in checkpoint.dir, and run writes its pid
+//     to <checkpoint.dir>/engine.pid until it exits.
 //  3. Watches the status line (--status-interval: records in, results out,
 //     late dropped, rate, the total lag of the source partitions and the
 //     checkpoints completed) and the log on stderr.
@@ -47,11 +51,14 @@
 //     the process. A run-time failure ends the job with exit code 1 and one
 //     line naming the cause.
 //  6. Restarts from a given savepoint with `engine run --config job.yaml
-//     --from-savepoint DIR`. The directory is checked to exist before
-//     anything runs; the job then refuses one that is not a chk-<N>
-//     directory, belongs to another job or graph, or is corrupt, before any
-//     task starts: run tells that from a run-time failure by the job having
-//     no restored checkpoint (Stats().RestoredFrom is 0), and exits 2.
+//     --from-savepoint DIR`. Before the brokers are asked and before
+//     anything is written (no checkpoint.dir, LOCK or engine.pid), the
+//     directory is checked (weir's Job.CheckSavepoint): it must exist, be a
+//     chk-<N> directory with complete, readable metadata, and belong to
+//     this job and graph; else one line and exit code 2. The job then
+//     verifies its files' checksums before any task starts: run tells a
+//     corrupt one from a run-time failure by the job having no restored
+//     checkpoint (Stats().RestoredFrom is 0), and exits 2.
 //
 // Crash tests: with WEIR_FAILPOINT=NAME[@N] in its environment, engine run
 // arms the failpoint NAME (one of weir.Failpoints: mid-epoch,
@@ -76,15 +83,22 @@
 // prints the kills, restarts and aborted result records (read_uncommitted)
 // before the verdict.
 //
-// Caveats: engine.pid is written only after checking that no engine holds
-// checkpoint.dir's lock, and removed on exit only if it still names this
-// process; two engines started at the same instant on one directory can
-// still race between that check and the job's own lock (the loser fails
-// with the checkpoint.dir in use, exit 2, but may have replaced the
-// winner's engine.pid). engine savepoint signals the pid only when that
-// process is alive and the directory's lock is held, so a stale engine.pid
-// whose pid was reused is never signalled. In the chaos demo the
-// throughput line's record counts add up the workers' last status lines, so
-// a killed worker's last second is missing from them; the events per second
-// are exact (events produced over the time to the last worker's exit).
+// engine.pid is written while the job holds checkpoint.dir's lock (the
+// flock on <checkpoint.dir>/LOCK; weir.WithOnLocked), so it always names
+// the engine that holds the directory: of two engines started at the same
+// instant on one directory exactly one runs, and the other exits 2 with
+// one line naming the first one's pid. On exit the file is removed, under
+// the lock, only if it still names this process. engine savepoint signals
+// the pid only when that process is alive and the directory's lock is
+// held, so a stale engine.pid (left by a killed engine) whose pid was
+// reused is never signalled.
+//
+// Caveats: the job lets go of the lock between a failure and its restart,
+// so another engine started then takes the directory and this one ends
+// with the directory in use (exit 2). A panic on a goroutine of a library
+// (Pebble's background work) exits 2, as Go does. In the chaos demo the
+// throughput line's record counts add up the workers' last status lines,
+// so a killed worker's last second is missing from them; the events per
+// second are exact (events produced over the time to the last worker's
+// exit).
 package main

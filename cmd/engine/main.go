@@ -7,14 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 )
 
 // Exit codes.
 const (
 	exitOK       = 0 // the command succeeded
-	exitFailed   = 1 // it failed at run time
-	exitBadInput = 2 // bad flags, job file, brokers or topic
+	exitFailed   = 1 // it failed at run time, or an internal error (a panic)
+	exitBadInput = 2 // bad flags, job file, brokers or topic, a refused checkpoint.dir or savepoint
 )
 
 // command is one subcommand of the binary.
@@ -38,8 +39,15 @@ func main() {
 	os.Exit(engine(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// engine runs the command line args and returns the exit code.
-func engine(args []string, stdout, stderr io.Writer) int {
+// engine runs the command line args and returns the exit code. A panic
+// is an internal error: exit code 1, not Go's 2 (which means bad input
+// here).
+func engine(args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			code = internalError(stderr, r)
+		}
+	}()
 	if len(args) == 0 {
 		usage(stderr)
 		return exitBadInput
@@ -58,6 +66,29 @@ func engine(args []string, stdout, stderr io.Writer) int {
 	return exitBadInput
 }
 
+// internalError reports the panic r on w: its stack, then one last line
+// naming it. It returns the exit code of an internal error.
+func internalError(w io.Writer, r any) int {
+	fmt.Fprintf(w, "%s", debug.Stack())
+	fmt.Fprintf(w, "engine: internal error (a bug; please report it with the log above): panic: %s\n", oneLine(fmt.Sprint(r)))
+	return exitFailed
+}
+
+// goSafe runs f on a new goroutine. A panic in f is an internal error: it
+// is reported on stderr and the process exits with code 1 (an unrecovered
+// panic would exit with 2, the code for bad input). Every goroutine the
+// binary starts itself goes through goSafe.
+func goSafe(f func()) {
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				os.Exit(internalError(os.Stderr, r))
+			}
+		}()
+		f()
+	}()
+}
+
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "engine runs weir stream processing jobs: Kafka in, event-time windows, Kafka out.")
 	fmt.Fprintln(w)
@@ -69,7 +100,7 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'engine <command> --help' for a command's flags.")
-	fmt.Fprintln(w, "Exit codes: 0 success, 1 run-time failure, 2 bad input.")
+	fmt.Fprintln(w, "Exit codes: 0 success, 1 run-time failure or internal error, 2 bad input.")
 }
 
 func helpCmd(args []string, stdout, stderr io.Writer) int {

@@ -28,7 +28,8 @@ import (
 
 var seedFlag = flag.Int64("seed", 0, "seed for the demo test (0: pick one and print it)")
 
-// engineBin is the binary built by TestMain.
+// engineBin is the binary built by TestMain, with the test hooks of tag
+// enginetest (testhook_enginetest.go).
 var engineBin string
 
 // execTimeout bounds every run of the binary.
@@ -43,7 +44,7 @@ func TestMain(m *testing.M) {
 	}
 	engineBin = filepath.Join(dir, "engine")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", engineBin, ".").CombinedOutput()
+	out, err := exec.CommandContext(ctx, "go", "build", "-tags", "enginetest", "-o", engineBin, ".").CombinedOutput()
 	cancel()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "engine test: go build: %v\n%s", err, out)
@@ -552,5 +553,74 @@ func TestDemoSpecBuilds(t *testing.T) {
 	if s := job.Spec(); s.Delivery != weir.ExactlyOnce || s.Parallelism != 3 || s.Window.OutOfOrderness != c.outOfOrderness ||
 		s.Checkpoint.Interval != c.checkpoint || s.Checkpoint.Dir != dir {
 		t.Errorf("spec %+v", s)
+	}
+}
+
+// TestRunConfigNotRegular: a --config that is a FIFO, a device or a
+// directory is refused on one line with exit 2, without waiting for a
+// writer on the FIFO. A regression that opens the FIFO for reading blocks:
+// the bounded run then fails the test instead of hanging it.
+func TestRunConfigNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "job.fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		want string
+	}{
+		{fifo, "is a named pipe (FIFO), not a regular file"},
+		{"/dev/null", "is a device, not a regular file"},
+		{dir, "is a directory"},
+	} {
+		for _, cmd := range []string{"run", "checkpoints", "savepoint"} {
+			t.Run(cmd+"/"+filepath.Base(tc.path), func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				c := exec.CommandContext(ctx, engineBin, cmd, "--config", tc.path)
+				var stdout, stderr bytes.Buffer
+				c.Stdout, c.Stderr = &stdout, &stderr
+				err := c.Run()
+				if ctx.Err() != nil {
+					t.Fatalf("engine %s --config %s still running after 30s (blocked on the file?)", cmd, tc.path)
+				}
+				r := result{stdout: stdout.String(), stderr: stderr.String()}
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					r.code = ee.ExitCode()
+				}
+				wantBadInput(t, r, "engine: job file "+tc.path+": ", tc.want)
+			})
+		}
+	}
+}
+
+// TestRunPanicExits1: a panic is an internal error, exit code 1 with a
+// last line saying so, whether it happens on run's own path or in a
+// goroutine the binary started (here the status line's); Go's own exit
+// code for a panic, 2, means bad input here. The test build's hook
+// (WEIR_ENGINE_TEST_PANIC) panics at the named point.
+func TestRunPanicExits1(t *testing.T) {
+	brokers := startKfake(t)
+	job := writeJobFile(t, brokers, "")
+	for _, tc := range []struct {
+		point string
+		args  []string
+	}{
+		{"run", []string{"run", "--config", job}},
+		{"status", []string{"run", "--config", job, "--status-interval", "10ms", "--log-level", "error"}},
+	} {
+		t.Run(tc.point, func(t *testing.T) {
+			r, _ := runEngineEnv(t, []string{"WEIR_ENGINE_TEST_PANIC=" + tc.point}, tc.args...)
+			ls := lines(r.stderr)
+			if r.code != 1 || len(ls) == 0 {
+				t.Fatalf("exit %d, want 1; stderr:\n%s", r.code, r.stderr)
+			}
+			want := "engine: internal error (a bug; please report it with the log above): panic: test panic at " + tc.point
+			if last := ls[len(ls)-1]; last != want {
+				t.Errorf("last stderr line %q, want %q; stderr:\n%s", last, want, r.stderr)
+			}
+		})
 	}
 }

@@ -26,12 +26,15 @@ source partitions, checkpoints completed) goes to stdout every
 
 With checkpoints on (checkpoint.interval and checkpoint.dir), the job
 restores the newest complete checkpoint in checkpoint.dir, or the one given
-with --from-savepoint; it writes its pid to <checkpoint.dir>/engine.pid
-while it runs (engine savepoint reads it). A checkpoint.dir held by another
-engine, or a --from-savepoint directory that is missing, not a chk-<N>
-directory, of another job or corrupt, is one line and exit code 2. So is a
-checkpoint.dir that holds checkpoints none of which can be restored: the
-job does not start fresh over them unless --allow-fresh-start.
+with --from-savepoint; once it holds the directory's lock it writes its pid
+to <checkpoint.dir>/engine.pid (engine savepoint reads it). A checkpoint.dir
+held by another engine (the line names its pid), or a --from-savepoint
+directory that is missing, not a chk-<N> directory, incomplete or of
+another job, is one line and exit code 2, before the brokers are asked and
+before anything is written; a savepoint whose files turn out corrupt too.
+So is a checkpoint.dir that holds checkpoints none of which can be
+restored: the job does not start fresh over them unless
+--allow-fresh-start.
 
 Signals:
   SIGTERM  graceful stop. With checkpoints on: take a savepoint (bounded by
@@ -53,8 +56,9 @@ Environment:
            commits what the killed process had not. A malformed value is
            one line and exit code 2.
 
-Exit codes: 0 stopped by a signal or ended normally, 1 failed at run time,
-2 bad input.`
+Exit codes: 0 stopped by a signal or ended normally, 1 failed at run time
+or an internal error (a panic: its stack, then a last line "engine:
+internal error ..."), 2 bad input.`
 
 // savepointTimeoutMax caps the time a signal's savepoint may take.
 const savepointTimeoutMax = 2 * time.Minute
@@ -64,7 +68,7 @@ const pidFileName = "engine.pid"
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("run", runAbout)
-	config := fs.String("config", "", "the job file (YAML) to run; required")
+	config := fs.String("config", "", "the job file (YAML, a regular file: a FIFO, device or directory is refused) to run; required")
 	checkTimeout := fs.Duration("check-timeout", 10*time.Second, "how long to wait for the brokers to answer before giving up")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	statusEvery := fs.Duration("status-interval", 5*time.Second, "time between status lines on stdout; 0 disables them")
@@ -73,6 +77,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
 	}
+	testPanic("run")
 	bad := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "engine run: "+format+"\n", a...)
 		return exitBadInput
@@ -114,18 +119,6 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 
 	out := &syncWriter{w: stdout}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	ctl := startController(log, out, checkpoints, min(spec.WithDefaults().Checkpoint.Timeout, savepointTimeoutMax))
-	defer ctl.release()
-
-	if err := weir.CheckBrokers(ctl.ctx, spec, *checkTimeout); err != nil {
-		if sig := ctl.stopSignal(); sig != "" {
-			fmt.Fprintf(stderr, "engine: stopped by %s before the job started\n", sig)
-			return exitOK
-		}
-		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
-		return exitBadInput
-	}
-
 	opts := []weir.Option{weir.WithLogger(log)}
 	if failpoint != nil {
 		opts = append(opts, failpoint)
@@ -137,6 +130,20 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if *freshStart {
 		opts = append(opts, weir.WithAllowFreshStart())
 	}
+	var root string // checkpoint.dir, absolute; "" with checkpoints off
+	if checkpoints {
+		if root, err = checkpointRoot(spec); err != nil {
+			fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
+			return exitBadInput
+		}
+		// engine.pid is written under checkpoint.dir's lock, each time
+		// the job takes it: only the engine holding the directory names
+		// itself there.
+		opts = append(opts, weir.WithOnLocked(func(dir string) error {
+			_, err := writePidFile(dir)
+			return err
+		}))
+	}
 	job, err := weir.NewJob(spec, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
@@ -144,28 +151,42 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	spec = job.Spec()
 
+	// What can be refused without the brokers is refused before asking
+	// them, and before anything is written: a savepoint that is not one of
+	// this job, a checkpoint.dir that cannot be created or written or that
+	// another engine holds.
+	if err := job.CheckSavepoint(); err != nil {
+		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
+		return exitBadInput
+	}
 	if checkpoints {
-		root, err := checkpointRoot(spec)
-		if err != nil {
-			fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
+		if err := checkDirUsable(root); err != nil {
+			fmt.Fprintf(stderr, "engine: checkpoint.dir %s: %s; fix its permissions or use another directory\n", root, oneLine(err.Error()))
 			return exitBadInput
 		}
-		// Refuse a directory held by another engine before touching its
-		// engine.pid (the job's own lock comes too late for that).
 		switch held, err := lockHeld(root); {
 		case err != nil:
 			fmt.Fprintf(stderr, "engine: checkpoint.dir %s: %s\n", root, oneLine(err.Error()))
 			return exitBadInput
 		case held:
-			fmt.Fprintf(stderr, "engine: checkpoint.dir %s: %v; stop the other engine or use another directory\n", root, weir.ErrCheckpointDirInUse)
+			fmt.Fprintln(stderr, dirInUse(root))
 			return exitBadInput
 		}
-		pidFile, err := writePidFile(root)
-		if err != nil {
-			fmt.Fprintf(stderr, "engine: checkpoint.dir %s: %s\n", root, oneLine(err.Error()))
-			return exitBadInput
+	}
+
+	ctl := startController(log, out, checkpoints, min(spec.Checkpoint.Timeout, savepointTimeoutMax))
+	defer ctl.release()
+
+	if err := weir.CheckBrokers(ctl.ctx, spec, *checkTimeout); err != nil {
+		if sig := ctl.stopSignal(); sig != "" {
+			fmt.Fprintf(stderr, "engine: stopped by %s before the job started\n", sig)
+			return exitOK
 		}
-		defer removePidFile(pidFile)
+		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
+		return exitBadInput
+	}
+	if checkpoints {
+		defer removePidFile(root)
 	}
 
 	log.Info("job starting", "job", spec.Name, "brokers", spec.Brokers, "source", spec.Source.Topic,
@@ -199,13 +220,19 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	case sig != "" && savepoint == "":
 		fmt.Fprintf(stderr, "engine: job %s stopped by %s; %s\n", spec.Name, sig, summary)
 		return exitOK
+	case errors.Is(err, weir.ErrCheckpointDirInUse):
+		// Another engine took the lock between the check above and the
+		// job's own.
+		fmt.Fprintln(stderr, dirInUse(root))
+		return exitBadInput
 	case err != nil:
 		fmt.Fprintf(stderr, "engine: %s\n", oneLine(err.Error()))
-		// Run refuses a held checkpoint.dir and a bad --from-savepoint
-		// before any task starts: bad input. A refused savepoint is told
-		// by RestoredFrom, which Run sets once the restore is set up.
+		// Run refuses broken checkpoints and a bad --from-savepoint (one
+		// whose files do not match its metadata) before any task starts:
+		// bad input. A refused savepoint is told by RestoredFrom, which
+		// Run sets once the restore is set up.
 		var broken *weir.BrokenCheckpointsError
-		if errors.Is(err, weir.ErrCheckpointDirInUse) || errors.As(err, &broken) || (*fromSavepoint != "" && st.RestoredFrom == 0) {
+		if errors.As(err, &broken) || (*fromSavepoint != "" && st.RestoredFrom == 0) {
 			return exitBadInput
 		}
 		return exitFailed
@@ -250,7 +277,7 @@ func startController(log *slog.Logger, out io.Writer, checkpoints bool, timeout 
 		runDone: make(chan struct{}), loopDone: make(chan struct{})}
 	signal.Notify(c.usr1, syscall.SIGUSR1)
 	signal.Notify(c.stop, syscall.SIGINT, syscall.SIGTERM)
-	go c.loop()
+	goSafe(c.loop)
 	return c
 }
 
@@ -314,13 +341,13 @@ func (c *controller) loop() {
 func (c *controller) savepoint(take func(context.Context) (string, error)) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	go func() {
+	goSafe(func() {
 		select {
 		case <-c.runDone:
 			cancel()
 		case <-ctx.Done():
 		}
-	}()
+	})
 	retry := time.NewTicker(100 * time.Millisecond)
 	defer retry.Stop()
 	for {
@@ -395,6 +422,7 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 func statusLine(w io.Writer, job *weir.Job, start time.Time) func(time.Time) {
 	last, lastIn := start, int64(0)
 	return func(now time.Time) {
+		testPanic("status")
 		st := job.Stats()
 		rate := perSecond(st.RecordsIn-lastIn, now.Sub(last))
 		last, lastIn = now, st.RecordsIn
@@ -424,7 +452,7 @@ func perSecond(n int64, d time.Duration) int64 {
 // is closed when it has returned. interval 0 never calls f.
 func every(interval time.Duration, stop <-chan struct{}, f func(now time.Time)) <-chan struct{} {
 	done := make(chan struct{})
-	go func() {
+	goSafe(func() {
 		defer close(done)
 		if interval <= 0 {
 			<-stop
@@ -440,7 +468,7 @@ func every(interval time.Duration, stop <-chan struct{}, f func(now time.Time)) 
 				return
 			}
 		}
-	}()
+	})
 	return done
 }
 
@@ -461,7 +489,7 @@ func signalContext() (context.Context, *stopSignal) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &stopSignal{ch: make(chan os.Signal, 1), cancel: cancel, done: make(chan struct{})}
 	signal.Notify(s.ch, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
+	goSafe(func() {
 		select {
 		case sig := <-s.ch:
 			signal.Stop(s.ch)
@@ -471,7 +499,7 @@ func signalContext() (context.Context, *stopSignal) {
 			cancel()
 		case <-s.done:
 		}
-	}()
+	})
 	return ctx, s
 }
 
