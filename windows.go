@@ -13,25 +13,36 @@ import (
 type TimeWindow = window.TimeWindow
 
 // WindowAssigner says which windows a value belongs to: TumblingWindows,
-// SlidingWindows or SessionWindows (Flink's window assigners, event time).
-type WindowAssigner struct{ a window.Assigner }
+// SlidingWindows or SessionWindows (Flink's window assigners, event time),
+// or CountWindows.
+type WindowAssigner struct {
+	a     window.Assigner
+	count int64 // CountWindows: values per window
+}
+
+// CountWindows puts every n values of a key in one window, which fires
+// when its n-th value arrives and is then cleared (Flink's countWindow: a
+// global window with a purging count trigger). It needs no event time; a
+// result's Start and End are the event times of its first value and of
+// its last value plus 1 ms (0 without event time).
+func CountWindows(n int64) WindowAssigner { return WindowAssigner{count: n} }
 
 // TumblingWindows are windows of a fixed size that do not overlap; they
 // start at multiples of size from the Unix epoch (see WithOffset).
 func TumblingWindows(size time.Duration) WindowAssigner {
-	return WindowAssigner{window.TumblingAssigner(size.Milliseconds(), 0)}
+	return WindowAssigner{a: window.TumblingAssigner(size.Milliseconds(), 0)}
 }
 
 // SlidingWindows are windows of a fixed size starting every slide: a value
 // belongs to size/slide windows.
 func SlidingWindows(size, slide time.Duration) WindowAssigner {
-	return WindowAssigner{window.SlidingAssigner(size.Milliseconds(), slide.Milliseconds(), 0)}
+	return WindowAssigner{a: window.SlidingAssigner(size.Milliseconds(), slide.Milliseconds(), 0)}
 }
 
 // SessionWindows group the values of a key into sessions: a session ends
 // when no value came for gap; sessions that a late value bridges merge.
 func SessionWindows(gap time.Duration) WindowAssigner {
-	return WindowAssigner{window.SessionAssigner(gap.Milliseconds())}
+	return WindowAssigner{a: window.SessionAssigner(gap.Milliseconds())}
 }
 
 // WithOffset shifts the window starts of tumbling and sliding windows by
@@ -44,13 +55,19 @@ func (w WindowAssigner) WithOffset(d time.Duration) WindowAssigner {
 }
 
 // String describes the assigner.
-func (w WindowAssigner) String() string { return w.a.String() }
+func (w WindowAssigner) String() string {
+	if w.count != 0 {
+		return fmt.Sprintf("count(%d)", w.count)
+	}
+	return w.a.String()
+}
 
 // WindowedStream is a keyed stream cut into windows, waiting for its
 // window function: Aggregate, Reduce or ProcessWindow.
 type WindowedStream[T any] struct {
 	ks       KeyedStream[T]
 	assigner window.Assigner
+	count    int64
 	lateness int64
 	lateTag  string
 }
@@ -60,7 +77,7 @@ type WindowedStream[T any] struct {
 // watermark passes its end; its results carry its last millisecond as
 // their event time.
 func Window[T any](ks KeyedStream[T], a WindowAssigner) WindowedStream[T] {
-	return WindowedStream[T]{ks: ks, assigner: a.a}
+	return WindowedStream[T]{ks: ks, assigner: a.a, count: a.count}
 }
 
 // AllowedLateness keeps each window's state for d after the watermark
@@ -164,6 +181,15 @@ func ProcessWindow[T, U any](ws WindowedStream[T], f func(key string, w TimeWind
 // window logic of operator/window.
 func windowed[T, A, U any](ws WindowedStream[T], agg window.Aggregator[T, A], fire func(*Context[U], TimeWindow, A) error, opts []OpOption) Stream[U] {
 	s := ws.ks.s
+	if ws.count != 0 {
+		switch {
+		case ws.count < 0:
+			s.n.env.fail(fmt.Errorf("weir: CountWindows(%d): the count must be positive", ws.count))
+		case ws.lateness != 0 || ws.lateTag != "":
+			s.n.env.fail(fmt.Errorf("weir: CountWindows have no event-time end: AllowedLateness and SideOutputLateData do not apply"))
+		}
+		return Process[T, U](ws.ks, &countWindowFunc[T, A, U]{n: ws.count, agg: agg, fire: fire}, opts...)
+	}
 	if err := ws.assigner.Validate(); err != nil {
 		s.n.env.fail(fmt.Errorf("weir: Window: %w", err))
 	}
@@ -173,6 +199,50 @@ func windowed[T, A, U any](ws WindowedStream[T], agg window.Aggregator[T, A], fi
 	fn := &windowFunc[T, A, U]{ws: ws, agg: agg, fire: fire}
 	return Process[T, U](ws.ks, fn, opts...)
 }
+
+// countAcc is the state of a count window of one key.
+type countAcc[A any] struct {
+	N     int64 `json:"n"`
+	First int64 `json:"first"`
+	Last  int64 `json:"last"`
+	Acc   A     `json:"acc"`
+}
+
+// countWindowFunc is the count window's keyed function.
+type countWindowFunc[T, A, U any] struct {
+	n     int64
+	agg   window.Aggregator[T, A]
+	fire  func(*Context[U], TimeWindow, A) error
+	state *ValueState[countAcc[A]]
+}
+
+func (f *countWindowFunc[T, A, U]) Open(ctx *OpenContext) error {
+	st, err := ValueStateOf[countAcc[A]](ctx, "count-window")
+	f.state = st
+	return err
+}
+
+func (f *countWindowFunc[T, A, U]) OnElement(ctx *Context[U], v T) error {
+	c, ok := f.state.Value()
+	ts := ctx.Timestamp()
+	if ts == operator.NoTimestamp {
+		ts = 0
+	}
+	if !ok {
+		c = countAcc[A]{First: ts, Acc: f.agg.Create()}
+	}
+	c.N++
+	c.Last = ts
+	c.Acc = f.agg.Add(c.Acc, v)
+	if c.N < f.n {
+		f.state.Update(c)
+		return nil
+	}
+	f.state.Clear()
+	return f.fire(ctx, TimeWindow{Start: c.First, End: operator.AddSat(c.Last, 1)}, c.Acc)
+}
+
+func (f *countWindowFunc[T, A, U]) OnTimer(*Context[U], int64) error { return nil }
 
 // windowFunc runs window.Keyed as a KeyedProcessFunction; each subtask
 // gets a copy (cloneFunc) and builds its own operator in Open.

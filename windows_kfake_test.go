@@ -115,3 +115,50 @@ func TestDataflowWindowsOnKfake(t *testing.T) {
 		t.Logf("%s: all %d windows once and right", tc.topic, len(got))
 	}
 }
+
+// TestDataflowCountWindowsOnKfake: CountWindows(7) with Reduce: every 7
+// values of a user, in the order the user's partition holds them, give
+// one result; the values left over at the end give none (Flink's
+// countWindow).
+func TestDataflowCountWindowsOnKfake(t *testing.T) {
+	f := dataflowFixture(t, verify.GenConfig{Seed: 23, Keys: 15, Partitions: 3, Events: 3000}, "counts")
+	env := NewEnv("counts", Brokers(f.brokers), Parallelism(2), Guarantee(ExactlyOnce),
+		Checkpoints(40*time.Millisecond, t.TempDir()))
+	in := FromKafka(env, "in", JSON[ev](), FromEarliest(), BoundedAtLatest(),
+		EventTime(func(e ev) int64 { return e.TS }, 500*time.Millisecond))
+	sums := Reduce(Window(KeyBy(in, func(e ev) string { return e.User }), CountWindows(7)),
+		func(a, b ev) ev { return ev{User: a.User, Amount: a.Amount + b.Amount, Seq: b.Seq, TS: b.TS} }, UID("count7"))
+	ToKafka(sums, "counts", JSON[WindowResult[ev]](), SinkUID("counts-out"))
+	if err := env.Run(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	type chunk struct {
+		n, sum, lastSeq, first, last int64
+	}
+	open := map[string]*chunk{}
+	want := map[int64]WindowResult[ev]{} // by the seq of the window's last value
+	for _, e := range f.events {
+		c := open[e.Key]
+		if c == nil {
+			c = &chunk{first: e.TS}
+			open[e.Key] = c
+		}
+		c.n++
+		c.sum += e.Amount
+		c.last, c.lastSeq = e.TS, e.Seq
+		if c.n == 7 {
+			want[e.Seq] = WindowResult[ev]{Key: e.Key, Start: c.first, End: c.last + 1, Value: ev{User: e.Key, Amount: c.sum, Seq: e.Seq, TS: e.TS}}
+			delete(open, e.Key)
+		}
+	}
+	got := readJSON[WindowResult[ev]](f, "counts")
+	if len(got) != len(want) {
+		t.Fatalf("%d results, want %d", len(got), len(want))
+	}
+	for _, g := range got {
+		if w, ok := want[g.Value.Seq]; !ok || w != g {
+			t.Fatalf("result %+v, want %+v", g, w)
+		}
+	}
+	t.Logf("all %d count windows once and right", len(got))
+}
