@@ -156,3 +156,53 @@ func ExampleSideOutput() {
 	// built
 	// weir: SideOutput("invalid"): operator map-1 has no side outputs; side outputs come from Process and Transform
 }
+
+// Payment is an example record: the JSON {"order":"o1","cents":1250,"ts":1714564801000}.
+type Payment struct {
+	Order string `json:"order"`
+	Cents int64  `json:"cents"`
+	TS    int64  `json:"ts"`
+}
+
+// Event-time windows and joins: the spend of each customer over the last
+// hour every ten minutes, with late orders kept in a topic of their own;
+// and each order with the payments that came within 10 minutes of it.
+func ExampleWindow() {
+	env := weir.NewEnv("orders-windows", weir.Brokers("127.0.0.1:9092"),
+		weir.Checkpoints(time.Second, "checkpoints/orders-windows"), weir.Guarantee(weir.ExactlyOnce))
+	orders := weir.FromKafka(env, "orders", weir.JSON[Order](), weir.SourceUID("orders"),
+		weir.EventTime(func(o Order) int64 { return o.TS }, 5*time.Second))
+	payments := weir.FromKafka(env, "payments", weir.JSON[Payment](), weir.SourceUID("payments"),
+		weir.EventTime(func(p Payment) int64 { return p.TS }, 5*time.Second))
+
+	late := weir.NewOutputTag[Order]("late-orders")
+	spend := weir.Aggregate(
+		weir.Window(weir.KeyBy(orders, func(o Order) string { return o.Customer }),
+			weir.SlidingWindows(time.Hour, 10*time.Minute)).
+			AllowedLateness(time.Minute).
+			SideOutputLateData(late),
+		weir.SummaryOf(func(o Order) float64 { return float64(o.Cents) / 100 }),
+		weir.UID("spend-per-customer"))
+	weir.ToKafka(spend, "spend-per-customer", weir.JSON[weir.WindowResult[weir.Summary]](), weir.SinkUID("spend-out"))
+	weir.ToKafka(weir.SideOutput(spend, late), "late-orders", weir.JSON[Order](), weir.SinkUID("late-out"))
+
+	type paid struct {
+		Order   Order   `json:"order"`
+		Payment Payment `json:"payment"`
+	}
+	paidOrders := weir.IntervalJoin(
+		weir.KeyBy(orders, func(o Order) string { return o.ID }),
+		weir.KeyBy(payments, func(p Payment) string { return p.Order }),
+		0, 10*time.Minute,
+		func(o Order, p Payment) paid { return paid{o, p} },
+		weir.UID("paid-orders"))
+	weir.ToKafka(paidOrders, "paid-orders", weir.JSON[paid](), weir.SinkUID("paid-out"))
+
+	if _, err := env.Build(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("built")
+	// Output:
+	// built
+}
