@@ -3,6 +3,7 @@ package weir
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,7 +38,52 @@ func TestJobFileSlidingWindowsOnKfake(t *testing.T) {
 		OutOfOrderness: 100 * time.Millisecond}
 	spec.Aggregate.Functions = []string{"count", "sum", "min", "max", "avg"}
 	f.drain(spec)
+	checkSliding(f)
+}
 
+// TestJobFileSlidingWindowsRestoreOnKfake: the sliding job of
+// TestJobFileSlidingWindowsOnKfake reads the first half of the input and
+// stops after a checkpoint taken past 2,000 records; the second half
+// arrives and a second run restores it with parallelism 3 (the
+// accumulators and timers move by key group): every window exactly once.
+func TestJobFileSlidingWindowsRestoreOnKfake(t *testing.T) {
+	f := newHeldFixture(t, verify.GenConfig{Seed: 19, Keys: 30, Partitions: 4, Events: 6000})
+	spec := f.spec("sliding-restore")
+	spec.Parallelism = 2
+	spec.Delivery = ExactlyOnce
+	spec.Checkpoint = CheckpointSpec{Interval: 30 * time.Millisecond, Dir: t.TempDir()}
+	spec.Window = WindowSpec{Kind: WindowSliding, Size: 2 * time.Second, Slide: 500 * time.Millisecond, Offset: 100 * time.Millisecond,
+		OutOfOrderness: 100 * time.Millisecond}
+	spec.Aggregate.Functions = []string{"count", "sum", "min", "max", "avg"}
+	var armedAt atomic.Uint64
+	job1 := f.runUntil(spec, func(job *Job, id uint64) bool {
+		if job.Stats().RecordsIn < 2000 {
+			return false
+		}
+		if armedAt.Load() == 0 {
+			armedAt.Store(id + 1)
+			return false
+		}
+		return id >= armedAt.Load()
+	}, WithFlowControl(1, 64))
+	st1 := job1.Stats()
+	if err := f.produceHeld(); err != nil {
+		t.Fatal(err)
+	}
+	spec.Parallelism = 3
+	st2 := f.drain(spec).Stats()
+	t.Logf("run 1: %+v; run 2: %+v", st1, st2)
+	if st2.RestoredFrom != st1.LastCheckpoint || st2.RecordsIn >= int64(len(f.events)) {
+		t.Fatalf("run 2 restored %d (want %d) and read %d of %d records: it did not resume", st2.RestoredFrom, st1.LastCheckpoint, st2.RecordsIn, len(f.events))
+	}
+	checkSliding(f)
+}
+
+// checkSliding checks that "out" holds every 2s window sliding every
+// 500ms (offset 100ms) of the fixture's events once, with every aggregate.
+func checkSliding(f *fixture) {
+	t := f.t
+	t.Helper()
 	type wkey struct {
 		key        string
 		start, end int64

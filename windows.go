@@ -1,7 +1,9 @@
 package weir
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/weirstream/weir/operator"
@@ -256,7 +258,7 @@ type windowFunc[T, A, U any] struct {
 
 func (f *windowFunc[T, A, U]) Open(ctx *OpenContext) error {
 	op, err := window.NewKeyed(ctx.st, window.Config[T, A]{
-		Assigner: f.ws.assigner, Agg: f.agg, AccCodec: operator.DefaultCodec[A](),
+		Assigner: f.ws.assigner, Agg: f.agg, AccCodec: accCodec[A](),
 		Lateness: f.ws.lateness, Name: "window",
 	}, func(key string, w TimeWindow, acc A) error { return f.fire(f.cur, w, acc) })
 	if err != nil {
@@ -370,4 +372,36 @@ func MaxOf[T any](value func(T) float64) AggregateFunction[T, Summary, float64] 
 // AvgOf is the mean of value(v) over a window.
 func AvgOf[T any](value func(T) float64) AggregateFunction[T, Summary, float64] {
 	return statsAgg[T, float64]{value: value, result: func(s Summary) float64 { return s.Avg }}
+}
+
+// accCodec is the checkpoint codec of window accumulators: 40 bytes for
+// the built-in Summary, operator.DefaultCodec otherwise.
+func accCodec[A any]() operator.Codec[A] {
+	var zero A
+	if c, ok := any(summaryCodec{}).(operator.Codec[A]); ok && any(zero) != nil {
+		if _, isSummary := any(zero).(Summary); isSummary {
+			return c
+		}
+	}
+	return operator.DefaultCodec[A]()
+}
+
+// summaryCodec encodes a Summary as its five numbers, big endian (the
+// float64s as IEEE 754 bits).
+type summaryCodec struct{}
+
+func (summaryCodec) Append(b []byte, s Summary) ([]byte, error) {
+	b = binary.BigEndian.AppendUint64(b, uint64(s.Count))
+	for _, x := range [...]float64{s.Sum, s.Min, s.Max, s.Avg} {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(x))
+	}
+	return b, nil
+}
+
+func (summaryCodec) Decode(b []byte) (Summary, error) {
+	if len(b) != 40 {
+		return Summary{}, fmt.Errorf("a window summary is 40 bytes, got %d", len(b))
+	}
+	f := func(i int) float64 { return math.Float64frombits(binary.BigEndian.Uint64(b[i:])) }
+	return Summary{Count: int64(binary.BigEndian.Uint64(b)), Sum: f(8), Min: f(16), Max: f(24), Avg: f(32)}, nil
 }
