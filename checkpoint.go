@@ -1,8 +1,10 @@
 package weir
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/weirstream/weir/actors"
+	"github.com/weirstream/weir/internal/privfs"
 	"github.com/weirstream/weir/operator/window"
 	"github.com/weirstream/weir/snapshot"
 	"github.com/weirstream/weir/supervisor"
@@ -99,21 +102,25 @@ var ErrCheckpointDirInUse = errors.New("weir: checkpoint.dir is in use by anothe
 // setupState opens the checkpoint directory and every task's store,
 // restoring from the savepoint given with WithSavepoint, else from the
 // newest complete checkpoint, else fresh.
-func (j *Job) setupState() (*stateSetup, error) {
+//
+// Only what a restore needs is read: the candidates from the newest
+// checkpoint down to the first that verifies (checksums included); older
+// checkpoints are only checked for readability (metadata and file sizes),
+// and one that cannot be read is a warning. Everything it creates is
+// private (directories 0700, files 0600). When ctx ends (SIGTERM) it stops,
+// between files and while it checksums them.
+func (j *Job) setupState(ctx context.Context) (*stateSetup, error) {
 	c := j.spec.Checkpoint
 	root, err := filepath.Abs(c.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint.dir: %w", err)
 	}
-	fs := j.opts.fs
-	if fs == nil {
-		fs = vfs.Default
-	}
+	fs := privfs.Wrap(j.opts.fs)
 	st := &stateSetup{fs: fs, root: root, cps: map[string]*actors.Checkpointing{}}
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := os.MkdirAll(root, privfs.DirMode); err != nil {
 		return nil, fmt.Errorf("checkpoint.dir: cannot create %s: %w", root, err)
 	}
-	lock, err := os.OpenFile(filepath.Join(root, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := openLock(filepath.Join(root, "LOCK"))
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint.dir: %w", err)
 	}
@@ -132,18 +139,18 @@ func (j *Job) setupState() (*stateSetup, error) {
 		}
 	}
 
-	infos, err := snapshot.List(st.fs, root)
+	ids, err := snapshot.IDs(st.fs, root)
 	if err != nil {
 		return fail(fmt.Errorf("checkpoint.dir: %w", err))
 	}
-	for _, in := range infos {
-		st.after = max(st.after, in.ID)
+	for _, id := range ids {
+		st.after = max(st.after, id)
 	}
 
 	// Which checkpoint to restore, and from which root.
 	var metaRoot string
 	if j.opts.savepoint != "" {
-		m, r, err := j.acceptSavepoint(st.fs, true)
+		m, r, err := j.acceptSavepoint(ctx, st.fs, true)
 		if err != nil {
 			return fail(err)
 		}
@@ -160,7 +167,10 @@ func (j *Job) setupState() (*stateSetup, error) {
 			}
 			return nil
 		}
-		m, problems, err := snapshot.LatestAccepted(st.fs, root, j.spec.Name, accept)
+		m, problems, err := snapshot.LatestAccepted(ctx, st.fs, root, j.spec.Name, accept)
+		if ctx.Err() != nil {
+			return fail(fmt.Errorf("checkpoint.dir: restore stopped: %w", ctx.Err()))
+		}
 		var broken []snapshot.Problem
 		for _, p := range problems {
 			if errors.Is(p.Err, snapshot.ErrIncomplete) {
@@ -185,6 +195,7 @@ func (j *Job) setupState() (*stateSetup, error) {
 			for _, p := range broken {
 				j.opts.log.Error("skipping a broken checkpoint; an older complete one is used", "problem", p.String(), "used", m.ID)
 			}
+			j.warnOlderCheckpoints(st, ids, m.ID)
 		}
 	}
 	if st.restored != nil {
@@ -197,7 +208,7 @@ func (j *Job) setupState() (*stateSetup, error) {
 	live := filepath.Join(root, "live")
 	if st.restored != nil {
 		if oldP := j.restoredParallelism(*st.restored); oldP > 0 && oldP != j.spec.Parallelism {
-			if err := j.rescale(st, metaRoot, oldP); err != nil {
+			if err := j.rescale(ctx, st, metaRoot, oldP); err != nil {
 				return fail(err)
 			}
 			return st, nil
@@ -216,7 +227,7 @@ func (j *Job) setupState() (*stateSetup, error) {
 			}
 		}
 		if held {
-			store, opState, err := snapshot.Restore(st.fs, metaRoot, *st.restored, task, liveDir, opts)
+			store, opState, err := snapshot.Restore(ctx, st.fs, metaRoot, *st.restored, task, liveDir, opts)
 			if err != nil {
 				return fail(err)
 			}
@@ -236,26 +247,78 @@ func (j *Job) setupState() (*stateSetup, error) {
 	return st, nil
 }
 
-// quietPebble drops Pebble's informational log lines (WAL replay, ...);
-// errors reach the engine as returned errors.
-type quietPebble struct{}
+// openLock opens (creating it 0600) the LOCK file of the checkpoint
+// directory without blocking: it must be a regular file, not a named pipe.
+func openLock(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_NONBLOCK, privfs.FileMode)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file (mode %s); remove it, the job creates it", path, st.Mode())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
 
-func (quietPebble) Infof(string, ...any)  {}
-func (quietPebble) Errorf(string, ...any) {}
-func (quietPebble) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
+// warnOlderCheckpoints logs a warning for each checkpoint in ids older than
+// the one restored that cannot be read (metadata, presence and sizes of its
+// files; no checksums): the job does not need it, but its owner should know.
+func (j *Job) warnOlderCheckpoints(st *stateSetup, ids []uint64, restored uint64) {
+	for _, id := range ids {
+		if id >= restored {
+			continue
+		}
+		if _, err := snapshot.Check(st.fs, st.root, id); err != nil && !errors.Is(err, snapshot.ErrIncomplete) {
+			j.opts.log.Warn("an older checkpoint cannot be read; it is not used, and retention deletes it after the next checkpoint",
+				"checkpoint", id, "err", err)
+		}
+	}
+}
+
+// pebbleLogger sends Pebble's errors (background errors: a failed flush or
+// compaction, a corrupt sstable) to the job's log; its informational lines
+// (WAL replay, ...) are dropped. Fatalf is called from Pebble's background
+// goroutines, where a panic would end the process with exit code 2 (the
+// code for bad input): like Pebble's default logger it logs and exits with
+// code 1.
+type pebbleLogger struct {
+	log  *slog.Logger
+	task string
+	// exit ends the process (os.Exit; tests replace it).
+	exit func(code int)
+}
+
+func (pebbleLogger) Infof(string, ...any) {}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error("pebble error", "task", l.task, "err", strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.Error("pebble fatal error; the process exits (code 1)", "task", l.task,
+		"err", strings.TrimSpace(fmt.Sprintf(format, args...)))
+	exit := l.exit
+	if exit == nil {
+		exit = os.Exit
+	}
+	exit(1)
 }
 
 // storeOptions keeps the stores of stateless tasks small.
 func (j *Job) storeOptions(task string) snapshot.StoreOptions {
 	base, _, _ := cutTaskIndex(task)
 	kind := j.graph.statefulOps()[base]
-	return storeOptions(kind != "process" && kind != "window")
+	return storeOptions(kind != "process" && kind != "window", pebbleLogger{log: j.opts.log, task: task})
 }
 
-func storeOptions(small bool) snapshot.StoreOptions {
+func storeOptions(small bool, logger pebble.Logger) snapshot.StoreOptions {
 	return snapshot.StoreOptions{Tune: func(o *pebble.Options) {
-		o.Logger = quietPebble{}
+		o.Logger = logger
 		if small {
 			o.MemTableSize = 256 << 10
 		}
@@ -283,14 +346,14 @@ func (j *Job) CheckSavepoint() error {
 	if fs == nil {
 		fs = vfs.Default
 	}
-	_, _, err := j.acceptSavepoint(fs, false)
+	_, _, err := j.acceptSavepoint(context.Background(), fs, false)
 	return err
 }
 
 // acceptSavepoint reads the savepoint given with WithSavepoint (verify: and
 // checks its files) and refuses one of another job or graph.
-func (j *Job) acceptSavepoint(fs vfs.FS, verify bool) (snapshot.Metadata, string, error) {
-	m, r, err := loadSavepoint(fs, j.opts.savepoint, verify)
+func (j *Job) acceptSavepoint(ctx context.Context, fs vfs.FS, verify bool) (snapshot.Metadata, string, error) {
+	m, r, err := loadSavepoint(ctx, fs, j.opts.savepoint, verify)
 	if err != nil {
 		return snapshot.Metadata{}, "", err
 	}
@@ -307,7 +370,7 @@ func (j *Job) acceptSavepoint(fs vfs.FS, verify bool) (snapshot.Metadata, string
 
 // loadSavepoint reads the checkpoint or savepoint at path, a chk-<N>
 // directory, and with verify checks its files.
-func loadSavepoint(fs vfs.FS, path string, verify bool) (snapshot.Metadata, string, error) {
+func loadSavepoint(ctx context.Context, fs vfs.FS, path string, verify bool) (snapshot.Metadata, string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return snapshot.Metadata{}, "", fmt.Errorf("--from-savepoint %s: %w", path, err)
@@ -325,7 +388,7 @@ func loadSavepoint(fs vfs.FS, path string, verify bool) (snapshot.Metadata, stri
 	if !verify {
 		return m, root, nil
 	}
-	if err := snapshot.Verify(fs, root, m); err != nil {
+	if err := snapshot.Verify(ctx, fs, root, m); err != nil {
 		return snapshot.Metadata{}, "", fmt.Errorf("--from-savepoint %s: %w", path, err)
 	}
 	return m, root, nil
@@ -371,7 +434,7 @@ func (j *Job) restoredParallelism(m snapshot.Metadata) int {
 //
 // Operators the checkpoint has no state for start empty; state of
 // operators the program lacks was refused or allowed to drop before.
-func (j *Job) rescale(st *stateSetup, metaRoot string, oldP int) error {
+func (j *Job) rescale(ctx context.Context, st *stateSetup, metaRoot string, oldP int) error {
 	m := *st.restored
 	newP := j.spec.Parallelism
 	j.opts.log.Warn("restoring a checkpoint taken with another parallelism: redistributing state",
@@ -382,7 +445,7 @@ func (j *Job) rescale(st *stateSetup, metaRoot string, oldP int) error {
 	// operator state to f.
 	readOld := func(task string, f func(store *snapshot.Store, op []byte) error) error {
 		dir := filepath.Join(scratch, task)
-		store, op, err := snapshot.Restore(st.fs, metaRoot, m, task, dir, j.storeOptions(task))
+		store, op, err := snapshot.Restore(ctx, st.fs, metaRoot, m, task, dir, j.storeOptions(task))
 		if err != nil {
 			return err
 		}

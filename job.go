@@ -337,7 +337,7 @@ func (j *Job) runOnce(ctx context.Context) error {
 	var state *stateSetup
 	if j.spec.Checkpoint.Interval > 0 {
 		var err error
-		if state, err = j.setupState(); err != nil {
+		if state, err = j.setupState(ctx); err != nil {
 			return &setupError{err}
 		}
 		if state.restored != nil {

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"errors"
 	"io"
 	"strings"
@@ -195,7 +196,7 @@ func TestFrame(t *testing.T) {
 
 func TestLatestEmptyRoot(t *testing.T) {
 	fs := vfs.NewMem()
-	_, problems, err := Latest(fs, "/nowhere", "job", "fp")
+	_, problems, err := Latest(context.Background(), fs, "/nowhere", "job", "fp")
 	if !errors.Is(err, ErrNoCheckpoint) || len(problems) != 0 {
 		t.Fatalf("Latest on a missing root: %v, %v", problems, err)
 	}

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -149,12 +150,12 @@ func runCrashScenario(t testing.TB, at int, cfg func(step int) vfs.CrashCloneCfg
 // against r. It returns the id Latest picked and the problems, summarized.
 func checkRecovery(t testing.TB, fs vfs.FS, r crashRun) (uint64, []Problem) {
 	t.Helper()
-	m, problems, err := Latest(fs, crashRoot, crashJob, crashFP)
+	m, problems, err := Latest(context.Background(), fs, crashRoot, crashJob, crashFP)
 	if err != nil {
 		t.Fatalf("Latest: %v (problems %v)", err, problems)
 	}
 	for _, task := range crashTasks {
-		s, op, err := Restore(fs, crashRoot, m, task, "/restored/"+task, testStoreOptions(t))
+		s, op, err := Restore(context.Background(), fs, crashRoot, m, task, "/restored/"+task, testStoreOptions(t))
 		if err != nil {
 			t.Fatalf("Restore %s from %d: %v", task, m.ID, err)
 		}
@@ -169,7 +170,7 @@ func checkRecovery(t testing.TB, fs vfs.FS, r crashRun) (uint64, []Problem) {
 		}
 	}
 	// Restoring never modifies the checkpoint.
-	if err := Verify(fs, crashRoot, m); err != nil {
+	if err := Verify(context.Background(), fs, crashRoot, m); err != nil {
 		t.Fatalf("checkpoint %d no longer verifies after restore: %v", m.ID, err)
 	}
 	return m.ID, problems

@@ -34,18 +34,30 @@
 //     the tasks and sinks. If any snapshot or WriteMetadata fails, N is
 //     aborted: nothing else is needed, its leftovers are never taken for
 //     complete and Retain removes them.
-//  5. After a checkpoint completes, call Retain(fs, root, keep) (keep ≥ 1).
-//     Keep savepoints' Metadata.Savepoint set; retention never deletes them.
-//  6. On start or restart call Latest(fs, root, job, fingerprint). Report every
-//     returned Problem loudly (it is a checkpoint that was skipped). An error
-//     about another job or graph is fatal configuration: do not start.
-//     ErrNoCheckpoint means a fresh start.
-//  7. Restore each task from the Metadata that Latest returned (it verified
-//     every checksum) into the task's live directory; that directory is
-//     scratch and is rebuilt on every restore. Do not reuse a live directory
-//     across a crash without restoring: only checkpoints are durable.
+//  5. After a checkpoint completes, call Retain(fs, root, keep) (keep ≥ 1),
+//     off the coordinator's goroutine if the disk may be slow (it may run
+//     while checkpoints are taken). Keep savepoints' Metadata.Savepoint set;
+//     retention never deletes them.
+//  6. On start or restart call Latest(ctx, fs, root, job, fingerprint) with
+//     the context that a shutdown cancels. Report every returned Problem
+//     loudly (it is a checkpoint that was skipped). An error about another
+//     job or graph is fatal configuration: do not start. ErrNoCheckpoint
+//     means a fresh start. Latest reads only the candidates, newest first;
+//     Check tells, cheaply, whether an older checkpoint is readable.
+//  7. Restore each task (Restore(ctx, ...)) from the Metadata that Latest
+//     returned (it verified every checksum) into the task's live directory;
+//     that directory is scratch and is rebuilt on every restore. Do not
+//     reuse a live directory across a crash without restoring: only
+//     checkpoints are durable.
 //  8. Close every iterator before Store.Close; Close waits (bounded) for
 //     snapshots in flight.
+//
+// Everything the package creates is private to the user (directories 0700,
+// files 0600, Pebble's included; see internal/privfs), and it opens only
+// regular files: a named pipe in place of a checkpoint file is refused
+// (NotRegularError), never opened. List verifies the newest complete
+// checkpoint only and sizes directories without following symbolic links;
+// ListVerified verifies every one.
 //
 // Caveats: checkpoints share sstable inodes with each other and with the live
 // store (hard links), so media corruption of a shared sstable shows in every

@@ -79,6 +79,9 @@ var errFileTooLarge = errors.New("file too large")
 // readFileLimited reads the whole file at path, refusing files larger than
 // limit bytes.
 func readFileLimited(fs vfs.FS, path string, limit int64) ([]byte, error) {
+	if _, err := statRegular(fs, path); err != nil {
+		return nil, err
+	}
 	f, err := fs.Open(path)
 	if err != nil {
 		return nil, err
@@ -99,6 +102,52 @@ func readFileLimited(fs vfs.FS, path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is more than %d bytes: %w", path, limit, errFileTooLarge)
 	}
 	return data, nil
+}
+
+// NotRegularError is the error for a checkpoint file that is not a regular
+// file (a named pipe, a device, a socket, a directory): it is refused before
+// it is opened, since opening a named pipe blocks until a writer comes and a
+// device may never end.
+type NotRegularError struct {
+	Path string
+	Mode os.FileMode
+}
+
+func (e *NotRegularError) Error() string {
+	return fmt.Sprintf("%s is not a regular file (it is a %s); checkpoint files must be regular files: remove it or restore the file it replaced",
+		e.Path, fileKind(e.Mode))
+}
+
+// fileKind names the type of a file mode.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeCharDevice != 0:
+		return "character device"
+	case m&os.ModeDevice != 0:
+		return "device"
+	case m.IsDir():
+		return "directory"
+	case m&os.ModeSymlink != 0:
+		return "symbolic link"
+	}
+	return "irregular file"
+}
+
+// statRegular stats path (following symbolic links) and refuses anything
+// but a regular file with a *NotRegularError.
+func statRegular(fs vfs.FS, path string) (vfs.FileInfo, error) {
+	st, err := fs.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, &NotRegularError{Path: path, Mode: st.Mode()}
+	}
+	return st, nil
 }
 
 // isNotExist reports whether err says a file does not exist.

@@ -370,7 +370,7 @@ func (e *env) checkRestore(m Metadata) {
 	e.t.Helper()
 	for _, task := range e.tasks {
 		live := e.fs.PathJoin(e.base, "restored", fmt.Sprintf("%d-%s", m.ID, task))
-		s, op, err := Restore(e.fs, e.root, m, task, live, testStoreOptions(e.t))
+		s, op, err := Restore(context.Background(), e.fs, e.root, m, task, live, testStoreOptions(e.t))
 		if err != nil {
 			e.t.Fatalf("restore %s from checkpoint %d: %v", task, m.ID, err)
 		}
@@ -389,7 +389,7 @@ func (e *env) checkRestore(m Metadata) {
 // latest runs Latest and checks that it picked want.
 func (e *env) latest(want uint64) (Metadata, []Problem) {
 	e.t.Helper()
-	m, problems, err := Latest(e.fs, e.root, e.job, e.fp)
+	m, problems, err := Latest(context.Background(), e.fs, e.root, e.job, e.fp)
 	if err != nil {
 		e.t.Fatalf("Latest: %v (problems %v)", err, problems)
 	}

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/weirstream/weir/internal/privfs"
 )
 
 // Names in a job's checkpoint root.
@@ -137,12 +140,14 @@ func filePath(fs vfs.FS, taskDir, name string) string {
 // WriteMetadata makes checkpoint m.ID complete: it checks that every file of
 // every task is present with its recorded size, then writes
 // chk-<ID>/_metadata through a temporary file, fsync, rename and an fsync of
-// the directory. It refuses to overwrite the metadata of a checkpoint.
+// the directory. It refuses to overwrite the metadata of a checkpoint. The
+// directories it creates are 0700 and the file 0600 (see internal/privfs).
 func WriteMetadata(fs vfs.FS, root string, m Metadata) error {
 	if err := m.validate(); err != nil {
 		return fmt.Errorf("snapshot: write metadata of checkpoint %d: %w", m.ID, err)
 	}
 	m.Version = metadataVersion
+	fs = privfs.Wrap(fs)
 	dir := CheckpointDir(fs, root, m.ID)
 	final := fs.PathJoin(dir, metadataName)
 	if _, err := fs.Stat(final); err == nil {
@@ -151,7 +156,7 @@ func WriteMetadata(fs vfs.FS, root string, m Metadata) error {
 		return fmt.Errorf("snapshot: write metadata of checkpoint %d: %w", m.ID, err)
 	}
 	for _, task := range sortedTasks(m.Tasks) {
-		if err := verifyHandle(fs, TaskDir(fs, root, m.ID, task), m.Tasks[task], false); err != nil {
+		if err := verifyHandle(context.Background(), fs, TaskDir(fs, root, m.ID, task), m.Tasks[task], false); err != nil {
 			return fmt.Errorf("snapshot: write metadata of checkpoint %d: task %s: %w", m.ID, task, err)
 		}
 	}
@@ -208,10 +213,13 @@ func ReadMetadata(fs vfs.FS, root string, id uint64) (Metadata, error) {
 func readMetadata(fs vfs.FS, root string, id uint64) (Metadata, error) {
 	path := fs.PathJoin(CheckpointDir(fs, root, id), metadataName)
 	data, err := readFileLimited(fs, path, maxMetadataBytes)
-	if isNotExist(err) {
+	var notRegular *NotRegularError
+	switch {
+	case isNotExist(err):
 		return Metadata{}, errNoMetadata
-	}
-	if err != nil {
+	case errors.As(err, &notRegular):
+		return Metadata{}, err
+	case err != nil:
 		return Metadata{}, fmt.Errorf("read %s: %w", path, err)
 	}
 	body, err := decodeFrame(frameMetadata, data)
@@ -236,27 +244,48 @@ func readMetadata(fs vfs.FS, root string, id uint64) (Metadata, error) {
 }
 
 // Verify checks every file of checkpoint m under root: presence, size and
-// checksum.
-func Verify(fs vfs.FS, root string, m Metadata) error {
-	if err := verify(fs, root, m); err != nil {
+// checksum. It reads every byte; it stops early when ctx ends.
+func Verify(ctx context.Context, fs vfs.FS, root string, m Metadata) error {
+	if err := verify(ctx, fs, root, m, true); err != nil {
 		return fmt.Errorf("snapshot: checkpoint %d in %s: %w", m.ID, root, err)
 	}
 	return nil
 }
 
-func verify(fs vfs.FS, root string, m Metadata) error {
+// Check reads the metadata of checkpoint id under root and checks that
+// every file it names is present, a regular file, and of its recorded size,
+// without reading the files (no checksums: see Verify). It is what List and
+// Retain know of a checkpoint older than the newest complete one. An error
+// wrapping ErrIncomplete means the checkpoint has no metadata.
+func Check(fs vfs.FS, root string, id uint64) (Metadata, error) {
+	m, err := readMetadata(fs, root, id)
+	if err == nil {
+		err = verify(context.Background(), fs, root, m, false)
+	}
+	if err != nil {
+		return Metadata{}, fmt.Errorf("snapshot: checkpoint %d in %s: %w", id, root, err)
+	}
+	return m, nil
+}
+
+// verify checks the files of every task of m: presence, type and size, and
+// the checksums too when full is set.
+func verify(ctx context.Context, fs vfs.FS, root string, m Metadata, full bool) error {
 	for _, task := range sortedTasks(m.Tasks) {
-		if err := verifyHandle(fs, TaskDir(fs, root, m.ID, task), m.Tasks[task], true); err != nil {
+		if err := verifyHandle(ctx, fs, TaskDir(fs, root, m.ID, task), m.Tasks[task], full); err != nil {
 			return fmt.Errorf("task %s: %w", task, err)
 		}
 	}
 	return nil
 }
 
-// verifyHandle checks the files of h in taskDir: presence and size, and the
-// checksums too when full is set.
-func verifyHandle(fs vfs.FS, taskDir string, h Handle, full bool) error {
+// verifyHandle checks the files of h in taskDir: presence, type and size,
+// and the checksums too when full is set.
+func verifyHandle(ctx context.Context, fs vfs.FS, taskDir string, h Handle, full bool) error {
 	for _, f := range h.Files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		path := filePath(fs, taskDir, f.Name)
 		st, err := fs.Stat(path)
 		if isNotExist(err) {
@@ -265,13 +294,16 @@ func verifyHandle(fs vfs.FS, taskDir string, h Handle, full bool) error {
 		if err != nil {
 			return fmt.Errorf("file %s: %w", f.Name, err)
 		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("file %s: %w", f.Name, &NotRegularError{Path: path, Mode: st.Mode()})
+		}
 		if st.Size() != f.Size {
 			return fmt.Errorf("file %s is %d bytes, expected %d (truncated or overwritten)", f.Name, st.Size(), f.Size)
 		}
 		if !full {
 			continue
 		}
-		sum, err := checksumFile(fs, path, f.Size)
+		sum, err := checksumFile(ctx, fs, path, f.Size)
 		if err != nil {
 			return fmt.Errorf("file %s: %w", f.Name, err)
 		}

@@ -1,10 +1,13 @@
 package snapshot
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/weirstream/weir/internal/privfs"
 )
 
 // Restore rebuilds task's live store in liveDir from checkpoint m under root
@@ -16,8 +19,12 @@ import (
 // reuse (MANIFEST, WAL, OPTIONS, markers) are copied. Restore checks the
 // presence and size of every file and the checksums of the files it copies;
 // the checksums of the linked files are Latest's job (restore only metadata
-// that Latest returned).
-func Restore(fs vfs.FS, root string, m Metadata, task, liveDir string, opts StoreOptions) (*Store, []byte, error) {
+// that Latest returned). Every file must be a regular file (a named pipe is
+// refused, never opened).
+//
+// Restore stops, with an error wrapping ctx's, when ctx ends: it checks ctx
+// between files and while it reads them.
+func Restore(ctx context.Context, fs vfs.FS, root string, m Metadata, task, liveDir string, opts StoreOptions) (*Store, []byte, error) {
 	if err := ValidateTask(task); err != nil {
 		return nil, nil, fmt.Errorf("snapshot: restore: %w", err)
 	}
@@ -29,8 +36,9 @@ func Restore(fs vfs.FS, root string, m Metadata, task, liveDir string, opts Stor
 	fail := func(err error) (*Store, []byte, error) {
 		return nil, nil, fmt.Errorf("snapshot: restore task %s from checkpoint %d in %s: %w", task, m.ID, root, err)
 	}
+	fs = privfs.Wrap(fs)
 	taskDir := TaskDir(fs, root, m.ID, task)
-	if err := verifyHandle(fs, taskDir, h, false); err != nil {
+	if err := verifyHandle(ctx, fs, taskDir, h, false); err != nil {
 		return fail(err)
 	}
 
@@ -59,10 +67,13 @@ func Restore(fs vfs.FS, root string, m Metadata, task, liveDir string, opts Stor
 	if err := fs.RemoveAll(liveDir); err != nil {
 		return fail(fmt.Errorf("clear live directory %s: %w", liveDir, err))
 	}
-	if err := fs.MkdirAll(liveDir, 0o755); err != nil {
+	if err := fs.MkdirAll(liveDir, privfs.DirMode); err != nil {
 		return fail(fmt.Errorf("create live directory %s: %w", liveDir, err))
 	}
 	for _, f := range h.Files {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
 		name, ok := strings.CutPrefix(f.Name, dbDirName+"/")
 		if !ok {
 			continue
@@ -78,7 +89,7 @@ func Restore(fs vfs.FS, root string, m Metadata, task, liveDir string, opts Stor
 			}
 			continue
 		}
-		sum, err := checksumFile(fs, src, f.Size)
+		sum, err := checksumFile(ctx, fs, src, f.Size)
 		if err != nil {
 			return fail(err)
 		}

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -53,7 +54,7 @@ func TestRetain(t *testing.T) {
 	// Deleting 1, 3 and 4, which share sstables with the others through hard
 	// links, broke none of the remaining ones.
 	for _, id := range []uint64{2, 5, 6} {
-		if err := Verify(e.fs, e.root, ms[id]); err != nil {
+		if err := Verify(context.Background(), e.fs, e.root, ms[id]); err != nil {
 			t.Fatal(err)
 		}
 		e.checkRestore(ms[id])
@@ -103,11 +104,11 @@ func TestLatestRefusesOtherJobOrGraph(t *testing.T) {
 	e.job = "x"
 	e.fill(10, "A")
 	e.checkpoint(12, false)
-	_, _, err := Latest(e.fs, e.root, "y", e.fp)
+	_, _, err := Latest(context.Background(), e.fs, e.root, "y", e.fp)
 	if want := `snapshot: checkpoint 12 in /ckpt belongs to job "x", not "y"`; err == nil || err.Error() != want {
 		t.Fatalf("Latest for another job: %v, want %q", err, want)
 	}
-	_, _, err = Latest(e.fs, e.root, "x", "other")
+	_, _, err = Latest(context.Background(), e.fs, e.root, "x", "other")
 	if want := `snapshot: checkpoint 12 in /ckpt was taken with graph fingerprint "fp", not "other"`; err == nil ||
 		!strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("Latest for another graph: %v, want %q", err, want)
@@ -161,7 +162,7 @@ func TestWriteMetadataChecks(t *testing.T) {
 		t.Fatalf("read back %+v, wrote %+v", got, m)
 	}
 	e.checkRestore(got)
-	if _, _, err := Restore(e.fs, e.root, got, "reduce-1", "/r", testStoreOptions(t)); err == nil ||
+	if _, _, err := Restore(context.Background(), e.fs, e.root, got, "reduce-1", "/r", testStoreOptions(t)); err == nil ||
 		!strings.Contains(err.Error(), "has no state for task reduce-1") {
 		t.Fatalf("restore of an unknown task: %v", err)
 	}

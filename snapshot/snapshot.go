@@ -12,6 +12,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/weirstream/weir/internal/privfs"
 )
 
 // Names inside a task's checkpoint directory.
@@ -270,7 +272,7 @@ func (s *Store) finish(dest string, opState []byte, sums map[string]FileInfo) (H
 		if old, ok := sums[fi.Name]; ok && old.Size == fi.Size && immutableFile(name) {
 			fi.CRC32C = old.CRC32C
 		} else {
-			if fi.CRC32C, err = checksumFile(fs, path, fi.Size); err != nil {
+			if fi.CRC32C, err = checksumFile(context.Background(), fs, path, fi.Size); err != nil {
 				return Handle{}, err
 			}
 			h.NewBytes += fi.Size
@@ -299,18 +301,33 @@ func immutableSums(h Handle) map[string]FileInfo {
 	return m
 }
 
-// checksumFile returns the CRC32C of the file at path, which must be size
-// bytes long.
-func checksumFile(fs vfs.FS, path string, size int64) (uint32, error) {
+// checksumFile returns the CRC32C of the file at path, which must be a
+// regular file of size bytes. It stops when ctx ends.
+func checksumFile(ctx context.Context, fs vfs.FS, path string, size int64) (uint32, error) {
+	if _, err := statRegular(fs, path); err != nil {
+		return 0, err
+	}
 	f, err := fs.Open(path, vfs.SequentialReadsOption)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
 	h := crc32.New(castagnoli)
-	n, err := io.CopyBuffer(h, f, make([]byte, 256<<10))
-	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", path, err)
+	buf := make([]byte, 256<<10)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("read %s: %w", path, err)
+		}
+		k, err := f.Read(buf)
+		h.Write(buf[:k])
+		n += int64(k)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read %s: %w", path, err)
+		}
 	}
 	if n != size {
 		return 0, fmt.Errorf("%s: read %d bytes, expected %d (truncated or changed while reading)", path, n, size)
@@ -370,7 +387,7 @@ func mkdirAllSync(fs vfs.FS, dir string) error {
 			return fmt.Errorf("stat %s: %w", p, err)
 		}
 	}
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
+	if err := fs.MkdirAll(dir, privfs.DirMode); err != nil {
 		return fmt.Errorf("create directory %s: %w", dir, err)
 	}
 	for _, p := range parents {

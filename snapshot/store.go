@@ -8,6 +8,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/weirstream/weir/internal/privfs"
 )
 
 // Defaults for StoreOptions.
@@ -122,7 +124,9 @@ type overlay struct {
 	applied bool // b's contents are in the database; close b at refs == 0
 }
 
-// OpenStore opens (or creates) the live store in dir on fs.
+// OpenStore opens (or creates) the live store in dir on fs. Everything the
+// store and its snapshots create is private: directories 0700, files 0600
+// (see internal/privfs), whatever the umask.
 func OpenStore(fs vfs.FS, dir string, opts StoreOptions) (*Store, error) {
 	if fs == nil {
 		return nil, errors.New("snapshot: open store: nil vfs.FS")
@@ -130,6 +134,7 @@ func OpenStore(fs vfs.FS, dir string, opts StoreOptions) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("snapshot: open store: empty directory")
 	}
+	fs = privfs.Wrap(fs)
 	opts = opts.withDefaults()
 	po := &pebble.Options{}
 	if opts.Tune != nil {

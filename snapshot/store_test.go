@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -85,7 +86,7 @@ func TestRestoreRoundTripRandom(t *testing.T) {
 			if err := e.stores[task].Close(); err != nil {
 				t.Fatal(err)
 			}
-			s, op, err := Restore(e.fs, e.root, metas[2], task, "/live/"+task, testStoreOptions(t))
+			s, op, err := Restore(context.Background(), e.fs, e.root, metas[2], task, "/live/"+task, testStoreOptions(t))
 			if err != nil {
 				t.Fatalf("seed %d: %v", seed, err)
 			}
@@ -97,7 +98,7 @@ func TestRestoreRoundTripRandom(t *testing.T) {
 		}
 	}
 	for _, m := range metas {
-		if err := Verify(e.fs, e.root, m); err != nil {
+		if err := Verify(context.Background(), e.fs, e.root, m); err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
 		e.checkRestore(m)
@@ -194,11 +195,11 @@ func TestCaptureInFlight(t *testing.T) {
 	if err := WriteMetadata(fs, "/ckpt", Metadata{JobName: "j", ID: 1, Tasks: map[string]Handle{"t": h}}); err != nil {
 		t.Fatal(err)
 	}
-	m, problems, err := Latest(fs, "/ckpt", "j", "")
+	m, problems, err := Latest(context.Background(), fs, "/ckpt", "j", "")
 	if err != nil {
 		t.Fatalf("%v (problems %v)", err, problems)
 	}
-	r, op, err := Restore(fs, "/ckpt", m, "t", "/restored", testStoreOptions(t))
+	r, op, err := Restore(context.Background(), fs, "/ckpt", m, "t", "/restored", testStoreOptions(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +280,7 @@ func TestIncrementalOnDisk(t *testing.T) {
 	if _, err := os.Stat(CheckpointDir(fs, e.root, 1)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("checkpoint 1 still there: %v", err)
 	}
-	if err := Verify(fs, e.root, m2); err != nil {
+	if err := Verify(context.Background(), fs, e.root, m2); err != nil {
 		t.Fatal(err)
 	}
 	e.checkRestore(m2)

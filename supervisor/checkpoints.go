@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -23,7 +24,11 @@ type CheckpointPlan struct {
 	Root string
 	// JobName and Fingerprint identify the job and its graph in metadata.
 	JobName, Fingerprint string
-	// Retain complete checkpoints.
+	// Retain complete checkpoints. Retention (snapshot.Retain) runs on a
+	// goroutine of its own after a checkpoint completes, never on the
+	// supervisor's: a slow disk delays deletions, not checkpoints. The job
+	// ends (Handle.Done) only after a retention in progress has finished,
+	// bounded by retainStopTimeout.
 	Retain int
 	// After: checkpoint ids start after this one (the highest id found in
 	// Root, complete or not, so no id is ever reused).
@@ -74,6 +79,26 @@ type ckpt struct {
 	queuedSavepoints []chan SavepointResult
 	savepoints       map[uint64][]chan SavepointResult
 	stopTicker       chan struct{}
+	// retainReq asks the retention goroutine for a pass (capacity 1: a
+	// pass still waiting covers the later requests); closed by
+	// stopCheckpoints. retainDone is closed when the goroutine has ended.
+	retainReq  chan struct{}
+	retainDone chan struct{}
+	stopped    bool
+}
+
+// retainStopTimeout bounds how long the end of a job waits for a
+// retention pass in progress.
+const retainStopTimeout = time.Minute
+
+// retain runs snapshot.Retain once per request until req is closed.
+func retain(fs vfs.FS, root string, keep int, log *slog.Logger, req <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for range req {
+		if err := snapshot.Retain(fs, root, keep); err != nil {
+			log.Warn("checkpoint retention", "err", err)
+		}
+	}
 }
 
 func (j *jobSupervisor) startCheckpoints(ctx actor.Context, tasks []string) error {
@@ -100,7 +125,9 @@ func (j *jobSupervisor) startCheckpoints(ctx actor.Context, tasks []string) erro
 		return fmt.Errorf("supervisor: checkpoint coordinator: %w", err)
 	}
 	j.ck = &ckpt{plan: p, core: core, handles: map[uint64]map[string]snapshot.Handle{},
-		times: map[uint64]time.Time{}, savepoints: map[uint64][]chan SavepointResult{}, stopTicker: make(chan struct{})}
+		times: map[uint64]time.Time{}, savepoints: map[uint64][]chan SavepointResult{}, stopTicker: make(chan struct{}),
+		retainReq: make(chan struct{}, 1), retainDone: make(chan struct{})}
+	go retain(p.FS, p.Root, p.Retain, j.log, j.ck.retainReq, j.ck.retainDone)
 	period := p.Interval / 10
 	period = max(5*time.Millisecond, min(period, 100*time.Millisecond))
 	root, self, stop := ctx.ActorSystem().Root, ctx.Self(), j.ck.stopTicker
@@ -217,8 +244,9 @@ func (j *jobSupervisor) act(ctx actor.Context, acts []coordinator.Action) {
 				r <- SavepointResult{ID: id, Path: snapshot.CheckpointDir(c.plan.FS, c.plan.Root, id)}
 			}
 			delete(c.savepoints, id)
-			if err := snapshot.Retain(c.plan.FS, c.plan.Root, c.plan.Retain); err != nil {
-				j.log.Warn("checkpoint retention", "err", err)
+			select {
+			case c.retainReq <- struct{}{}:
+			default: // a pass is already waiting to run
 			}
 			if c.plan.OnComplete != nil {
 				c.plan.OnComplete(id, a.Savepoint)
@@ -247,10 +275,10 @@ func (j *jobSupervisor) stopCheckpoints() {
 	if j.ck == nil {
 		return
 	}
-	select {
-	case <-j.ck.stopTicker:
-	default:
+	if !j.ck.stopped {
+		j.ck.stopped = true
 		close(j.ck.stopTicker)
+		close(j.ck.retainReq)
 	}
 	fail := func(rs []chan SavepointResult) {
 		for _, r := range rs {
@@ -263,4 +291,15 @@ func (j *jobSupervisor) stopCheckpoints() {
 		fail(rs)
 		delete(j.ck.savepoints, id)
 	}
+}
+
+// retentionDone is closed when no retention runs any more (at once with
+// checkpoints off); call it after stopCheckpoints.
+func (j *jobSupervisor) retentionDone() <-chan struct{} {
+	if j.ck == nil {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	return j.ck.retainDone
 }

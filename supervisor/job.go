@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -216,7 +217,19 @@ func (j *jobSupervisor) Receive(ctx actor.Context) {
 		j.stopCheckpoints()
 	case *actor.Stopped:
 		j.stopCheckpoints()
-		j.h.finish(j.h.Err())
+		// The job has ended once a retention pass in progress has too, so
+		// a restart never reads checkpoints that are being deleted.
+		done, h, log := j.retentionDone(), j.h, j.log
+		go func() {
+			t := time.NewTimer(retainStopTimeout)
+			defer t.Stop()
+			select {
+			case <-done:
+			case <-t.C:
+				log.Warn("checkpoint retention still runs; the job ends without waiting for it", "waited", retainStopTimeout)
+			}
+			h.finish(h.Err())
+		}()
 	}
 }
 

@@ -17,12 +17,17 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/weirstream/weir/internal/privfs"
 )
 
 // FileConfig configures the file backend of one sink subtask.
 type FileConfig struct {
 	// FS is the filesystem; nil means the operating system's (vfs.Default).
-	// Tests pass a vfs.NewCrashableMem or an errorfs wrapper.
+	// Tests pass a vfs.NewCrashableMem or an errorfs wrapper. What the
+	// backend creates on it is private to the engine's user, whatever the
+	// umask: directories 0700, files 0600 (the temporary files hold output
+	// not committed yet; see internal/privfs).
 	FS vfs.FS
 	// Dir receives the published parts and the backend's bookkeeping
 	// files. Required; it is created if missing. Every writer of the same
@@ -69,9 +74,7 @@ type File struct {
 
 // NewFile checks cfg and creates the directory (made durable).
 func NewFile(cfg FileConfig) (*File, error) {
-	if cfg.FS == nil {
-		cfg.FS = vfs.Default
-	}
+	cfg.FS = privfs.Wrap(cfg.FS)
 	if cfg.Dir == "" {
 		return nil, fmt.Errorf("%w: file: Dir is required", ErrConfig)
 	}
@@ -116,7 +119,7 @@ func (b *File) mkdir(dir string) error {
 	if len(created) == 0 {
 		return nil
 	}
-	if err := b.fs.MkdirAll(dir, 0o755); err != nil {
+	if err := b.fs.MkdirAll(dir, privfs.DirMode); err != nil {
 		return err
 	}
 	for _, p := range created {
@@ -273,7 +276,7 @@ func (b *File) genName(id string) string { return ".gen-" + escapeName(id) }
 
 // readGen returns id's generation (0 if it was never fenced).
 func (b *File) readGen(id string) (uint64, error) {
-	f, err := b.fs.Open(b.path(b.genName(id)))
+	f, err := openRegular(b.fs, b.path(b.genName(id)))
 	if errors.Is(err, iofs.ErrNotExist) {
 		return 0, nil
 	}
@@ -550,7 +553,7 @@ func FileParts(fs vfs.FS, dir string) ([]FilePart, error) {
 
 // ReadFilePart returns the records of a published part.
 func ReadFilePart(fs vfs.FS, dir string, p FilePart) ([]Record, error) {
-	f, err := fs.Open(fs.PathJoin(dir, p.Name))
+	f, err := openRegular(fs, fs.PathJoin(dir, p.Name))
 	if err != nil {
 		return nil, fmt.Errorf("txsink: file: read %s: %w", p.Name, err)
 	}
@@ -566,6 +569,20 @@ func ReadFilePart(fs vfs.FS, dir string, p FilePart) ([]Record, error) {
 		}
 		recs = append(recs, Record{Key: l.Key, Value: l.Value})
 	}
+}
+
+// openRegular opens path for reading if it is a regular file: a named pipe
+// is refused rather than opened (the open would block until a writer
+// comes).
+func openRegular(fs vfs.FS, path string) (vfs.File, error) {
+	st, err := fs.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (mode %s); remove it", path, st.Mode())
+	}
+	return fs.Open(path)
 }
 
 // escapeName keeps [A-Za-z0-9._-] and escapes every other byte as %XX,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -22,9 +23,13 @@ import (
 const checkpointsAbout = `Lists the checkpoints and savepoints in the job's checkpoint.dir, one line
 per chk-<N> directory, oldest first: id, time taken (RFC 3339), size, state
 and directory. The state is complete, savepoint (a complete savepoint),
-incomplete (no metadata: in progress or aborted) or corrupt: <why>. Every
-file of every checkpoint is verified (sizes and checksums). It only reads,
-so it works while the job runs. A bad job file, or a job without
+incomplete (no metadata: in progress or aborted) or corrupt: <why>. The
+newest complete checkpoint is verified in full (sizes and checksums), as a
+restart would; older ones are checked for their metadata and the presence
+and sizes of their files, without reading them (--verify reads every byte
+of every one). Only regular files are opened: a named pipe or device in
+their place is reported as corrupt, never read. Symbolic links are not
+followed when sizing. It only reads, so it works while the job runs. A bad job file, or a job without
 checkpoint.interval and checkpoint.dir, is one line and exit code 2. Exit
 codes: 0 listed (or nothing to list), 1 the directory cannot be read, 2 bad
 input.`
@@ -48,6 +53,7 @@ const savepointPoll = 100 * time.Millisecond
 func checkpointsCmd(args []string, stdout, stderr io.Writer) int {
 	flags := flagSet("checkpoints", checkpointsAbout)
 	config := flags.String("config", "", "the job file (YAML) whose checkpoint.dir is listed; required")
+	verifyAll := flags.Bool("verify", false, "verify the checksums of every checkpoint and savepoint, not only the newest complete one (reads every byte)")
 	if code, done := parseFlags(flags, args, stdout, stderr); done {
 		return code
 	}
@@ -55,7 +61,13 @@ func checkpointsCmd(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	infos, err := listCheckpoints(root)
+	list := snapshot.List
+	if *verifyAll {
+		list = func(fs vfs.FS, root string) ([]snapshot.Info, error) {
+			return snapshot.ListVerified(context.Background(), fs, root)
+		}
+	}
+	infos, err := listCheckpointsWith(list, root)
 	if err != nil {
 		fmt.Fprintf(stderr, "engine checkpoints: %s\n", oneLine(err.Error()))
 		return exitFailed
@@ -98,10 +110,14 @@ func checkpointState(in snapshot.Info) string {
 // retried (a bounded number of times) when it failed, and a corrupt row
 // whose directory has gone is dropped.
 func listCheckpoints(root string) ([]snapshot.Info, error) {
+	return listCheckpointsWith(snapshot.List, root)
+}
+
+func listCheckpointsWith(list func(vfs.FS, string) ([]snapshot.Info, error), root string) ([]snapshot.Info, error) {
 	var infos []snapshot.Info
 	var err error
 	for range listAttempts {
-		if infos, err = snapshot.List(vfs.Default, root); err == nil {
+		if infos, err = list(vfs.Default, root); err == nil {
 			break
 		}
 	}
@@ -242,7 +258,8 @@ func checkpointRoot(spec weir.JobSpec) (string, error) {
 // root (the flock on root/LOCK taken by the job). It takes the lock for a
 // moment when it is free; a missing LOCK file is a free lock.
 func lockHeld(root string) (bool, error) {
-	f, err := os.Open(filepath.Join(root, "LOCK"))
+	// O_NONBLOCK: a named pipe in its place must not block the open.
+	f, err := os.OpenFile(filepath.Join(root, "LOCK"), os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -250,6 +267,11 @@ func lockHeld(root string) (bool, error) {
 		return false, fmt.Errorf("lock: %w", err)
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return false, fmt.Errorf("lock: %w", err)
+	} else if !st.Mode().IsRegular() {
+		return false, fmt.Errorf("lock: %s is not a regular file", f.Name())
+	}
 	switch err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); {
 	case errors.Is(err, syscall.EWOULDBLOCK):
 		return true, nil

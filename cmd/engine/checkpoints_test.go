@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/weirstream/weir/integration/verify"
+	"github.com/weirstream/weir/snapshot"
 )
 
 // checkpointLines is the checkpoint section of a job file writing to dir.
@@ -549,5 +554,116 @@ func TestRunCheckpointDirUnusable(t *testing.T) {
 	} {
 		job := writeJobFile(t, closedPort(t), checkpointLines(tc.dir))
 		wantBadInput(t, runEngine(t, "run", "--config", job, "--check-timeout", "5s"), "engine: checkpoint.dir "+tc.dir+": "+tc.want)
+	}
+}
+
+// quietLogger drops Pebble's log lines.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(f string, args ...any) {
+	panic(fmt.Sprintf(f, args...))
+}
+
+// writeCheckpoints writes complete checkpoints 1..n of job t (one task)
+// under root with the snapshot package, and returns their metadata.
+func writeCheckpoints(t *testing.T, root string, n int) []snapshot.Metadata {
+	t.Helper()
+	store, err := snapshot.OpenStore(vfs.Default, filepath.Join(t.TempDir(), "live"),
+		snapshot.StoreOptions{Tune: func(o *pebble.Options) { o.Logger = quietLogger{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var out []snapshot.Metadata
+	for id := uint64(1); id <= uint64(n); id++ {
+		b := store.NewBatch()
+		for k := range 100 {
+			if err := b.Set([]byte(fmt.Sprintf("k%03d", k)), []byte(fmt.Sprintf("v%d", id))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		p, err := store.Snapshot(snapshot.TaskDir(vfs.Default, root, id, "window-0"), []byte(fmt.Sprintf("opstate %d", id)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		h, err := p.Wait(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := snapshot.Metadata{JobName: "t", GraphFingerprint: "fp", ID: id, Time: time.Unix(1_700_000_000+int64(id), 0).UTC(),
+			Tasks: map[string]snapshot.Handle{"window-0": h}}
+		if err := snapshot.WriteMetadata(vfs.Default, root, m); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestCheckpointsVerifiesNewestAndRefusesFIFO: engine checkpoints
+// verifies the newest complete checkpoint only (a flipped bit in an older
+// one shows with --verify), and a named pipe as the newest _metadata is a
+// corrupt row naming it, not a hang.
+func TestCheckpointsVerifiesNewestAndRefusesFIFO(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ck")
+	writeCheckpoints(t, dir, 3)
+	opstate := filepath.Join(dir, "chk-1", "window-0", "opstate")
+	b, err := os.ReadFile(opstate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 0x10
+	if err := os.WriteFile(opstate, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "chk-4", "_metadata")
+	if err := os.MkdirAll(filepath.Dir(fifo), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	job := writeJobFile(t, "127.0.0.1:9092", checkpointLines(dir))
+
+	states := func(args ...string) map[string]string {
+		t.Helper()
+		r := runEngine(t, append([]string{"checkpoints", "--config", job}, args...)...)
+		if r.code != 0 || r.stderr != "" {
+			t.Fatalf("engine checkpoints %q: exit %d, stderr %q", args, r.code, r.stderr)
+		}
+		out := map[string]string{}
+		for _, row := range lines(r.stdout)[1:] {
+			m := checkpointRowRE.FindStringSubmatch(row)
+			if m == nil {
+				t.Fatalf("row %q does not match %s", row, checkpointRowRE)
+			}
+			out[m[1]] = m[4]
+		}
+		return out
+	}
+	got := states()
+	want := map[string]string{"1": "complete", "2": "complete", "3": "complete"}
+	for id, st := range want {
+		if got[id] != st {
+			t.Errorf("checkpoint %s: %q, want %q (older checkpoints are not re-read)", id, got[id], st)
+		}
+	}
+	if st := got["4"]; !strings.HasPrefix(st, "corrupt: "+fifo+" is not a regular file") {
+		t.Errorf("checkpoint 4: %q; want corrupt, naming %s as not a regular file", st, fifo)
+	}
+	got = states("--verify")
+	if st := got["1"]; !strings.HasPrefix(st, "corrupt: ") || !strings.Contains(st, "crc32c") {
+		t.Errorf("checkpoint 1 with --verify: %q; want corrupt (checksum)", st)
+	}
+	if got["2"] != "complete" || got["3"] != "complete" {
+		t.Errorf("with --verify: %v", got)
 	}
 }

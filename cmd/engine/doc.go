@@ -5,7 +5,7 @@
 // Commands:
 //
 //	engine run --config job.yaml [--from-savepoint DIR]   run the job described by a job file
-//	engine checkpoints --config job.yaml                  list the job's checkpoints and savepoints
+//	engine checkpoints --config job.yaml [--verify]       list the job's checkpoints and savepoints
 //	engine savepoint --config job.yaml [--timeout 2m]     take a savepoint of the running job
 //	engine demo [--chaos]                                 run a self-checking demo on an in-process broker
 //	engine help [command]                                 print help
@@ -42,7 +42,9 @@
 //  4. Takes savepoints while it runs: `engine savepoint --config job.yaml`
 //     (or SIGUSR1 to the engine, which prints "savepoint: DIR" on stdout)
 //     prints the savepoint's chk-<N> directory; `engine checkpoints
-//     --config job.yaml` lists every checkpoint with its state, read only.
+//     --config job.yaml` lists every checkpoint with its state, read only
+//     (the newest complete one verified in full, the others by metadata
+//     and sizes; --verify checksums every one).
 //  5. Stops the job with SIGTERM: with checkpoints on, it takes a savepoint
 //     (bounded by checkpoint.timeout, at most 2 minutes), stops and prints
 //     "engine: stopped with savepoint DIR", exit code 0; if that savepoint
