@@ -129,6 +129,15 @@ func (j *Job) setupState(ctx context.Context) (*stateSetup, error) {
 		return nil, fmt.Errorf("checkpoint.dir %s: %w; stop the other engine or use another directory", root, ErrCheckpointDirInUse)
 	}
 	st.lock = lock
+	// A directory made by an older weir (0755) or by hand: its checkpoints
+	// hold pending output records, so others lose access to all of it.
+	if fi, err := os.Stat(root); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(root, privfs.DirMode); err != nil {
+			j.opts.log.Warn("checkpoint.dir is open to other users and cannot be made private", "dir", root, "mode", fi.Mode().Perm(), "err", err)
+		} else {
+			j.opts.log.Warn("checkpoint.dir was open to other users; it is now private (0700)", "dir", root, "was", fi.Mode().Perm())
+		}
+	}
 	fail := func(err error) (*stateSetup, error) {
 		st.close()
 		return nil, err

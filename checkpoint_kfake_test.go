@@ -413,3 +413,31 @@ func TestCheckpointPebbleFatalExits1(t *testing.T) {
 		t.Fatalf("no error line with Pebble's message:\n%s", out)
 	}
 }
+
+// TestCheckpointDirMadePrivate: a checkpoint.dir that exists open to
+// other users (made by an older weir, 0755) is made 0700 when a job takes
+// it, with a warning.
+func TestCheckpointDirMadePrivate(t *testing.T) {
+	f := newFixture(t, verify.GenConfig{Seed: 22, Keys: 10, Partitions: 2, Events: 500})
+	dir := filepath.Join(t.TempDir(), "ck")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	spec := f.spec("made-private")
+	spec.Checkpoint = CheckpointSpec{Interval: 20 * time.Millisecond, Dir: dir}
+	var log syncBuffer
+	f.drain(spec, WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Fatalf("checkpoint.dir is %v after the run, want drwx------", fi.Mode())
+	}
+	if !strings.Contains(log.String(), "it is now private (0700)") {
+		t.Fatalf("no warning about the open checkpoint.dir; log:\n%s", log.String())
+	}
+}

@@ -373,12 +373,12 @@ func checkDirUsable(root string) error {
 // temp file and rename) and returns the file's path. engine run calls it
 // while its job holds root's lock (weir.WithOnLocked).
 func writePidFile(root string) (string, error) {
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := os.MkdirAll(root, 0o700); err != nil {
 		return "", fmt.Errorf("cannot create it: %s", pathErrCause(err))
 	}
 	path := filepath.Join(root, pidFileName)
 	tmp := fmt.Sprintf("%s.tmp-%d", path, os.Getpid())
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write %s: %s", tmp, pathErrCause(err))
 	}
 	if err := os.Rename(tmp, path); err != nil {

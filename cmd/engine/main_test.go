@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -623,4 +624,74 @@ func TestRunPanicExits1(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRunSIGTERMWhileRestarting: the job failed (a record that is not
+// JSON) and waits an hour to restart; SIGTERM then stops the engine at
+// once, exit 0, instead of waiting for a savepoint that a job that is not
+// running cannot take (the latest checkpoint is kept).
+func TestRunSIGTERMWhileRestarting(t *testing.T) {
+	brokers := startKfake(t)
+	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "in", Partition: 0, Value: []byte("not json")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "ck")
+	job := writeJobFile(t, brokers, checkpointLines(dir)+"restart:\n  strategy: fixed-delay\n  attempts: 5\n  delay: 1h\n")
+	cmd := exec.CommandContext(ctx, engineBin, "run", "--config", job, "--status-interval", "0", "--log-level", "info")
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	// Wait until the engine has logged the failure and its restart delay.
+	for !strings.Contains(stderr.String(), "restarting from the latest complete checkpoint") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no restart logged: %v; stderr:\n%s", ctx.Err(), stderr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	exited = true
+	if err != nil {
+		t.Fatalf("engine run: %v (ctx %v), want exit 0; stderr:\n%s", err, ctx.Err(), stderr)
+	}
+	if !strings.Contains(stderr.String(), "SIGTERM while the job is not running") {
+		t.Errorf("stderr does not say the job stopped while not running:\n%s", stderr)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a test may read while a process writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

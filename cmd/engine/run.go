@@ -40,7 +40,8 @@ Signals:
   SIGTERM  graceful stop. With checkpoints on: take a savepoint (bounded by
            checkpoint.timeout, at most 2m), stop, print "engine: stopped
            with savepoint PATH" and exit 0; if the savepoint fails the job is
-           cancelled and the exit code is 1. Without checkpoints: cancel.
+           cancelled and the exit code is 1. While the job restores or
+           waits to restart, and without checkpoints: cancel (exit 0).
   SIGINT   cancel the job now (exit 0).
   SIGUSR1  take a savepoint and print "savepoint: PATH" on stdout; the job
            keeps running.
@@ -304,11 +305,19 @@ func (c *controller) loop() {
 				c.cancel()
 				continue
 			}
-			path, err := c.savepoint(job.StopWithSavepoint)
-			if err != nil {
+			path, err := c.savepointIfRunning(job.StopWithSavepoint)
+			switch {
+			case errors.Is(err, weir.ErrNotRunning):
+				// Restoring or between restarts: there is nothing newer
+				// than the checkpoint being restored to save; stop now
+				// (the restore takes the cancel) and keep it.
+				c.log.Info("SIGTERM while the job is not running (restoring or restarting): stopping; the latest checkpoint is kept")
+				c.cancel()
+				err = nil
+			case err != nil:
 				c.log.Error("SIGTERM: the savepoint failed; cancelling the job", "err", err)
 				c.cancel()
-			} else {
+			default:
 				c.log.Info("SIGTERM: savepoint taken; stopping the job", "savepoint", path)
 			}
 			c.mu.Lock()
@@ -334,6 +343,21 @@ func (c *controller) loop() {
 			fmt.Fprintf(c.out, "savepoint: %s\n", path)
 		}
 	}
+}
+
+// savepointIfRunning calls take once, bounded by c.timeout and by Run's
+// return: weir.ErrNotRunning when the job is restoring or restarting.
+func (c *controller) savepointIfRunning(take func(context.Context) (string, error)) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	goSafe(func() {
+		select {
+		case <-c.runDone:
+			cancel()
+		case <-ctx.Done():
+		}
+	})
+	return take(ctx)
 }
 
 // savepoint calls take, bounded by c.timeout and by Run's return. A job
