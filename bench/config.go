@@ -46,6 +46,12 @@ type Config struct {
 	Step time.Duration
 	// CheckEvents is the size of the equal-work check's input.
 	CheckEvents int
+	// CompareEvents and CompareStep make the input of the sliding,
+	// session and interval join workloads' equal-work check: longer in
+	// event time than the timed input's first CheckEvents, so that it
+	// spans several sliding windows and cuts many sessions.
+	CompareEvents int
+	CompareStep   time.Duration
 	// Seed of the event generator.
 	Seed int64
 	// Flink runs the Flink peer; Ceiling runs the bare consumer; Q0 runs
@@ -136,6 +142,11 @@ func DefaultConfig() Config {
 		IntervalJoin: true,
 		JoinLower:    -100 * time.Millisecond,
 		JoinUpper:    300 * time.Millisecond,
+		// 10^5 events over 40 s of event time: eight slides, a quarter
+		// of the timed input's rate per key (more sessions, about 3*10^4
+		// join pairs).
+		CompareEvents: 100_000,
+		CompareStep:   400 * time.Microsecond,
 	}
 }
 
@@ -174,6 +185,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("bench: config: session gap %v, want >= 1ms", c.SessionGap)
 	case c.JoinLower > c.JoinUpper:
 		return fmt.Errorf("bench: config: interval join bounds [%v, %v], want lower <= upper", c.JoinLower, c.JoinUpper)
+	case c.CompareEvents < 1 || c.CompareStep < 0:
+		return fmt.Errorf("bench: config: compare events %d every %v, want >= 1 event and a step >= 0", c.CompareEvents, c.CompareStep)
 	case c.CheckEvents < 1:
 		return fmt.Errorf("bench: config: check events %d, want >= 1", c.CheckEvents)
 	case c.Self == "":

@@ -422,21 +422,35 @@ func (r *runner) equalWork(ctx context.Context, wls []workload) ([]CheckResult, 
 		topic  string
 		events []verify.Event
 	}
-	inputs := map[int]input{}
+	// One input per key count; the compared workloads have their own,
+	// longer in event time (CompareEvents events CompareStep apart).
+	type inputID struct {
+		keys     int
+		compared bool
+	}
+	inputs := map[inputID]input{}
 	var out []CheckResult
 	for _, w := range wls {
 		if w.mode == "ceiling" {
 			continue
 		}
-		in, ok := inputs[w.keys]
+		id := inputID{w.keys, slices.Contains(comparedModes, w.mode)}
+		n, step := r.cfg.CheckEvents, r.cfg.Step
+		if id.compared {
+			n, step = r.cfg.CompareEvents, r.cfg.CompareStep
+		}
+		in, ok := inputs[id]
 		if !ok {
 			in.topic = fmt.Sprintf("check-k%d", w.keys)
+			if id.compared {
+				in.topic = fmt.Sprintf("compare-k%d", w.keys)
+			}
 			if err := r.cl.CreateTopic(ctx, in.topic, r.cfg.Partitions, nil); err != nil {
 				return nil, fmt.Errorf("bench: %w", err)
 			}
 			events, err := verify.Generate(verify.GenConfig{
-				Seed: r.cfg.Seed, Keys: w.keys, Partitions: r.cfg.Partitions, Events: r.cfg.CheckEvents,
-				Start: eventEpoch, Step: r.cfg.Step, OutOfOrderness: r.cfg.OutOfOrderness / 2,
+				Seed: r.cfg.Seed, Keys: w.keys, Partitions: r.cfg.Partitions, Events: n,
+				Start: eventEpoch, Step: step, OutOfOrderness: r.cfg.OutOfOrderness / 2,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("bench: %w", err)
@@ -447,7 +461,7 @@ func (r *runner) equalWork(ctx context.Context, wls []workload) ([]CheckResult, 
 				return nil, err
 			}
 			in.events = events
-			inputs[w.keys] = in
+			inputs[id] = in
 		}
 		if slices.Contains(comparedModes, w.mode) {
 			res, err := r.compareRecords(ctx, w, in.topic, in.events)

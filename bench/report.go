@@ -57,6 +57,10 @@ type ReportConfig struct {
 	SessionGap   string `json:"session_gap,omitempty"`
 	JoinLower    string `json:"join_lower,omitempty"`
 	JoinUpper    string `json:"join_upper,omitempty"`
+	// The input of the record-by-record comparison: events, and its
+	// span of event time.
+	CompareEvents int    `json:"compare_events,omitempty"`
+	CompareSpan   string `json:"compare_span,omitempty"`
 }
 
 func reportConfig(c Config) ReportConfig {
@@ -67,6 +71,7 @@ func reportConfig(c Config) ReportConfig {
 		OutOfOrderness: c.OutOfOrderness.String(), FlinkJVMOpts: strings.Join(c.FlinkJVMOpts, " "),
 		SlidingSize: c.SlidingSize.String(), SlidingSlide: c.SlidingSlide.String(), SessionGap: c.SessionGap.String(),
 		JoinLower: c.JoinLower.String(), JoinUpper: c.JoinUpper.String(),
+		CompareEvents: c.CompareEvents, CompareSpan: (time.Duration(c.CompareEvents) * c.CompareStep).String(),
 	}
 }
 
@@ -350,7 +355,11 @@ func (r *Report) Markdown(chart string) string {
 		"Load average before %s, after %s.\n\n",
 		m.CPU, m.Cores, m.MemoryGB, m.OS, strings.TrimPrefix(m.Go, "go"), m.Java, m.Kafka, m.Flink, c.FlinkJVMOpts, r.LoadBefore, r.LoadAfter)
 	b.WriteString("Equal-work check (every workload on both systems over the same small input; read_committed output compared with what the input implies — Q1: the expected windows, each once for exactly-once, the newest value of each for at-least-once; Q0: every input record once; " +
-		"sliding, session and interval join: each system's output compared record by record with the records computed from the input, and weir's with Flink's (both sorted by key, window_start, window_end, or by left and right seq; the input's disorder is below the watermark bound, so no record is late and the outputs must be equal)):\n\n")
+		"sliding, session and interval join: each system's output compared record by record with the records computed from the input, and weir's with Flink's (both sorted by key, window_start, window_end, or by left and right seq; the input's disorder is below the watermark bound, so no record is late and the outputs must be equal)")
+	if c.CompareEvents > 0 {
+		fmt.Fprintf(&b, "; the sliding, session and interval join workloads' input is %d events over %s of event time", c.CompareEvents, c.CompareSpan)
+	}
+	b.WriteString("):\n\n")
 	for _, ch := range r.Check {
 		wl := ch.Workload
 		if wl == "" {

@@ -212,6 +212,7 @@ func TestMarkdownComparedWorkloads(t *testing.T) {
 		"a.ts-100ms <= b.ts <= a.ts+300ms",
 		"interval join -100ms..300ms keys=1000 exactly-once: in the equal-work check only, not timed",
 		"workloads not in -only sliding,interval: not run",
+		"input is 100000 events over 40s of event time):",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
