@@ -164,6 +164,9 @@ func TestWorkloads(t *testing.T) {
 	if got, want := names(c), []string{"ceiling", "window", "window", "passthrough", "passthrough", "sliding", "session", "interval-join"}; !slices.Equal(got, want) {
 		t.Errorf("quick workloads %v, want %v", got, want)
 	}
+	if got := names(DefaultConfig()); got[len(got)-1] != "interval-join (check)" {
+		t.Errorf("default workloads %v: want the interval join in the check only", got)
+	}
 	c.Only = []string{"session", "interval"}
 	c.IntervalJoin = false
 	if got, want := names(c), []string{"session", "interval-join (check)"}; !slices.Equal(got, want) {
