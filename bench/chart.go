@@ -31,10 +31,12 @@ var glyphs = map[rune][5]uint8{
 	'W': {5, 5, 7, 7, 5}, 'T': {7, 2, 2, 2, 2}, 'H': {5, 5, 7, 5, 5}, 'U': {5, 5, 5, 5, 7},
 	'G': {7, 4, 5, 5, 7}, 'P': {7, 5, 7, 4, 4}, 'Y': {5, 5, 2, 2, 2}, 'S': {7, 4, 7, 1, 7},
 	'D': {6, 5, 5, 5, 6}, 'V': {5, 5, 5, 5, 2}, '/': {1, 1, 2, 4, 4}, 'X': {5, 5, 2, 5, 5},
+	'J': {1, 1, 1, 5, 7},
 }
 
 // chartLabel is the short upper-case label of a workload under its bars:
-// "Q1 keys=1000 exactly-once" is "Q1 1K EO".
+// "Q1 keys=1000 exactly-once" is "Q1 1K EO", "sliding 10s/5s keys=1000
+// exactly-once" is "SLIDE 1K EO".
 func chartLabel(workload string) string {
 	if strings.HasPrefix(workload, "ceiling") {
 		return "CEIL"
@@ -59,6 +61,12 @@ func chartLabel(workload string) string {
 			}
 		case f == "Q0" || f == "Q1":
 			parts = append(parts, f)
+		case f == "sliding":
+			parts = append(parts, "SLIDE")
+		case f == "session":
+			parts = append(parts, "SESS")
+		case f == "join":
+			parts = append(parts, "JOIN")
 		}
 	}
 	return strings.Join(parts, " ")

@@ -31,13 +31,20 @@ type weirJobArgs struct {
 	Brokers       string `json:"brokers"`
 	Topic         string `json:"topic"`
 	Out           string `json:"out"`
-	Mode          string `json:"mode"`     // window or passthrough
+	Mode          string `json:"mode"`     // window, sliding, session, interval-join or passthrough
 	Delivery      string `json:"delivery"` // exactly-once or at-least-once
 	Parallelism   int    `json:"parallelism"`
 	CheckpointMs  int64  `json:"checkpoint_ms"`
 	CheckpointDir string `json:"checkpoint_dir"`
 	WindowMs      int64  `json:"window_ms"`
 	OOOMs         int64  `json:"ooo_ms"`
+	// SlideMs is the slide of the sliding windows (of WindowMs), GapMs the
+	// gap of the session windows, LowerMs and UpperMs the bounds of the
+	// interval join.
+	SlideMs int64 `json:"slide_ms,omitempty"`
+	GapMs   int64 `json:"gap_ms,omitempty"`
+	LowerMs int64 `json:"lower_ms,omitempty"`
+	UpperMs int64 `json:"upper_ms,omitempty"`
 	// CPUProfile, when set, is where the run writes its CPU profile
 	// (runtime/pprof), from the job's start to its end.
 	CPUProfile string `json:"cpu_profile,omitempty"`
@@ -159,11 +166,62 @@ func (h checkpointTimes) durations() []int64 {
 	return out
 }
 
-// runWeirJob runs weir's window (or passthrough) job over the backlog of a.Topic (from the
-// earliest offsets to the end offsets at start) and reports when the first
-// record was read and when the job ended.
-func runWeirJob(ctx context.Context, a weirJobArgs) (childResult, error) {
-	start := time.Now()
+// benchEvent is an input event as the dataflow job reads it (the "pad"
+// field is ignored).
+type benchEvent struct {
+	User   string `json:"user"`
+	TS     int64  `json:"ts"`
+	Amount int64  `json:"amount"`
+	Seq    int64  `json:"seq"`
+}
+
+// joinPair is one result of the interval join workload, on both systems:
+// {"user":"u1","l":2,"r":5,"lt":...,"rt":...} (left and right seq and
+// event time), the user as record key.
+type joinPair struct {
+	User string `json:"user"`
+	L    int64  `json:"l"`
+	R    int64  `json:"r"`
+	LT   int64  `json:"lt"`
+	RT   int64  `json:"rt"`
+}
+
+// weirIntervalJoin builds the interval join workload with the dataflow
+// API: a.Topic read once with event time from ts (watermark bound
+// a.OOOMs), split by seq parity (left even, right odd), both sides keyed
+// by user and joined with a.ts+LowerMs <= b.ts <= a.ts+UpperMs.
+func weirIntervalJoin(a weirJobArgs, opts ...weir.Option) (*weir.Job, error) {
+	envOpts := []weir.EnvOption{
+		weir.Brokers(a.Brokers), weir.Parallelism(a.Parallelism), weir.Guarantee(weir.Delivery(a.Delivery)),
+	}
+	if a.CheckpointMs > 0 {
+		envOpts = append(envOpts, weir.Checkpoints(time.Duration(a.CheckpointMs)*time.Millisecond, a.CheckpointDir))
+	}
+	env := weir.NewEnv(a.Name, envOpts...)
+	srcOpts := []weir.SourceOption{
+		weir.FromEarliest(),
+		weir.EventTime(func(e benchEvent) int64 { return e.TS }, time.Duration(a.OOOMs)*time.Millisecond),
+		weir.SourceUID("events"),
+	}
+	if !a.Unbounded {
+		srcOpts = append(srcOpts, weir.BoundedAtLatest())
+	}
+	events := weir.FromKafka(env, a.Topic, weir.JSON[benchEvent](), srcOpts...)
+	user := func(e benchEvent) string { return e.User }
+	left := weir.KeyBy(weir.Filter(events, func(e benchEvent) bool { return e.Seq%2 == 0 }, weir.UID("left")), user)
+	right := weir.KeyBy(weir.Filter(events, func(e benchEvent) bool { return e.Seq%2 != 0 }, weir.UID("right")), user)
+	pairs := weir.IntervalJoin(left, right,
+		time.Duration(a.LowerMs)*time.Millisecond, time.Duration(a.UpperMs)*time.Millisecond,
+		func(l, r benchEvent) joinPair {
+			return joinPair{User: l.User, L: l.Seq, R: r.Seq, LT: l.TS, RT: r.TS}
+		}, weir.UID("join"))
+	weir.ToKafka(pairs, a.Out, weir.KeyedJSON(func(p joinPair) string { return p.User }), weir.SinkUID("out"))
+	return env.Build(opts...)
+}
+
+// weirJobSpec is the job file's form of the window workloads (window,
+// sliding, session) and of the passthrough.
+func weirJobSpec(a weirJobArgs) (weir.JobSpec, error) {
 	spec := weir.JobSpec{
 		Name:    a.Name,
 		Brokers: a.Brokers,
@@ -186,18 +244,53 @@ func runWeirJob(ctx context.Context, a weirJobArgs) (childResult, error) {
 	if a.Unbounded {
 		spec.Source.Bounded = weir.Unbounded
 	}
-	if a.Mode == "passthrough" {
+	switch a.Mode {
+	case "window", "":
+	case "sliding":
+		spec.Window.Kind = weir.WindowSliding
+		spec.Window.Slide = time.Duration(a.SlideMs) * time.Millisecond
+	case "session":
+		spec.Window.Kind = weir.WindowSession
+		spec.Window.Size = 0
+		spec.Window.Gap = time.Duration(a.GapMs) * time.Millisecond
+	case "passthrough":
 		spec.Kind = weir.KindPassthrough
 		spec.KeyField, spec.TimestampField = "", ""
 		spec.Window, spec.Aggregate = weir.WindowSpec{}, weir.AggregateSpec{}
+	default:
+		return spec, fmt.Errorf("bench: weir job: mode %q: want window, sliding, session, interval-join or passthrough", a.Mode)
 	}
 	if a.CheckpointMs > 0 {
 		spec.Checkpoint = weir.CheckpointSpec{Interval: time.Duration(a.CheckpointMs) * time.Millisecond, Dir: a.CheckpointDir}
 	}
+	return spec, nil
+}
+
+// runWeirJob runs weir's job of a.Mode (the window workloads and the
+// passthrough from a JobSpec, the interval join from the dataflow API)
+// over the backlog of a.Topic (from the earliest offsets to the end
+// offsets at start) and reports when the first record was read and when
+// the job ended.
+func runWeirJob(ctx context.Context, a weirJobArgs) (childResult, error) {
+	start := time.Now()
 	h := newCheckpointTimes()
-	job, err := weir.NewJob(spec, weir.WithLogger(slog.New(h)))
-	if err != nil {
-		return childResult{}, fmt.Errorf("bench: weir job: %w", err)
+	var job *weir.Job
+	if a.Mode == "interval-join" {
+		j, err := weirIntervalJoin(a, weir.WithLogger(slog.New(h)))
+		if err != nil {
+			return childResult{}, fmt.Errorf("bench: weir interval join: %w", err)
+		}
+		job = j
+	} else {
+		spec, err := weirJobSpec(a)
+		if err != nil {
+			return childResult{}, err
+		}
+		j, err := weir.NewJob(spec, weir.WithLogger(slog.New(h)))
+		if err != nil {
+			return childResult{}, fmt.Errorf("bench: weir job: %w", err)
+		}
+		job = j
 	}
 	if a.CPUProfile != "" {
 		f, err := os.Create(a.CPUProfile)
@@ -209,9 +302,6 @@ func runWeirJob(ctx context.Context, a weirJobArgs) (childResult, error) {
 			return childResult{}, fmt.Errorf("bench: cpu profile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
-	}
-	if err != nil {
-		return childResult{}, fmt.Errorf("bench: weir job: %w", err)
 	}
 	// Note when the first record is read and when the count of records
 	// read last grew: poll the job's counter.
@@ -245,7 +335,7 @@ func runWeirJob(ctx context.Context, a weirJobArgs) (childResult, error) {
 			}
 		}
 	}()
-	err = job.Run(ctx)
+	err := job.Run(ctx)
 	end := time.Now()
 	close(stopPoll)
 	<-pollDone

@@ -3,6 +3,8 @@ package bench
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/weirstream/weir/integration/broker"
@@ -28,6 +30,15 @@ type Config struct {
 	CheckpointInterval time.Duration
 	// WindowSize of the tumbling event-time window.
 	WindowSize time.Duration
+	// SlidingSize and SlidingSlide are the sliding-window workload's
+	// windows: SlidingSize long, one starting every SlidingSlide.
+	SlidingSize, SlidingSlide time.Duration
+	// SessionGap closes a session of the session-window workload.
+	SessionGap time.Duration
+	// JoinLower and JoinUpper bound the interval join: a left event a
+	// joins the right events b of its user with
+	// a.ts+JoinLower <= b.ts <= a.ts+JoinUpper.
+	JoinLower, JoinUpper time.Duration
 	// OutOfOrderness is the jobs' watermark bound; the generator makes
 	// events late by at most half of it, so nothing is dropped as late.
 	OutOfOrderness time.Duration
@@ -35,11 +46,25 @@ type Config struct {
 	Step time.Duration
 	// CheckEvents is the size of the equal-work check's input.
 	CheckEvents int
+	// CompareEvents and CompareStep make the input of the sliding,
+	// session and interval join workloads' equal-work check: longer in
+	// event time than the timed input's first CheckEvents, so that it
+	// spans several sliding windows and cuts many sessions.
+	CompareEvents int
+	CompareStep   time.Duration
 	// Seed of the event generator.
 	Seed int64
 	// Flink runs the Flink peer; Ceiling runs the bare consumer; Q0 runs
 	// the passthrough workload (Flink only: weir has no passthrough job).
 	Flink, Ceiling, Q0 bool
+	// Sliding and Session run the sliding- and session-window workloads
+	// (exactly-once, keys Keys[0]); IntervalJoin times the interval join
+	// too (it is in the equal-work check whenever Sliding or Session or
+	// IntervalJoin is on, or Only names it).
+	Sliding, Session, IntervalJoin bool
+	// Only, when not empty, keeps just these workloads (families
+	// WorkloadFamilies: ceiling, q0, q1, sliding, session, interval).
+	Only []string
 	// FlinkJVMOpts are the JVM options of the Flink child (heap size).
 	FlinkJVMOpts []string
 	// BrokerJVMFlags are the Kafka broker's JVM flags (default
@@ -100,6 +125,30 @@ func DefaultConfig() Config {
 		LiveRate:           20_000,
 		LiveWarmup:         10 * time.Second,
 		LiveMeasure:        30 * time.Second,
+		// The generator's event time runs at 1/Step = 10^4 events a
+		// second: a 10 s window every 5 s puts each event in two windows
+		// of about 10^5 events; at keys 10^3 a key sees from about 20
+		// events a second (u0) to one every few seconds (the last keys),
+		// so a 1 s gap gives one long session for the frequent keys and
+		// many short ones for the rare.
+		Sliding:      true,
+		SlidingSize:  10 * time.Second,
+		SlidingSlide: 5 * time.Second,
+		Session:      true,
+		SessionGap:   time.Second,
+		// A 400 ms band, asymmetric so that a swapped bound shows: about
+		// 1.3 pairs per input event at keys 10^3 (each side half the
+		// events). Checked, but timed only in the quick run: at 10^7
+		// events it writes 1.3*10^7 pairs and drains at a tenth of Q1's
+		// rate, an hour more for its three runs.
+		IntervalJoin: false,
+		JoinLower:    -100 * time.Millisecond,
+		JoinUpper:    300 * time.Millisecond,
+		// 10^5 events over 40 s of event time: eight slides, a quarter
+		// of the timed input's rate per key (more sessions, about 3*10^4
+		// join pairs).
+		CompareEvents: 100_000,
+		CompareStep:   400 * time.Microsecond,
 	}
 }
 
@@ -112,6 +161,7 @@ func QuickConfig() Config {
 	c.CheckEvents = 20_000
 	c.RunTimeout = 5 * time.Minute
 	c.LiveMeasure = 20 * time.Second
+	c.IntervalJoin = true
 	c.Quick = true
 	return c
 }
@@ -132,6 +182,14 @@ func (c Config) validate() error {
 		return fmt.Errorf("bench: config: checkpoint interval %v, want >= 10ms", c.CheckpointInterval)
 	case c.WindowSize < time.Millisecond:
 		return fmt.Errorf("bench: config: window size %v, want >= 1ms", c.WindowSize)
+	case c.Sliding && (c.SlidingSlide < time.Millisecond || c.SlidingSize < c.SlidingSlide):
+		return fmt.Errorf("bench: config: sliding windows of %v every %v, want a slide >= 1ms and a size >= the slide", c.SlidingSize, c.SlidingSlide)
+	case c.Session && c.SessionGap < time.Millisecond:
+		return fmt.Errorf("bench: config: session gap %v, want >= 1ms", c.SessionGap)
+	case c.JoinLower > c.JoinUpper:
+		return fmt.Errorf("bench: config: interval join bounds [%v, %v], want lower <= upper", c.JoinLower, c.JoinUpper)
+	case c.CompareEvents < 1 || c.CompareStep < 0:
+		return fmt.Errorf("bench: config: compare events %d every %v, want >= 1 event and a step >= 0", c.CompareEvents, c.CompareStep)
 	case c.CheckEvents < 1:
 		return fmt.Errorf("bench: config: check events %d, want >= 1", c.CheckEvents)
 	case c.Self == "":
@@ -152,5 +210,21 @@ func (c Config) validate() error {
 			return fmt.Errorf("bench: config: key count %d, want >= 1", k)
 		}
 	}
+	for _, o := range c.Only {
+		if !slices.Contains(WorkloadFamilies, o) {
+			return fmt.Errorf("bench: config: only %q is not a workload; use %s", o, strings.Join(WorkloadFamilies, ", "))
+		}
+	}
 	return nil
+}
+
+// WorkloadFamilies are the names Config.Only (weirbench -only) takes:
+// the ceiling, Q0 passthrough, Q1 tumbling window, sliding window,
+// session window and interval join workloads.
+var WorkloadFamilies = []string{"ceiling", "q0", "q1", "sliding", "session", "interval"}
+
+// wants says whether the family of workloads runs: Only names it, or
+// Only is empty.
+func (c Config) wants(family string) bool {
+	return len(c.Only) == 0 || slices.Contains(c.Only, family)
 }

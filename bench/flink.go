@@ -79,6 +79,9 @@ type flinkArgs struct {
 	Brokers, Topic, Out, Group, Mode, Delivery, TxnPrefix, CheckpointDir string
 	Parallelism                                                          int
 	CheckpointMs, WindowMs, OOOMs                                        int64
+	// SlideMs (sliding), GapMs (session), LowerMs and UpperMs (interval
+	// join) configure the modes that use them.
+	SlideMs, GapMs, LowerMs, UpperMs int64
 	// Unbounded makes the source read on until the process is killed;
 	// Restore is a retained checkpoint (chk-N directory) to start from.
 	Unbounded bool
@@ -111,6 +114,10 @@ func (f *flinkPeer) command(ctx context.Context, jvmOpts []string, a flinkArgs) 
 		fmt.Sprintf("checkpoint-ms=%d", a.CheckpointMs), "checkpoint-dir="+a.CheckpointDir,
 		fmt.Sprintf("window-ms=%d", a.WindowMs),
 		fmt.Sprintf("ooo-ms=%d", a.OOOMs),
+		fmt.Sprintf("slide-ms=%d", a.SlideMs),
+		fmt.Sprintf("gap-ms=%d", a.GapMs),
+		fmt.Sprintf("lower-ms=%d", a.LowerMs),
+		fmt.Sprintf("upper-ms=%d", a.UpperMs),
 		fmt.Sprintf("unbounded=%t", a.Unbounded),
 	)
 	if a.Restore != "" {

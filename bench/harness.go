@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,9 +68,48 @@ type CheckResult struct {
 
 type workload struct {
 	name     string
-	mode     string // window, passthrough, ceiling
+	mode     string // window, sliding, session, interval-join, passthrough, ceiling
 	keys     int
 	delivery string
+	// checkOnly: the workload is in the equal-work check but not timed.
+	checkOnly bool
+}
+
+// comparedModes are the workloads whose equal-work check compares the
+// outputs of weir and Flink record by record.
+var comparedModes = []string{"sliding", "session", "interval-join"}
+
+// workloads lists what cfg runs, in report order.
+func workloads(cfg Config) []workload {
+	var wls []workload
+	if cfg.Ceiling && cfg.wants("ceiling") {
+		wls = append(wls, workload{name: "ceiling (client consume)", mode: "ceiling", keys: cfg.Keys[0]})
+	}
+	if cfg.wants("q1") {
+		for _, k := range cfg.Keys {
+			for _, d := range []string{"exactly-once", "at-least-once"} {
+				wls = append(wls, workload{name: fmt.Sprintf("Q1 keys=%d %s", k, d), mode: "window", keys: k, delivery: d})
+			}
+		}
+	}
+	if cfg.Q0 && cfg.wants("q0") {
+		for _, d := range []string{"exactly-once", "at-least-once"} {
+			wls = append(wls, workload{name: "Q0 passthrough " + d, mode: "passthrough", keys: cfg.Keys[0], delivery: d})
+		}
+	}
+	k, eo := cfg.Keys[0], "exactly-once"
+	if cfg.Sliding && cfg.wants("sliding") {
+		wls = append(wls, workload{name: fmt.Sprintf("sliding %v/%v keys=%d %s", cfg.SlidingSize, cfg.SlidingSlide, k, eo), mode: "sliding", keys: k, delivery: eo})
+	}
+	if cfg.Session && cfg.wants("session") {
+		wls = append(wls, workload{name: fmt.Sprintf("session gap=%v keys=%d %s", cfg.SessionGap, k, eo), mode: "session", keys: k, delivery: eo})
+	}
+	// The interval join is always checked; timed when cfg.IntervalJoin.
+	if cfg.wants("interval") {
+		wls = append(wls, workload{name: fmt.Sprintf("interval join %v..%v keys=%d %s", cfg.JoinLower, cfg.JoinUpper, k, eo),
+			mode: "interval-join", keys: k, delivery: eo, checkOnly: !cfg.IntervalJoin})
+	}
+	return wls
 }
 
 // Run measures what cfg says and writes the report to cfg.OutDir.
@@ -123,20 +163,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Machine.Kafka = cl.Version()
 	r := &runner{cfg: cfg, cl: cl, flink: flink, logf: logf}
 
-	var wls []workload
-	if cfg.Ceiling {
-		wls = append(wls, workload{name: "ceiling (client consume)", mode: "ceiling", keys: cfg.Keys[0]})
-	}
-	for _, k := range cfg.Keys {
-		for _, d := range []string{"exactly-once", "at-least-once"} {
-			wls = append(wls, workload{name: fmt.Sprintf("Q1 keys=%d %s", k, d), mode: "window", keys: k, delivery: d})
-		}
-	}
-	if cfg.Q0 {
-		for _, d := range []string{"exactly-once", "at-least-once"} {
-			wls = append(wls, workload{name: "Q0 passthrough " + d, mode: "passthrough", keys: cfg.Keys[0], delivery: d})
-		}
-	}
+	wls := workloads(cfg)
 	// The equal-work check: every workload on both systems over the same
 	// small input, each one's read_committed output compared with the
 	// independently computed expectation.
@@ -146,9 +173,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 
-	// The backlog: one input topic per key count.
+	// The backlog: one input topic per key count of a timed workload.
 	inputs := map[int]string{}
 	for _, k := range cfg.Keys {
+		if !slices.ContainsFunc(wls, func(w workload) bool { return w.keys == k && !w.checkOnly }) {
+			continue
+		}
 		topic := fmt.Sprintf("in-k%d", k)
 		if err := cl.CreateTopic(ctx, topic, cfg.Partitions, nil); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
@@ -170,6 +200,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	for _, w := range wls {
+		if w.checkOnly {
+			continue
+		}
 		for run := 1; run <= cfg.Runs; run++ {
 			for _, sys := range r.systemsFor(w) {
 				m, err := r.timed(ctx, w, sys, run, inputs[w.keys])
@@ -191,7 +224,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.Live {
 		for _, w := range wls {
-			if w.mode == "ceiling" || (w.mode == "window" && w.keys != cfg.Keys[0]) {
+			// Q0 and Q1 at the first key count only.
+			if (w.mode != "window" && w.mode != "passthrough") || (w.mode == "window" && w.keys != cfg.Keys[0]) {
 				continue
 			}
 			for _, sys := range r.systemsFor(w) {
@@ -252,7 +286,9 @@ func (r *runner) command(ctx context.Context, sys, mode, delivery, topic, out, i
 			Mode: mode, Delivery: delivery, Parallelism: r.cfg.Parallelism,
 			CheckpointMs:  r.cfg.CheckpointInterval.Milliseconds(),
 			CheckpointDir: ckDir,
-			WindowMs:      r.cfg.WindowSize.Milliseconds(), OOOMs: r.cfg.OutOfOrderness.Milliseconds(),
+			WindowMs:      r.windowMs(mode), OOOMs: r.cfg.OutOfOrderness.Milliseconds(),
+			SlideMs: r.cfg.SlidingSlide.Milliseconds(), GapMs: r.cfg.SessionGap.Milliseconds(),
+			LowerMs: r.cfg.JoinLower.Milliseconds(), UpperMs: r.cfg.JoinUpper.Milliseconds(),
 			CPUProfile: profile, Unbounded: live,
 		})
 		if err != nil {
@@ -272,11 +308,22 @@ func (r *runner) command(ctx context.Context, sys, mode, delivery, topic, out, i
 			CheckpointDir: ckDir,
 			Parallelism:   r.cfg.Parallelism,
 			CheckpointMs:  r.cfg.CheckpointInterval.Milliseconds(),
-			WindowMs:      r.cfg.WindowSize.Milliseconds(), OOOMs: r.cfg.OutOfOrderness.Milliseconds(),
+			WindowMs:      r.windowMs(mode), OOOMs: r.cfg.OutOfOrderness.Milliseconds(),
+			SlideMs: r.cfg.SlidingSlide.Milliseconds(), GapMs: r.cfg.SessionGap.Milliseconds(),
+			LowerMs: r.cfg.JoinLower.Milliseconds(), UpperMs: r.cfg.JoinUpper.Milliseconds(),
 			Unbounded: live, Restore: restore,
 		}), flinkPrefix, nil
 	}
 	return nil, "", fmt.Errorf("bench: unknown system %q", sys)
+}
+
+// windowMs is the window size of mode: the sliding windows' for sliding,
+// the tumbling windows' otherwise.
+func (r *runner) windowMs(mode string) int64 {
+	if mode == "sliding" {
+		return r.cfg.SlidingSize.Milliseconds()
+	}
+	return r.cfg.WindowSize.Milliseconds()
 }
 
 // execJob runs one job of system sys reading topic and writing to a fresh
@@ -366,27 +413,44 @@ func measurement(wl, sys string, run int, res childResult, u procUsage) Measurem
 // input (CheckEvents events, the workload's key count) and compares each
 // one's read_committed output with what the input implies: the windows of
 // verify.Expected for Q1 (exactly-once: every window once; at-least-once:
-// the newest value of every window), every input record once for Q0.
+// the newest value of every window), every input record once for Q0. The
+// sliding, session and interval join workloads are compared record by
+// record (compareRecords): each system's output with the expected records,
+// and weir's with Flink's.
 func (r *runner) equalWork(ctx context.Context, wls []workload) ([]CheckResult, error) {
 	type input struct {
 		topic  string
 		events []verify.Event
 	}
-	inputs := map[int]input{}
+	// One input per key count; the compared workloads have their own,
+	// longer in event time (CompareEvents events CompareStep apart).
+	type inputID struct {
+		keys     int
+		compared bool
+	}
+	inputs := map[inputID]input{}
 	var out []CheckResult
 	for _, w := range wls {
 		if w.mode == "ceiling" {
 			continue
 		}
-		in, ok := inputs[w.keys]
+		id := inputID{w.keys, slices.Contains(comparedModes, w.mode)}
+		n, step := r.cfg.CheckEvents, r.cfg.Step
+		if id.compared {
+			n, step = r.cfg.CompareEvents, r.cfg.CompareStep
+		}
+		in, ok := inputs[id]
 		if !ok {
 			in.topic = fmt.Sprintf("check-k%d", w.keys)
+			if id.compared {
+				in.topic = fmt.Sprintf("compare-k%d", w.keys)
+			}
 			if err := r.cl.CreateTopic(ctx, in.topic, r.cfg.Partitions, nil); err != nil {
 				return nil, fmt.Errorf("bench: %w", err)
 			}
 			events, err := verify.Generate(verify.GenConfig{
-				Seed: r.cfg.Seed, Keys: w.keys, Partitions: r.cfg.Partitions, Events: r.cfg.CheckEvents,
-				Start: eventEpoch, Step: r.cfg.Step, OutOfOrderness: r.cfg.OutOfOrderness / 2,
+				Seed: r.cfg.Seed, Keys: w.keys, Partitions: r.cfg.Partitions, Events: n,
+				Start: eventEpoch, Step: step, OutOfOrderness: r.cfg.OutOfOrderness / 2,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("bench: %w", err)
@@ -397,7 +461,15 @@ func (r *runner) equalWork(ctx context.Context, wls []workload) ([]CheckResult, 
 				return nil, err
 			}
 			in.events = events
-			inputs[w.keys] = in
+			inputs[id] = in
+		}
+		if slices.Contains(comparedModes, w.mode) {
+			res, err := r.compareRecords(ctx, w, in.topic, in.events)
+			out = append(out, res...)
+			if err != nil {
+				return out, err
+			}
+			continue
 		}
 		for _, sys := range r.systemsFor(w) {
 			outTopic, _, _, err := r.execJob(ctx, sys, w.mode, w.delivery, in.topic, "")
@@ -436,6 +508,80 @@ func (r *runner) equalWork(ctx context.Context, wls []workload) ([]CheckResult, 
 		}
 	}
 	return out, nil
+}
+
+// SystemsCompared is the System of the CheckResult that compares weir's
+// output with Flink's record by record.
+const SystemsCompared = "weir vs flink"
+
+// compareRecords runs w (sliding, session or interval-join) on every
+// system over topic, whose records are events, and compares the outputs
+// record by record: each with the records events imply, then weir's with
+// Flink's. It returns one CheckResult per comparison, and an error for a
+// failed run or, after every comparison, for the first failed one.
+func (r *runner) compareRecords(ctx context.Context, w workload, topic string, events []verify.Event) ([]CheckResult, error) {
+	var out []CheckResult
+	var failed error
+	check := func(sys string, ok bool, verdict string) {
+		r.logf("equal-work check, %s on %s: %s", w.name, sys, firstLine(verdict))
+		out = append(out, CheckResult{Workload: w.name, System: sys, OK: ok, Verdict: verdict})
+		if !ok && failed == nil {
+			failed = fmt.Errorf("bench: equal-work check of %s failed on %s: %s", w.name, sys, verdict)
+		}
+	}
+	var wantPairs []joinPair
+	var want []verify.Result
+	switch w.mode {
+	case "sliding":
+		want = expectedSliding(events, r.cfg.SlidingSize.Milliseconds(), r.cfg.SlidingSlide.Milliseconds())
+	case "session":
+		want = expectedSessions(events, r.cfg.SessionGap.Milliseconds())
+	case "interval-join":
+		wantPairs = expectedPairs(events, r.cfg.JoinLower.Milliseconds(), r.cfg.JoinUpper.Milliseconds())
+	}
+	gotPairs := map[string][]joinPair{}
+	got := map[string][]verify.Result{}
+	systems := r.systemsFor(w)
+	for _, sys := range systems {
+		outTopic, _, _, err := r.execJob(ctx, sys, w.mode, w.delivery, topic, "")
+		if err != nil {
+			return out, fmt.Errorf("bench: equal-work check of %s on %s: %w", w.name, sys, err)
+		}
+		var ok bool
+		var verdict string
+		if w.mode == "interval-join" {
+			vals, err := verify.ReadAll(ctx, r.cl.Bootstrap(), outTopic, verify.ReadCommitted)
+			if err != nil {
+				return out, fmt.Errorf("bench: equal-work check of %s on %s: %w", w.name, sys, err)
+			}
+			ps, err := parsePairs(vals)
+			if err != nil {
+				return out, fmt.Errorf("bench: equal-work check of %s on %s: %w", w.name, sys, err)
+			}
+			gotPairs[sys] = ps
+			ok, verdict = comparePairs(sys, ps, "expected", wantPairs)
+		} else {
+			rs, err := verify.ReadResults(ctx, r.cl.Bootstrap(), outTopic, verify.ReadCommitted)
+			if err != nil {
+				return out, fmt.Errorf("bench: equal-work check of %s on %s: %w", w.name, sys, err)
+			}
+			got[sys] = rs
+			ok, verdict = compareResults(sys, rs, "expected", want)
+		}
+		check(sys, ok, verdict)
+	}
+	if len(systems) < 2 {
+		return out, failed
+	}
+	var ok bool
+	var verdict string
+	if w.mode == "interval-join" {
+		ok, verdict = comparePairs(SystemWeir, gotPairs[SystemWeir], SystemFlink, gotPairs[SystemFlink])
+	} else {
+		ok, verdict = compareResults(SystemWeir, got[SystemWeir], SystemFlink, got[SystemFlink])
+	}
+	check(SystemsCompared, ok, verdict)
+	return out, failed
 }
 
 // comparePassthrough compares a passthrough job's output values with its

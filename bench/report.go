@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -49,6 +50,17 @@ type ReportConfig struct {
 	WindowSize         string `json:"window_size"`
 	OutOfOrderness     string `json:"out_of_orderness"`
 	FlinkJVMOpts       string `json:"flink_jvm_opts"`
+	// The sliding windows (size every slide), the session gap and the
+	// interval join's bounds.
+	SlidingSize  string `json:"sliding_size,omitempty"`
+	SlidingSlide string `json:"sliding_slide,omitempty"`
+	SessionGap   string `json:"session_gap,omitempty"`
+	JoinLower    string `json:"join_lower,omitempty"`
+	JoinUpper    string `json:"join_upper,omitempty"`
+	// The input of the record-by-record comparison: events, and its
+	// span of event time.
+	CompareEvents int    `json:"compare_events,omitempty"`
+	CompareSpan   string `json:"compare_span,omitempty"`
 }
 
 func reportConfig(c Config) ReportConfig {
@@ -57,6 +69,9 @@ func reportConfig(c Config) ReportConfig {
 		Runs: c.Runs, Parallelism: c.Parallelism,
 		CheckpointInterval: c.CheckpointInterval.String(), WindowSize: c.WindowSize.String(),
 		OutOfOrderness: c.OutOfOrderness.String(), FlinkJVMOpts: strings.Join(c.FlinkJVMOpts, " "),
+		SlidingSize: c.SlidingSize.String(), SlidingSlide: c.SlidingSlide.String(), SessionGap: c.SessionGap.String(),
+		JoinLower: c.JoinLower.String(), JoinUpper: c.JoinUpper.String(),
+		CompareEvents: c.CompareEvents, CompareSpan: (time.Duration(c.CompareEvents) * c.CompareStep).String(),
 	}
 }
 
@@ -215,6 +230,24 @@ func (r *Report) summarize(wls []workload, cfg Config) {
 	if !cfg.Q0 {
 		r.Skipped = append(r.Skipped, "Q0 passthrough: not run")
 	}
+	if len(cfg.Only) > 0 {
+		r.Skipped = append(r.Skipped, "workloads not in -only "+strings.Join(cfg.Only, ",")+": not run")
+	}
+	var cmpd, checkOnly []string
+	for _, w := range wls {
+		if slices.Contains(comparedModes, w.mode) && !w.checkOnly {
+			cmpd = append(cmpd, w.name)
+		}
+		if w.checkOnly {
+			checkOnly = append(checkOnly, w.name)
+		}
+	}
+	if len(checkOnly) > 0 {
+		r.Skipped = append(r.Skipped, strings.Join(checkOnly, "; ")+": in the equal-work check only, not timed")
+	}
+	if cfg.Live && len(cmpd) > 0 {
+		r.Skipped = append(r.Skipped, "latency and recovery of "+strings.Join(cmpd, "; ")+": not measured (the live runs cover Q0 and Q1)")
+	}
 	r.Notes = []string{
 		"The broker (one Kafka JVM: " + strings.Join(cfg.BrokerJVMFlags, " ") + ") shares the machine's cores with the system measured: on a small machine it, not the jobs, can bound throughput; compare the ceiling row.",
 		"Flink keeps window state on the heap (hashmap backend) with file checkpoint storage; weir keeps it in Pebble on disk (Flink's closer analogue would be RocksDB).",
@@ -311,11 +344,22 @@ func (r *Report) Markdown(chart string) string {
 		"Both systems (and the ceiling's consumers): parallelism %d, checkpoints every %s, %s event-time tumbling windows, watermark bound %s, read_committed. "+
 		"Runs per figure: %d (figures of the median run by throughput).\n\n",
 		c.Events, c.EventBytes, c.Partitions, c.Keys, c.Parallelism, c.CheckpointInterval, c.WindowSize, c.OutOfOrderness, c.Runs)
+	if r.hasMode("sliding", "session", "interval") && len(c.Keys) > 0 {
+		fmt.Fprintf(&b, "The sliding workload counts and sums in %s event-time windows starting every %s (Flink: SlidingEventTimeWindows), the session workload in sessions closed by a %s gap (Flink: EventTimeSessionWindows), with the same output records as Q1; "+
+			"the interval join reads the input once, splits it by seq parity (left even, right odd), keys both sides by user and joins every left a with every right b where a.ts%s <= b.ts <= a.ts%s (weir: the dataflow API's IntervalJoin; Flink: intervalJoin().between()), "+
+			"one output record per pair. These run exactly-once at keys %d; weir runs the windows from a job spec, as the job file does.\n\n",
+			c.SlidingSize, c.SlidingSlide, c.SessionGap, signed(c.JoinLower), signed(c.JoinUpper), c.Keys[0])
+	}
 	m := r.Machine
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %s GB memory, %s; Go %s; Java: %s; Apache Kafka %s (one broker); Apache Flink %s (local MiniCluster, one JVM, %s). "+
 		"Load average before %s, after %s.\n\n",
 		m.CPU, m.Cores, m.MemoryGB, m.OS, strings.TrimPrefix(m.Go, "go"), m.Java, m.Kafka, m.Flink, c.FlinkJVMOpts, r.LoadBefore, r.LoadAfter)
-	b.WriteString("Equal-work check (every workload on both systems over the same small input; read_committed output compared with what the input implies — Q1: the expected windows, each once for exactly-once, the newest value of each for at-least-once; Q0: every input record once):\n\n")
+	b.WriteString("Equal-work check (every workload on both systems over the same small input; read_committed output compared with what the input implies — Q1: the expected windows, each once for exactly-once, the newest value of each for at-least-once; Q0: every input record once; " +
+		"sliding, session and interval join: each system's output compared record by record with the records computed from the input, and weir's with Flink's (both sorted by key, window_start, window_end, or by left and right seq; the input's disorder is below the watermark bound, so no record is late and the outputs must be equal)")
+	if c.CompareEvents > 0 {
+		fmt.Fprintf(&b, "; the sliding, session and interval join workloads' input is %d events over %s of event time", c.CompareEvents, c.CompareSpan)
+	}
+	b.WriteString("):\n\n")
 	for _, ch := range r.Check {
 		wl := ch.Workload
 		if wl == "" {
@@ -371,6 +415,24 @@ func (r *Report) Markdown(chart string) string {
 	return b.String()
 }
 
+// hasMode says whether a check or a summary names a workload that starts
+// with one of the words.
+func (r *Report) hasMode(words ...string) bool {
+	for _, w := range words {
+		for _, c := range r.Check {
+			if strings.HasPrefix(c.Workload, w+" ") {
+				return true
+			}
+		}
+		for _, s := range r.Summaries {
+			if strings.HasPrefix(s.Workload, w+" ") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // eoCost describes what exactly-once costs each system, per Q1 key count.
 func (r *Report) eoCost() string {
 	tp := map[[2]string]float64{}
@@ -393,6 +455,14 @@ func (r *Report) eoCost() string {
 		return ""
 	}
 	return "Throughput of exactly-once relative to at-least-once (negative: exactly-once is slower): " + strings.Join(parts, "; ") + "."
+}
+
+// signed puts a + before a duration that has no sign.
+func signed(d string) string {
+	if strings.HasPrefix(d, "-") {
+		return d
+	}
+	return "+" + d
 }
 
 func firstLine(s string) string { return strings.SplitN(s, "\n", 2)[0] }

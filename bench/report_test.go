@@ -138,11 +138,14 @@ func TestWriteReport(t *testing.T) {
 
 func TestChartLabel(t *testing.T) {
 	for in, want := range map[string]string{
-		"ceiling (client consume)":      "CEIL",
-		"Q1 keys=1000 exactly-once":     "Q1 1K EO",
-		"Q1 keys=1000000 at-least-once": "Q1 1M ALO",
-		"Q1 keys=1500 at-least-once":    "Q1 1500 ALO",
-		"Q0 passthrough exactly-once":   "Q0 EO",
+		"ceiling (client consume)":                           "CEIL",
+		"Q1 keys=1000 exactly-once":                          "Q1 1K EO",
+		"Q1 keys=1000000 at-least-once":                      "Q1 1M ALO",
+		"Q1 keys=1500 at-least-once":                         "Q1 1500 ALO",
+		"Q0 passthrough exactly-once":                        "Q0 EO",
+		"sliding 10s/5s keys=1000 exactly-once":              "SLIDE 1K EO",
+		"session gap=1s keys=1000 exactly-once":              "SESS 1K EO",
+		"interval join -100ms..300ms keys=1000 exactly-once": "JOIN 1K EO",
 	} {
 		if got := chartLabel(in); got != want {
 			t.Errorf("chartLabel(%q) = %q, want %q", in, got, want)
@@ -180,5 +183,39 @@ func TestConfigValidate(t *testing.T) {
 	c.Keys = []int{0}
 	if err := c.validate(); err == nil {
 		t.Error("key count 0 accepted")
+	}
+}
+
+func TestMarkdownComparedWorkloads(t *testing.T) {
+	cfg := QuickConfig()
+	cfg.Only = []string{"sliding", "interval"}
+	cfg.IntervalJoin = false
+	wls := workloads(cfg)
+	r := &Report{Date: "2026-01-02T03:04:05Z", Quick: true, Config: reportConfig(cfg)}
+	r.Check = []CheckResult{
+		{Workload: wls[0].name, System: SystemWeir, OK: true, Verdict: "OK: 12 records equal"},
+		{Workload: wls[0].name, System: SystemFlink, OK: true, Verdict: "OK: 12 records equal"},
+		{Workload: wls[0].name, System: SystemsCompared, OK: true, Verdict: "OK: 12 records equal"},
+		{Workload: wls[1].name, System: SystemsCompared, OK: false, Verdict: "FAILED: record 3 (sorted by l, r) differs: weir {...}, flink {...}"},
+	}
+	r.Measurements = []Measurement{
+		{Workload: wls[0].name, System: SystemWeir, Run: 1, Throughput: 300_000},
+		{Workload: wls[0].name, System: SystemFlink, Run: 1, Throughput: 100_000},
+	}
+	r.summarize(wls, cfg)
+	md := r.Markdown("chart.png")
+	for _, want := range []string{
+		"- sliding 10s/5s keys=1000 exactly-once, weir vs flink: `OK: 12 records equal`",
+		"- interval join -100ms..300ms keys=1000 exactly-once, weir vs flink: `FAILED: record 3 (sorted by l, r)",
+		"| sliding 10s/5s keys=1000 exactly-once | weir | 300,000 | 0 | 3.00× |",
+		"10s event-time windows starting every 5s",
+		"a.ts-100ms <= b.ts <= a.ts+300ms",
+		"interval join -100ms..300ms keys=1000 exactly-once: in the equal-work check only, not timed",
+		"workloads not in -only sliding,interval: not run",
+		"input is 100000 events over 40s of event time):",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
 	}
 }

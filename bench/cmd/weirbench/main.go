@@ -45,6 +45,7 @@ func run() error {
 	par := flag.Int("parallelism", 0, "parallelism of both systems (default 2)")
 	noFlink := flag.Bool("no-flink", false, "measure weir and the ceiling only")
 	noQ0 := flag.Bool("no-q0", false, "skip Q0 passthrough")
+	only := flag.String("only", "", "comma-separated workloads to run, of "+strings.Join(bench.WorkloadFamilies, ",")+" (default all)")
 	noLive := flag.Bool("no-live", false, "skip the latency and recovery runs")
 	noRecovery := flag.Bool("no-recovery", false, "skip the recovery after SIGKILL in the live runs")
 	liveMeasure := flag.Duration("live-measure", 0, "measured interval of each live run (default 30s, or 20s with -quick)")
@@ -99,6 +100,11 @@ func run() error {
 	}
 	if *jvm != "" {
 		cfg.FlinkJVMOpts = strings.Fields(*jvm)
+	}
+	if *only != "" {
+		for _, s := range strings.Split(*only, ",") {
+			cfg.Only = append(cfg.Only, strings.TrimSpace(s))
+		}
 	}
 	cfg.Flink = !*noFlink
 	cfg.Q0 = !*noQ0

@@ -33,20 +33,27 @@ import org.apache.flink.streaming.api.CheckpointingMode;
 import org.apache.flink.streaming.api.checkpoint.CheckpointedFunction;
 import org.apache.flink.streaming.api.datastream.DataStream;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
+import org.apache.flink.streaming.api.functions.co.ProcessJoinFunction;
 import org.apache.flink.streaming.api.functions.windowing.ProcessWindowFunction;
+import org.apache.flink.streaming.api.windowing.assigners.EventTimeSessionWindows;
+import org.apache.flink.streaming.api.windowing.assigners.SlidingEventTimeWindows;
 import org.apache.flink.streaming.api.windowing.assigners.TumblingEventTimeWindows;
+import org.apache.flink.streaming.api.windowing.assigners.WindowAssigner;
 import org.apache.flink.streaming.api.windowing.windows.TimeWindow;
 import org.apache.flink.util.Collector;
 import org.apache.kafka.clients.producer.ProducerRecord;
 
 /**
- * The Flink peer of weir's benchmark harness: weir's window job (and a
- * passthrough) written with the DataStream API, run in one local JVM.
+ * The Flink peer of weir's benchmark harness: weir's window jobs, an
+ * interval join (and a passthrough) written with the DataStream API, run in
+ * one local JVM.
  *
  * <p>Arguments are key=value pairs: brokers, topic, out, group, mode
- * (window|passthrough), delivery (exactly-once|at-least-once), parallelism,
- * checkpoint-ms, checkpoint-dir (file checkpoint storage; without it the
- * JobManager's, limited to 5 MB of state), window-ms, ooo-ms, txn-prefix.
+ * (window|sliding|session|interval-join|passthrough), delivery
+ * (exactly-once|at-least-once), parallelism, checkpoint-ms, checkpoint-dir
+ * (file checkpoint storage; without it the JobManager's, limited to 5 MB of
+ * state), window-ms, slide-ms, gap-ms, lower-ms, upper-ms, ooo-ms,
+ * txn-prefix.
  * State is on the heap (hashmap backend); a failure ends the job (no
  * restarts). The source reads the topic
  * from its earliest offsets up to the end offsets it finds at start
@@ -55,7 +62,15 @@ import org.apache.kafka.clients.producer.ProducerRecord;
  * {"user","ts","amount",...} by user, assigns event time from ts with a
  * bounded-out-of-orderness watermark, counts and sums amount in tumbling
  * windows, and writes {"key","window_start","window_end","count","sum"}
- * with the user as record key. When the job ends, one line
+ * with the user as record key; sliding (SlidingEventTimeWindows of window-ms
+ * every slide-ms) and session (EventTimeSessionWindows with gap-ms) write
+ * the same records (a session's window_end is its last record's ts +
+ * gap-ms). The interval-join mode reads the topic once, splits it by seq
+ * parity (left: even, right: odd), keys both sides by user, joins them with
+ * intervalJoin(...).between(lower-ms, upper-ms) and writes
+ * {"user","l","r","lt","rt"} (left and right seq and ts) with the user as
+ * record key. Every event-time mode uses the same watermark strategy
+ * (bounded out-of-orderness ooo-ms, per Kafka partition). When the job ends, one line
  * "FLINKBENCH {json}" on stdout gives the figures the harness reads.
  */
 public final class FlinkBench {
@@ -115,6 +130,10 @@ public final class FlinkBench {
     int parallelism = Integer.parseInt(a.getOrDefault("parallelism", "1"));
     long checkpointMs = Long.parseLong(a.getOrDefault("checkpoint-ms", "1000"));
     long windowMs = Long.parseLong(a.getOrDefault("window-ms", "10000"));
+    long slideMs = Long.parseLong(a.getOrDefault("slide-ms", "5000"));
+    long gapMs = Long.parseLong(a.getOrDefault("gap-ms", "1000"));
+    long lowerMs = Long.parseLong(a.getOrDefault("lower-ms", "-200"));
+    long upperMs = Long.parseLong(a.getOrDefault("upper-ms", "300"));
     long oooMs = Long.parseLong(a.getOrDefault("ooo-ms", "0"));
     String txnPrefix = a.getOrDefault("txn-prefix", "flinkbench-" + out);
     String checkpointDir = a.get("checkpoint-dir");
@@ -178,27 +197,34 @@ public final class FlinkBench {
 
     switch (mode) {
       case "window":
+      case "sliding":
+      case "session":
         {
-          KafkaSourceBuilder<Event> b =
-              KafkaSource.<Event>builder()
-                  .setBootstrapServers(brokers)
-                  .setTopics(topic)
-                  .setGroupId(group)
-                  .setStartingOffsets(OffsetsInitializer.earliest())
-                  .setProperty("isolation.level", "read_committed")
-                  .setValueOnlyDeserializer(new EventSchema());
-          if (!unbounded) {
-            b.setBounded(OffsetsInitializer.latest());
+          WindowAssigner<Object, TimeWindow> assigner;
+          if (mode.equals("window")) {
+            assigner = TumblingEventTimeWindows.of(Duration.ofMillis(windowMs));
+          } else if (mode.equals("sliding")) {
+            assigner = SlidingEventTimeWindows.of(Duration.ofMillis(windowMs), Duration.ofMillis(slideMs));
+          } else {
+            assigner = EventTimeSessionWindows.withGap(Duration.ofMillis(gapMs));
           }
-          KafkaSource<Event> source = b.build();
-          WatermarkStrategy<Event> ws =
-              WatermarkStrategy.<Event>forBoundedOutOfOrderness(Duration.ofMillis(oooMs))
-                  .withTimestampAssigner((e, t) -> e.ts);
-          DataStream<Event> events = env.fromSource(source, ws, "kafka").map(new Probe<Event>()).returns(Event.class);
-          events
+          events(env, brokers, topic, group, unbounded, oooMs)
               .keyBy(e -> e.user)
-              .window(TumblingEventTimeWindows.of(Duration.ofMillis(windowMs)))
+              .window(assigner)
               .aggregate(new CountSum(), new ToResult())
+              .returns(TypeInformation.of(byte[][].class))
+              .sinkTo(sink);
+          break;
+        }
+      case "interval-join":
+        {
+          DataStream<Event> events = events(env, brokers, topic, group, unbounded, oooMs);
+          events
+              .filter(e -> e.seq % 2 == 0)
+              .keyBy(e -> e.user)
+              .intervalJoin(events.filter(e -> e.seq % 2 != 0).keyBy(e -> e.user))
+              .between(Duration.ofMillis(lowerMs), Duration.ofMillis(upperMs))
+              .process(new ToPair())
               .returns(TypeInformation.of(byte[][].class))
               .sinkTo(sink);
           break;
@@ -224,7 +250,8 @@ public final class FlinkBench {
           break;
         }
       default:
-        System.err.println("flinkbench: mode " + mode + ": want window or passthrough");
+        System.err.println(
+            "flinkbench: mode " + mode + ": want window, sliding, session, interval-join or passthrough");
         System.exit(2);
         return;
     }
@@ -261,6 +288,31 @@ public final class FlinkBench {
     System.exit(0);
   }
 
+  /**
+   * The events of topic (earliest to the end offsets at start, or on until
+   * killed when unbounded), read_committed, with event time from ts and a
+   * bounded-out-of-orderness watermark of oooMs per partition, counted by
+   * the probe.
+   */
+  private static DataStream<Event> events(
+      StreamExecutionEnvironment env, String brokers, String topic, String group, boolean unbounded, long oooMs) {
+    KafkaSourceBuilder<Event> b =
+        KafkaSource.<Event>builder()
+            .setBootstrapServers(brokers)
+            .setTopics(topic)
+            .setGroupId(group)
+            .setStartingOffsets(OffsetsInitializer.earliest())
+            .setProperty("isolation.level", "read_committed")
+            .setValueOnlyDeserializer(new EventSchema());
+    if (!unbounded) {
+      b.setBounded(OffsetsInitializer.latest());
+    }
+    WatermarkStrategy<Event> ws =
+        WatermarkStrategy.<Event>forBoundedOutOfOrderness(Duration.ofMillis(oooMs))
+            .withTimestampAssigner((e, t) -> e.ts);
+    return env.fromSource(b.build(), ws, "kafka").map(new Probe<Event>()).returns(Event.class);
+  }
+
   private static String need(Map<String, String> a, String k) {
     String v = a.get(k);
     if (v == null || v.isEmpty()) {
@@ -275,6 +327,7 @@ public final class FlinkBench {
     public String user;
     public long ts;
     public long amount;
+    public long seq;
 
     public Event() {}
   }
@@ -308,6 +361,9 @@ public final class FlinkBench {
               break;
             case "amount":
               e.amount = p.getLongValue();
+              break;
+            case "seq":
+              e.seq = p.getLongValue();
               break;
             default:
               p.skipChildren();
@@ -434,6 +490,22 @@ public final class FlinkBench {
       out.collect(
           new byte[][] {
             key.getBytes(StandardCharsets.UTF_8), sb.toString().getBytes(StandardCharsets.UTF_8)
+          });
+    }
+  }
+
+  /** Formats one joined pair as weir's bench job does; the user goes along as the record key. */
+  static final class ToPair extends ProcessJoinFunction<Event, Event, byte[][]> {
+    @Override
+    public void processElement(Event l, Event r, Context ctx, Collector<byte[][]> out) {
+      StringBuilder sb = new StringBuilder(96);
+      sb.append("{\"user\":\"").append(l.user).append("\",\"l\":").append(l.seq)
+          .append(",\"r\":").append(r.seq)
+          .append(",\"lt\":").append(l.ts)
+          .append(",\"rt\":").append(r.ts).append('}');
+      out.collect(
+          new byte[][] {
+            l.user.getBytes(StandardCharsets.UTF_8), sb.toString().getBytes(StandardCharsets.UTF_8)
           });
     }
   }
