@@ -27,16 +27,26 @@ type SessionVerdict struct {
 	// Merged counts results whose window a later, wider result of the same
 	// key covers (the session grew or merged with another).
 	Merged int
-	// Problems lists up to ProblemsMax violations; ProblemCount counts
-	// them all. OK is ProblemCount == 0.
+	// Problems lists up to ProblemsMax violations, at most
+	// problemsPerKind of each kind; ProblemCount counts them all, Kinds
+	// by kind ("duplicate firing", "lost record", ...). OK is
+	// ProblemCount == 0.
 	Problems     []string
 	ProblemCount int
+	Kinds        map[string]int
 	OK           bool
 }
 
-func (v *SessionVerdict) problem(format string, args ...any) {
+// problemsPerKind is the most problems of one kind Problems lists.
+const problemsPerKind = 5
+
+func (v *SessionVerdict) problem(kind, format string, args ...any) {
 	v.ProblemCount++
-	if len(v.Problems) < ProblemsMax {
+	if v.Kinds == nil {
+		v.Kinds = map[string]int{}
+	}
+	v.Kinds[kind]++
+	if len(v.Problems) < ProblemsMax && v.Kinds[kind] <= problemsPerKind {
 		v.Problems = append(v.Problems, fmt.Sprintf(format, args...))
 	}
 }
@@ -45,7 +55,12 @@ func (v *SessionVerdict) problem(format string, args ...any) {
 func (v SessionVerdict) String() string {
 	head := "exactly-once OK"
 	if !v.OK {
-		head = fmt.Sprintf("FAILED problems=%d", v.ProblemCount)
+		kinds := make([]string, 0, len(v.Kinds))
+		for k, n := range v.Kinds {
+			kinds = append(kinds, fmt.Sprintf("%s: %d", k, n))
+		}
+		sort.Strings(kinds)
+		head = fmt.Sprintf("FAILED problems=%d (%s)", v.ProblemCount, strings.Join(kinds, ", "))
 	}
 	return fmt.Sprintf("sessions verdict: %s input=%d results=%d late=%d final_sessions=%d refired=%d merged=%d",
 		head, v.Input, v.Results, v.Late, len(v.Final), v.Refired, v.Merged)
@@ -107,7 +122,7 @@ func CheckSessions(gapMs int64, input []Event, results []Result, late []Record) 
 	byKey := map[string][]Event{}
 	for _, e := range input {
 		if _, dup := bySeq[e.Seq]; dup {
-			v.problem("input: seq %d twice (the checker needs distinct seqs)", e.Seq)
+			v.problem("input", "input: seq %d twice (the checker needs distinct seqs)", e.Seq)
 			continue
 		}
 		bySeq[e.Seq] = e
@@ -122,21 +137,21 @@ func CheckSessions(gapMs int64, input []Event, results []Result, late []Record) 
 	for _, r := range late {
 		e, err := ParseEvent(r.Value)
 		if err != nil {
-			v.problem("late topic partition %d offset %d: not an input record: %v", r.Partition, r.Offset, err)
+			v.problem("late topic", "late topic partition %d offset %d: not an input record: %v", r.Partition, r.Offset, err)
 			continue
 		}
 		in, ok := bySeq[e.Seq]
 		if !ok {
-			v.problem("late topic partition %d offset %d: seq %d is no input record", r.Partition, r.Offset, e.Seq)
+			v.problem("late topic", "late topic partition %d offset %d: seq %d is no input record", r.Partition, r.Offset, e.Seq)
 			continue
 		}
 		if !bytes.Equal(r.Value, in.JSON()) || !bytes.Equal(r.Key, []byte(in.Key)) {
-			v.problem("late topic partition %d offset %d: key %q value %q, but the input record seq %d was key %q value %q",
+			v.problem("late topic", "late topic partition %d offset %d: key %q value %q, but the input record seq %d was key %q value %q",
 				r.Partition, r.Offset, r.Key, r.Value, e.Seq, in.Key, in.JSON())
 			continue
 		}
 		if prev, dup := lateAt[e.Seq]; dup {
-			v.problem("late topic: seq %d written twice (partition %d offsets %d and %d)", e.Seq, r.Partition, prev.Offset, r.Offset)
+			v.problem("late topic twice", "late topic: seq %d written twice (partition %d offsets %d and %d)", e.Seq, r.Partition, prev.Offset, r.Offset)
 			continue
 		}
 		lateAt[e.Seq] = r
@@ -156,14 +171,14 @@ func CheckSessions(gapMs int64, input []Event, results []Result, late []Record) 
 			v.Refired++
 			switch {
 			case r.Count == prev:
-				v.problem("duplicate firing: %s written again with the same count (a replayed firing)", r)
+				v.problem("duplicate firing", "duplicate firing: %s written again with the same count (a replayed firing)", r)
 			case r.Count < prev:
-				v.problem("count went down: %s written after count %d for the same window", r, prev)
+				v.problem("count went down", "count went down: %s written after count %d for the same window", r, prev)
 			}
 		}
 		lastCount[w] = max(lastCount[w], r.Count)
 		if why := formable(gapMs, byKey[r.Key], r); why != "" {
-			v.problem("impossible window: %s: %s", r, why)
+			v.problem("impossible window", "impossible window: %s: %s", r, why)
 		}
 	}
 
@@ -204,7 +219,7 @@ func CheckSessions(gapMs int64, input []Event, results []Result, late []Record) 
 		slices.SortFunc(final, func(a, b Result) int { return cmp.Compare(a.WindowStart, b.WindowStart) })
 		for i := 1; i < len(final); i++ {
 			if final[i].WindowStart < final[i-1].WindowEnd {
-				v.problem("final sessions overlap: %s and %s", final[i-1], final[i])
+				v.problem("final sessions overlap", "final sessions overlap: %s and %s", final[i-1], final[i])
 			}
 		}
 		v.Final = append(v.Final, final...)
@@ -224,7 +239,7 @@ func CheckSessions(gapMs int64, input []Event, results []Result, late []Record) 
 			outSum += f.Sum
 		}
 		if outCount+lateCount != inCount || outSum+float64(lateSum) != float64(inSum) {
-			v.problem("key %q: final sessions count %d sum %s, late topic %d records sum %d; the input has %d records sum %d",
+			v.problem("key accounting", "key %q: final sessions count %d sum %s, late topic %d records sum %d; the input has %d records sum %d",
 				k, outCount, formatSum(outSum), lateCount, lateSum, inCount, inSum)
 		}
 
@@ -244,17 +259,17 @@ func CheckSessions(gapMs int64, input []Event, results []Result, late []Record) 
 			}
 			switch len(in) {
 			case 0:
-				v.problem("lost record: seq %d (key %q ts %d amount %d) is in no final session and not in the late topic", e.Seq, e.Key, e.TS, e.Amount)
+				v.problem("lost record", "lost record: seq %d (key %q ts %d amount %d) is in no final session and not in the late topic", e.Seq, e.Key, e.TS, e.Amount)
 			case 1:
 				counts[in[0]]++
 				sums[in[0]] += e.Amount
 			default:
-				v.problem("record seq %d (key %q ts %d) is in %d final sessions", e.Seq, e.Key, e.TS, len(in))
+				v.problem("record in several sessions", "record seq %d (key %q ts %d) is in %d final sessions", e.Seq, e.Key, e.TS, len(in))
 			}
 		}
 		for i, f := range final {
 			if f.Count != counts[i] || f.Sum != float64(sums[i]) {
-				v.problem("final session %s: the input records in it that are not in the late topic are count %d sum %d",
+				v.problem("final session count", "final session %s: the input records in it that are not in the late topic are count %d sum %d",
 					f, counts[i], sums[i])
 			}
 		}
