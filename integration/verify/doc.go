@@ -33,5 +33,8 @@
 //     output. Every wait is bounded by the context (DefaultTimeout without
 //     a deadline).
 //  6. Checks it with Compare (exactly-once) or CompareLatest (at-least-once
-//     after crashes), and prints the Verdict; Report adds examples.
+//     after crashes), and prints the Verdict; Report adds examples. The
+//     output of a session-window job with allowed lateness and a late
+//     topic is checked with CheckSessions instead, which holds for any
+//     single execution whatever came late.
 package verify

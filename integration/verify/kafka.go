@@ -217,6 +217,28 @@ func ReadAll(ctx context.Context, brokers, topic, isolation string) ([][]byte, e
 	return out, nil
 }
 
+// Record is one Kafka record as ReadRecords returns it.
+type Record struct {
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+}
+
+// ReadRecords reads topic as ReadAll does and returns every record with
+// its partition, offset and key, partition by partition in offset order.
+func ReadRecords(ctx context.Context, brokers, topic, isolation string) ([]Record, error) {
+	recs, err := readAll(ctx, brokers, topic, isolation)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Record, len(recs))
+	for i, r := range recs {
+		out[i] = Record{Partition: r.partition, Offset: r.offset, Key: r.key, Value: r.value}
+	}
+	return out, nil
+}
+
 // ReadResults reads topic with ReadAll and parses every value with
 // ParseResult. It fails on the first record that does not parse or whose
 // record key is not the result's key, naming its partition and offset.
