@@ -125,7 +125,13 @@ func (r *infraRun) waitRun(t *testing.T) error {
 // when the job returns first.
 func (r *infraRun) waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.After(infraWait)
+	r.waitUntilWithin(t, infraWait, what, cond)
+}
+
+// waitUntilWithin is waitUntil with its own bound.
+func (r *infraRun) waitUntilWithin(t *testing.T, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(bound)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
@@ -133,7 +139,7 @@ func (r *infraRun) waitUntil(t *testing.T, what string, cond func() bool) {
 		case err := <-r.done:
 			t.Fatalf("the job returned (%v) while waiting for %s", err, what)
 		case <-deadline:
-			t.Fatalf("%s: not within %v (stats %+v)", what, infraWait, r.job.Stats())
+			t.Fatalf("%s: not within %v (stats %+v)", what, bound, r.job.Stats())
 		case <-tick.C:
 		}
 	}
