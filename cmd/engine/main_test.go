@@ -383,21 +383,14 @@ func TestRunFailsAtRunTime(t *testing.T) {
 	brokers := startKfake(t)
 	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "in", Partition: 0, Value: []byte("not json")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceNotJSON(t, ctx, brokers)
 	job := writeJobFile(t, brokers, "")
 	cmd, out, stderr := startRun(t, ctx, "run", "--config", job, "--status-interval", "0", "--log-level", "error")
 	var stdout []string
 	for l := range out {
 		stdout = append(stdout, l)
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("engine run: %v (ctx %v), want exit 1; stderr:\n%s", err, ctx.Err(), stderr)
@@ -634,14 +627,7 @@ func TestRunSIGTERMWhileRestarting(t *testing.T) {
 	brokers := startKfake(t)
 	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "in", Partition: 0, Value: []byte("not json")}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceNotJSON(t, ctx, brokers)
 	dir := filepath.Join(t.TempDir(), "ck")
 	job := writeJobFile(t, brokers, checkpointLines(dir)+"restart:\n  strategy: fixed-delay\n  attempts: 5\n  delay: 1h\n")
 	cmd := exec.CommandContext(ctx, engineBin, "run", "--config", job, "--status-interval", "0", "--log-level", "info")
@@ -668,7 +654,7 @@ func TestRunSIGTERMWhileRestarting(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	exited = true
 	if err != nil {
 		t.Fatalf("engine run: %v (ctx %v), want exit 0; stderr:\n%s", err, ctx.Err(), stderr)
@@ -694,4 +680,17 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// produceNotJSON writes a record that is not JSON to partition 0 of "in".
+func produceNotJSON(t *testing.T, ctx context.Context, brokers string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "in", Partition: 0, Value: []byte("not json")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,17 +1,16 @@
 package join
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"math"
 	"math/rand"
 	"slices"
-	"sort"
 	"testing"
 	"time"
 
 	"github.com/weirstream/weir/operator"
+	"github.com/weirstream/weir/operator/optest"
 )
 
 var joinSeed = flag.Int64("join-seed", 0, "seed of TestIntervalMatchesModel to replay (0: a fresh one)")
@@ -116,19 +115,14 @@ type run struct {
 	op           *Interval[int64, int64]
 	out          []pair
 	late         []int64
-	store        map[string][]byte
+	store        optest.Store
 }
 
-func (r *run) open(snap map[string][]byte, wm int64) {
+func (r *run) open(snap optest.Store, wm int64) {
 	r.st = operator.NewKeyedState(operator.KeyedStateConfig{Track: true, Now: func() int64 { return 0 }})
 	var it operator.Iter
 	if snap != nil {
-		mi := &memIter{}
-		for k, v := range snap {
-			mi.kvs = append(mi.kvs, [2][]byte{[]byte(k), v})
-		}
-		sort.Slice(mi.kvs, func(i, j int) bool { return bytes.Compare(mi.kvs[i][0], mi.kvs[j][0]) < 0 })
-		it = mi
+		it = snap.Iter()
 	}
 	if err := r.st.Restore(it); err != nil {
 		r.t.Fatal(err)
@@ -171,36 +165,14 @@ func (r *run) do(s step) {
 	}
 }
 
-func (r *run) checkpoint() (map[string][]byte, int64, int, int) {
+func (r *run) checkpoint() (optest.Store, int64, int, int) {
 	es, err := r.st.Capture()()
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	for _, e := range es {
-		if e.Value == nil {
-			delete(r.store, string(e.Key))
-		} else {
-			r.store[string(e.Key)] = bytes.Clone(e.Value)
-		}
-	}
-	snap := make(map[string][]byte, len(r.store))
-	for k, v := range r.store {
-		snap[k] = v
-	}
-	return snap, r.st.Watermark(), len(r.out), len(r.late)
+	r.store.Apply(es)
+	return r.store.Clone(), r.st.Watermark(), len(r.out), len(r.late)
 }
-
-type memIter struct {
-	kvs [][2][]byte
-	i   int
-}
-
-func (it *memIter) First() bool            { it.i = 0; return it.Valid() }
-func (it *memIter) Valid() bool            { return it.i < len(it.kvs) }
-func (it *memIter) Next() bool             { it.i++; return it.Valid() }
-func (it *memIter) Key() []byte            { return it.kvs[it.i][0] }
-func (it *memIter) Value() ([]byte, error) { return it.kvs[it.i][1], nil }
-func (it *memIter) Error() error           { return nil }
 
 // TestIntervalMatchesModel runs random out-of-order two-sided streams
 // through the interval join with several bounds and compares the pairs
@@ -219,7 +191,7 @@ func TestIntervalMatchesModel(t *testing.T) {
 		for _, b := range [][2]int64{{-10, 10}, {0, 0}, {5, 20}, {-20, -5}, {-3, 0}} {
 			steps := genSteps(rng, 500)
 			m := &model{lower: b[0], upper: b[1], wm: math.MinInt64, left: map[string][]tv{}, right: map[string][]tv{}}
-			r := &run{t: t, lower: b[0], upper: b[1], store: map[string][]byte{}}
+			r := &run{t: t, lower: b[0], upper: b[1], store: optest.Store{}}
 			r.open(nil, math.MinInt64)
 			for i, s := range steps {
 				if s.crash {

@@ -1,7 +1,6 @@
 package window
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"math"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weirstream/weir/operator"
+	"github.com/weirstream/weir/operator/optest"
 )
 
 var keyedSeed = flag.Int64("window-seed", 0, "seed of TestKeyedMatchesModel to replay (0: a fresh one)")
@@ -234,11 +234,11 @@ type run struct {
 	op    *Keyed[int64, acc]
 	out   []emission
 	late  []int64
-	store map[string][]byte
+	store optest.Store
 }
 
 func newRun(t *testing.T, cfg Config[int64, acc]) *run {
-	r := &run{t: t, cfg: cfg, store: map[string][]byte{}}
+	r := &run{t: t, cfg: cfg, store: optest.Store{}}
 	r.open(nil, math.MinInt64)
 	return r
 }
@@ -282,49 +282,22 @@ func (r *run) do(s step) {
 
 // checkpoint applies a capture to the store and returns what a restore
 // needs: the store's state and the watermark.
-func (r *run) checkpoint() (snap map[string][]byte, wm int64, nOut, nLate int) {
+func (r *run) checkpoint() (snap optest.Store, wm int64, nOut, nLate int) {
 	es, err := r.st.Capture()()
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	for _, e := range es {
-		if e.Value == nil {
-			delete(r.store, string(e.Key))
-		} else {
-			r.store[string(e.Key)] = bytes.Clone(e.Value)
-		}
-	}
-	snap = make(map[string][]byte, len(r.store))
-	for k, v := range r.store {
-		snap[k] = v
-	}
-	return snap, r.st.Watermark(), len(r.out), len(r.late)
+	r.store.Apply(es)
+	return r.store.Clone(), r.st.Watermark(), len(r.out), len(r.late)
 }
 
 // restore goes back to a checkpoint: its state, and only the output
 // committed up to it (exactly once).
-func (r *run) restore(snap map[string][]byte, wm int64, nOut, nLate int) {
+func (r *run) restore(snap optest.Store, wm int64, nOut, nLate int) {
 	r.store = snap
-	it := &memIter{}
-	for k, v := range snap {
-		it.kvs = append(it.kvs, [2][]byte{[]byte(k), v})
-	}
-	sort.Slice(it.kvs, func(i, j int) bool { return bytes.Compare(it.kvs[i][0], it.kvs[j][0]) < 0 })
 	r.out, r.late = r.out[:nOut], r.late[:nLate]
-	r.open(it, wm)
+	r.open(snap.Iter(), wm)
 }
-
-type memIter struct {
-	kvs [][2][]byte
-	i   int
-}
-
-func (it *memIter) First() bool            { it.i = 0; return it.Valid() }
-func (it *memIter) Valid() bool            { return it.i < len(it.kvs) }
-func (it *memIter) Next() bool             { it.i++; return it.Valid() }
-func (it *memIter) Key() []byte            { return it.kvs[it.i][0] }
-func (it *memIter) Value() ([]byte, error) { return it.kvs[it.i][1], nil }
-func (it *memIter) Error() error           { return nil }
 
 // TestKeyedMatchesModel runs random out-of-order streams through every
 // window kind, with and without allowed lateness, and compares the fired
