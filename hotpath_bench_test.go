@@ -1,0 +1,139 @@
+package weir
+
+import (
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/weirstream/weir/actors"
+	"github.com/weirstream/weir/integration/verify"
+	"github.com/weirstream/weir/operator"
+	"github.com/weirstream/weir/operator/window"
+)
+
+// The per-record cost of the built-in hot paths, without Kafka: decoding
+// a poll's records (the consume side), aggregating them, and encoding the
+// results (the produce side). Each benchmark reports ns/record and
+// allocs/record over batches of benchBatch records, the figures the
+// Throughput issue tracks (go test -run '^$' -bench . -benchmem .).
+
+const benchBatch = 1024
+
+func benchEvents(b *testing.B) [][]byte {
+	b.Helper()
+	events, err := verify.Generate(verify.GenConfig{Seed: 1, Keys: 1000, Partitions: 1, Events: benchBatch,
+		Start: 1_700_000_000_000, Step: time.Millisecond, OutOfOrderness: 100 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	values := make([][]byte, len(events))
+	for i, e := range events {
+		values[i] = e.AppendJSON(nil)
+	}
+	return values
+}
+
+// perRecord reports the figures per record of b.N batches of n records.
+func perRecord(b *testing.B, n int, allocsBefore, allocsAfter uint64) {
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+	b.ReportMetric(float64(allocsAfter-allocsBefore)/float64(b.N*n), "allocs/record")
+}
+
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
+}
+
+// BenchmarkConsumeWindowRecords: the window job's decoder (JSON field
+// extraction of key, event time and value) over one poll's records.
+func BenchmarkConsumeWindowRecords(b *testing.B) {
+	values := benchEvents(b)
+	d := &extractDecoder{extract: actors.JSONExtractor("user", "ts", "amount")}
+	b.ResetTimer()
+	before := mallocs()
+	for i := 0; i < b.N; i++ {
+		for off, v := range values {
+			if _, err := d.Decode(nil, v, 0, 0, int64(off)); err != nil {
+				b.Fatal(err)
+			}
+			d.Keep()
+		}
+		d.Take()
+	}
+	perRecord(b, len(values), before, mallocs())
+}
+
+// BenchmarkConsumeJSONFormat: the dataflow API's JSON format decoder with
+// an EventTime function over one poll's records.
+func BenchmarkConsumeJSONFormat(b *testing.B) {
+	values := benchEvents(b)
+	d := &decoder[ev]{format: JSON[ev](), ts: func(e ev) int64 { return e.TS }}
+	b.ResetTimer()
+	before := mallocs()
+	for i := 0; i < b.N; i++ {
+		for off, v := range values {
+			if _, err := d.Decode(nil, v, 0, 0, int64(off)); err != nil {
+				b.Fatal(err)
+			}
+			d.Keep()
+		}
+		d.Take()
+	}
+	perRecord(b, len(values), before, mallocs())
+}
+
+// BenchmarkOperatorTumbling: one batch of decoded records through the
+// tumbling count/sum window operator (1000 keys), with a watermark after
+// each batch and checkpoints on.
+func BenchmarkOperatorTumbling(b *testing.B) {
+	values := benchEvents(b)
+	d := &extractDecoder{extract: actors.JSONExtractor("user", "ts", "amount")}
+	for off, v := range values {
+		if _, err := d.Decode(nil, v, 0, 0, int64(off)); err != nil {
+			b.Fatal(err)
+		}
+		d.Keep()
+	}
+	data, _ := d.Take()
+	recs := data.([]operator.Rec[float64])
+	w := window.NewTumbling(1000, true)
+	span := recs[len(recs)-1].TS - recs[0].TS + 1
+	b.ResetTimer()
+	before := mallocs()
+	for i := 0; i < b.N; i++ {
+		shift := int64(i) * span
+		for _, r := range recs {
+			w.Add(r.Key, r.TS+shift, r.V)
+		}
+		w.Fire(recs[len(recs)-1].TS+shift-200, func(window.Result) {})
+		if i%16 == 15 {
+			w.Capture()
+		}
+	}
+	perRecord(b, len(recs), before, mallocs())
+}
+
+// BenchmarkProduceWindowResults: encoding window results as the job's
+// JSON into the sink's batches (the records handed to the producer).
+func BenchmarkProduceWindowResults(b *testing.B) {
+	results := make([]operator.Rec[window.Result], benchBatch)
+	for i := range results {
+		results[i] = operator.Rec[window.Result]{V: window.Result{Key: "u" + string(rune('a'+i%26)), Start: 1_700_000_000_000, Count: int64(i), Sum: float64(i) * 1.5}}
+	}
+	sent := 0
+	w := &rawBatch[window.Result]{format: resultFormat{sizeMillis: 1000}, batch: benchBatch, onErr: func(err error) { b.Fatal(err) },
+		send: func(_ int, _ any, n int) { sent += n }}
+	b.ResetTimer()
+	before := mallocs()
+	for i := 0; i < b.N; i++ {
+		for _, r := range results {
+			w.Emit(r)
+		}
+		w.flush()
+	}
+	perRecord(b, len(results), before, mallocs())
+	if sent != b.N*len(results) {
+		b.Fatalf("sent %d records, want %d", sent, b.N*len(results))
+	}
+}
