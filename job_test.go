@@ -29,3 +29,23 @@ func TestKafkaConfigError(t *testing.T) {
 		}
 	}
 }
+
+// keyCache returns the key's string, never aliasing the bytes it was
+// given, and holds at most keyCacheMax keys.
+func TestKeyCache(t *testing.T) {
+	var c keyCache
+	b := []byte("user-1")
+	s := c.get(b)
+	b[0] = 'X'
+	if s != "user-1" || c.get([]byte("user-1")) != "user-1" || c.get(b) != "Xser-1" {
+		t.Fatalf("got %q, %q, %q", s, c.get([]byte("user-1")), c.get(b))
+	}
+	for i := 0; i < keyCacheMax+10; i++ {
+		if k := fmt.Sprintf("k%d", i); c.get([]byte(k)) != k {
+			t.Fatalf("key %s", k)
+		}
+		if len(c.m) > keyCacheMax {
+			t.Fatalf("the cache holds %d keys, more than %d", len(c.m), keyCacheMax)
+		}
+	}
+}

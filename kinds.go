@@ -51,7 +51,9 @@ func kindGraph(spec JobSpec) (*graphPlan, error) {
 // and event time go into the record, the value to sum is the value.
 type extractDecoder struct {
 	extract actors.Extractor
+	keys    keyCache
 	buf     []operator.Rec[float64]
+	last    int                   // records of the previous batch: the next one's capacity
 	next    operator.Rec[float64] // decoded, not kept yet
 }
 
@@ -60,13 +62,13 @@ func (d *extractDecoder) Decode(_, value []byte, _ int64, _ int32, _ int64) (int
 	if err != nil {
 		return 0, err
 	}
-	d.next = operator.Rec[float64]{TS: ts, Key: string(key), V: v}
+	d.next = operator.Rec[float64]{TS: ts, Key: d.keys.get(key), V: v}
 	return ts, nil
 }
 
 func (d *extractDecoder) Keep() {
 	if d.buf == nil {
-		d.buf = make([]operator.Rec[float64], 0, 256)
+		d.buf = make([]operator.Rec[float64], 0, max(256, d.last))
 	}
 	d.buf = append(d.buf, d.next)
 	d.next = operator.Rec[float64]{}
@@ -74,8 +76,28 @@ func (d *extractDecoder) Keep() {
 
 func (d *extractDecoder) Take() (any, int) {
 	b := d.buf
-	d.buf = nil
+	d.buf, d.last = nil, len(b)
 	return b, len(b)
+}
+
+// keyCache turns key bytes into strings, allocating each distinct key once
+// while it stays in the cache: keys repeat (that is what keying is for),
+// and a string per record is an allocation per record. The cache is
+// bounded: when it holds keyCacheMax keys it starts over.
+type keyCache struct{ m map[string]string }
+
+const keyCacheMax = 1 << 16
+
+func (c *keyCache) get(b []byte) string {
+	if s, ok := c.m[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	if c.m == nil || len(c.m) >= keyCacheMax {
+		c.m = make(map[string]string, 1024)
+	}
+	s := string(b)
+	c.m[s] = s
+	return s
 }
 
 // resultFormat writes a window result as the window job's JSON, keyed by
@@ -206,6 +228,7 @@ func windowGraph(e *Env, spec JobSpec, src *sourceNode, sk *sinkNode, extract ac
 // lateDecoder is extractDecoder keeping each record's bytes.
 type lateDecoder struct {
 	extract actors.Extractor
+	keys    keyCache
 	buf     []operator.Rec[lateRec]
 	next    operator.Rec[lateRec]
 }
@@ -215,7 +238,7 @@ func (d *lateDecoder) Decode(key, value []byte, _ int64, _ int32, _ int64) (int6
 	if err != nil {
 		return 0, err
 	}
-	d.next = operator.Rec[lateRec]{TS: ts, Key: string(k), V: lateRec{V: v, Key: key, Value: value}}
+	d.next = operator.Rec[lateRec]{TS: ts, Key: d.keys.get(k), V: lateRec{V: v, Key: key, Value: value}}
 	return ts, nil
 }
 
