@@ -301,15 +301,57 @@ func SinkUID(id string) SinkOption { return func(s *sinkNode) { s.opts = append(
 // rawBatch encodes records for a sink.
 type rawBatch[T any] struct {
 	format Format[T]
+	app    appendEncoder[T] // format's, when it has one
 	send   func(int, any, int)
 	target int
 	batch  int
 	onErr  func(error)
 	buf    []actors.RawRecord
+	// arena holds the encoded records of the batch being filled (with
+	// app): one allocation for many records. It is never written again
+	// once its records are sent.
+	arena []byte
+}
+
+func newRawBatch[T any](format Format[T], send func(int, any, int), target, batch int, onErr func(error)) *rawBatch[T] {
+	w := &rawBatch[T]{format: format, send: send, target: target, batch: batch, onErr: onErr}
+	w.app, _ = format.(appendEncoder[T])
+	return w
+}
+
+// appendEncoder is a Format that encodes a value's key and value by
+// appending them to a buffer (the built-in result formats): the sink then
+// needs no allocation per record.
+type appendEncoder[T any] interface {
+	// AppendEncode appends v's key and then its value to dst and returns
+	// the extended buffer and the two lengths.
+	AppendEncode(dst []byte, v T) (out []byte, keyLen, valueLen int, err error)
+}
+
+// arenaSize is the size of a rawBatch arena.
+const arenaSize = 64 << 10
+
+func (w *rawBatch[T]) encode(v T) (key, value []byte, err error) {
+	if w.app == nil {
+		return w.format.Encode(v)
+	}
+	if cap(w.arena)-len(w.arena) < 512 {
+		w.arena = make([]byte, 0, arenaSize)
+	}
+	start := len(w.arena)
+	out, kl, vl, err := w.app.AppendEncode(w.arena, v)
+	if err != nil {
+		return nil, nil, err
+	}
+	// A record larger than the room left moved out to a new array (the
+	// records before it keep the old one): go on in the new one.
+	w.arena = out
+	k, end := start+kl, start+kl+vl
+	return out[start:k:k], out[k:end:end], nil
 }
 
 func (w *rawBatch[T]) Emit(r operator.Rec[T]) {
-	k, v, err := w.format.Encode(r.V)
+	k, v, err := w.encode(r.V)
 	if err != nil {
 		w.onErr(err)
 		return
@@ -327,6 +369,7 @@ func (w *rawBatch[T]) flush() {
 	if len(w.buf) > 0 {
 		w.send(w.target, w.buf, len(w.buf))
 		w.buf = nil
+		w.arena = nil // its records are sent: the next batch gets its own
 	}
 }
 
@@ -351,7 +394,7 @@ func addSink[T any](s Stream[T], sk *sinkNode, format Format[T]) {
 	n.sink = sk
 	n.connect(s, nil)
 	sk.writer = func(send func(int, any, int), target int, onErr func(error)) (any, func()) {
-		w := &rawBatch[T]{format: format, send: send, target: target, batch: 1024, onErr: onErr}
+		w := newRawBatch(format, send, target, 1024, onErr)
 		return w, w.flush
 	}
 }

@@ -122,8 +122,8 @@ func BenchmarkProduceWindowResults(b *testing.B) {
 		results[i] = operator.Rec[window.Result]{V: window.Result{Key: "u" + string(rune('a'+i%26)), Start: 1_700_000_000_000, Count: int64(i), Sum: float64(i) * 1.5}}
 	}
 	sent := 0
-	w := &rawBatch[window.Result]{format: resultFormat{sizeMillis: 1000}, batch: benchBatch, onErr: func(err error) { b.Fatal(err) },
-		send: func(_ int, _ any, n int) { sent += n }}
+	w := newRawBatch[window.Result](resultFormat{sizeMillis: 1000}, func(_ int, _ any, n int) { sent += n }, 0, benchBatch,
+		func(err error) { b.Fatal(err) })
 	b.ResetTimer()
 	before := mallocs()
 	for i := 0; i < b.N; i++ {

@@ -3,9 +3,14 @@ package weir
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/weirstream/weir/actors"
+	"github.com/weirstream/weir/operator"
+	"github.com/weirstream/weir/operator/window"
 )
 
 // A set-up failure ends the job at once only when it is the configuration's
@@ -46,6 +51,38 @@ func TestKeyCache(t *testing.T) {
 		}
 		if len(c.m) > keyCacheMax {
 			t.Fatalf("the cache holds %d keys, more than %d", len(c.m), keyCacheMax)
+		}
+	}
+}
+
+// A sink batch encoded into one arena holds exactly what Encode gives for
+// each record, also across arenas and for a record larger than one.
+func TestRawBatchArena(t *testing.T) {
+	f := resultFormat{sizeMillis: 1000}
+	var got []actors.RawRecord
+	w := newRawBatch[window.Result](f, func(_ int, data any, _ int) { got = append(got, data.([]actors.RawRecord)...) }, 0, 300,
+		func(err error) { t.Fatal(err) })
+	if w.app == nil {
+		t.Fatal("resultFormat is not used as an appendEncoder")
+	}
+	var want []window.Result
+	for i := 0; i < 2000; i++ {
+		key := fmt.Sprintf("user-%d", i)
+		if i == 777 {
+			key = strings.Repeat("k", 3*arenaSize) // larger than an arena
+		}
+		r := window.Result{Key: key, Start: int64(i) * 1000, Count: int64(i), Sum: float64(i) / 3}
+		want = append(want, r)
+		w.Emit(operator.Rec[window.Result]{V: r})
+	}
+	w.flush()
+	if len(got) != len(want) {
+		t.Fatalf("%d records sent, want %d", len(got), len(want))
+	}
+	for i, r := range want {
+		k, v, _ := f.Encode(r)
+		if string(got[i].Key) != string(k) || string(got[i].Value) != string(v) {
+			t.Fatalf("record %d: %q=%q, want %q=%q", i, got[i].Key, got[i].Value, k, v)
 		}
 	}
 }

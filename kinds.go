@@ -108,6 +108,15 @@ func (f resultFormat) Encode(r window.Result) ([]byte, []byte, error) {
 	return []byte(r.Key), window.AppendResultJSON(make([]byte, 0, 96), r, f.sizeMillis), nil
 }
 
+// AppendEncode is Encode into one buffer (appendEncoder).
+func (f resultFormat) AppendEncode(dst []byte, r window.Result) ([]byte, int, int, error) {
+	n := len(dst)
+	dst = append(dst, r.Key...)
+	k := len(dst) - n
+	dst = window.AppendResultJSON(dst, r, f.sizeMillis)
+	return dst, k, len(dst) - n - k, nil
+}
+
 func (f resultFormat) Decode(_, _ []byte) (window.Result, error) {
 	return window.Result{}, fmt.Errorf("weir: window results are written, not read")
 }
@@ -270,7 +279,19 @@ func (lateFormat) Decode(_, _ []byte) (lateRec, error) {
 type resultsFormat struct{ funcs []string }
 
 func (f resultsFormat) Encode(r WindowResult[Summary]) ([]byte, []byte, error) {
-	b := make([]byte, 0, 128)
+	return []byte(r.Key), f.appendValue(make([]byte, 0, 128), r), nil
+}
+
+// AppendEncode is Encode into one buffer (appendEncoder).
+func (f resultsFormat) AppendEncode(dst []byte, r WindowResult[Summary]) ([]byte, int, int, error) {
+	n := len(dst)
+	dst = append(dst, r.Key...)
+	k := len(dst) - n
+	dst = f.appendValue(dst, r)
+	return dst, k, len(dst) - n - k, nil
+}
+
+func (f resultsFormat) appendValue(b []byte, r WindowResult[Summary]) []byte {
 	b = append(b, `{"key":`...)
 	b = window.AppendJSONString(b, r.Key)
 	b = append(b, `,"window_start":`...)
@@ -294,7 +315,7 @@ func (f resultsFormat) Encode(r WindowResult[Summary]) ([]byte, []byte, error) {
 			b = strconv.AppendFloat(b, r.Value.Avg, 'f', -1, 64)
 		}
 	}
-	return []byte(r.Key), append(b, '}'), nil
+	return append(b, '}')
 }
 
 func (resultsFormat) Decode(_, _ []byte) (WindowResult[Summary], error) {
