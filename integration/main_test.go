@@ -138,6 +138,24 @@ func waitFor(t *testing.T, done <-chan error, what string, cond func() bool) {
 	}
 }
 
+// waitForStats is waitFor on the job's stats, which a timeout prints (how
+// far the job got).
+func waitForStats(t *testing.T, done <-chan error, job *weir.Job, what string, cond func(weir.Stats) bool) {
+	t.Helper()
+	deadline := time.After(waitTimeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for st := job.Stats(); !cond(st); st = job.Stats() {
+		select {
+		case err := <-done:
+			t.Fatalf("the job returned (%v) while waiting for %s", err, what)
+		case <-deadline:
+			t.Fatalf("%s: not within %v (stats %+v)", what, waitTimeout, st)
+		case <-tick.C:
+		}
+	}
+}
+
 // checkOutput asserts the job's counters and compares the results in out
 // with the windows of events, exactly once, and logs the verdict line.
 func checkOutput(t *testing.T, ctx context.Context, job *weir.Job, out string, events []verify.Event) {

@@ -580,8 +580,7 @@ func TestPartitionAddedWhileRunning(t *testing.T) {
 	if err := verify.Produce(ctx, brokers, in, toNew, 3); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, done, "the new partitions discovered and read from their earliest offsets", func() bool {
-		st := job.Stats()
+	waitForStats(t, done, job, "the new partitions discovered and read from their earliest offsets", func(st weir.Stats) bool {
 		return st.PartitionsDiscovered == 2 && st.RecordsIn == int64(len(before)+len(toNew))
 	})
 	if err := verify.Produce(ctx, brokers, in, toOld, 3); err != nil {
