@@ -45,23 +45,35 @@ func mallocs() uint64 {
 	return ms.Mallocs
 }
 
+// decodeAll decodes and keeps every value, as a poll does, and takes the
+// batch.
+func decodeAll(b *testing.B, d actors.Decoder, values [][]byte) any {
+	for off, v := range values {
+		if _, err := d.Decode(nil, v, 0, 0, int64(off)); err != nil {
+			b.Fatal(err)
+		}
+		d.Keep()
+	}
+	data, _ := d.Take()
+	return data
+}
+
+// benchDecode measures decodeAll of values with d, b.N times.
+func benchDecode(b *testing.B, d actors.Decoder, values [][]byte) {
+	b.ResetTimer()
+	before := mallocs()
+	for i := 0; i < b.N; i++ {
+		decodeAll(b, d, values)
+	}
+	perRecord(b, len(values), before, mallocs())
+}
+
 // BenchmarkConsumeWindowRecords: the window job's decoder (JSON field
 // extraction of key, event time and value) over one poll's records.
 func BenchmarkConsumeWindowRecords(b *testing.B) {
 	values := benchEvents(b)
 	d := &extractDecoder{extract: actors.JSONExtractor("user", "ts", "amount")}
-	b.ResetTimer()
-	before := mallocs()
-	for i := 0; i < b.N; i++ {
-		for off, v := range values {
-			if _, err := d.Decode(nil, v, 0, 0, int64(off)); err != nil {
-				b.Fatal(err)
-			}
-			d.Keep()
-		}
-		d.Take()
-	}
-	perRecord(b, len(values), before, mallocs())
+	benchDecode(b, d, values)
 }
 
 // BenchmarkConsumeJSONFormat: the dataflow API's JSON format decoder with
@@ -69,18 +81,7 @@ func BenchmarkConsumeWindowRecords(b *testing.B) {
 func BenchmarkConsumeJSONFormat(b *testing.B) {
 	values := benchEvents(b)
 	d := &decoder[ev]{format: JSON[ev](), ts: func(e ev) int64 { return e.TS }}
-	b.ResetTimer()
-	before := mallocs()
-	for i := 0; i < b.N; i++ {
-		for off, v := range values {
-			if _, err := d.Decode(nil, v, 0, 0, int64(off)); err != nil {
-				b.Fatal(err)
-			}
-			d.Keep()
-		}
-		d.Take()
-	}
-	perRecord(b, len(values), before, mallocs())
+	benchDecode(b, d, values)
 }
 
 // BenchmarkOperatorTumbling: one batch of decoded records through the
@@ -89,13 +90,7 @@ func BenchmarkConsumeJSONFormat(b *testing.B) {
 func BenchmarkOperatorTumbling(b *testing.B) {
 	values := benchEvents(b)
 	d := &extractDecoder{extract: actors.JSONExtractor("user", "ts", "amount")}
-	for off, v := range values {
-		if _, err := d.Decode(nil, v, 0, 0, int64(off)); err != nil {
-			b.Fatal(err)
-		}
-		d.Keep()
-	}
-	data, _ := d.Take()
+	data := decodeAll(b, d, values)
 	recs := data.([]operator.Rec[float64])
 	w := window.NewTumbling(1000, true)
 	span := recs[len(recs)-1].TS - recs[0].TS + 1

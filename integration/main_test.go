@@ -124,32 +124,30 @@ func wait(t *testing.T, done <-chan error) error {
 // waitTimeout, or at once when the job returns first.
 func waitFor(t *testing.T, done <-chan error, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.After(waitTimeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case err := <-done:
-			t.Fatalf("the job returned (%v) while waiting for %s", err, what)
-		case <-deadline:
-			t.Fatalf("%s: not within %v", what, waitTimeout)
-		case <-tick.C:
-		}
-	}
+	waitForStats(t, done, nil, what, func(weir.Stats) bool { return cond() })
 }
 
 // waitForStats is waitFor on the job's stats, which a timeout prints (how
-// far the job got).
+// far the job got); with job nil, cond gets zero stats.
 func waitForStats(t *testing.T, done <-chan error, job *weir.Job, what string, cond func(weir.Stats) bool) {
 	t.Helper()
 	deadline := time.After(waitTimeout)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for st := job.Stats(); !cond(st); st = job.Stats() {
+	stats := func() (st weir.Stats) {
+		if job != nil {
+			st = job.Stats()
+		}
+		return st
+	}
+	for st := stats(); !cond(st); st = stats() {
 		select {
 		case err := <-done:
 			t.Fatalf("the job returned (%v) while waiting for %s", err, what)
 		case <-deadline:
+			if job == nil {
+				t.Fatalf("%s: not within %v", what, waitTimeout)
+			}
 			t.Fatalf("%s: not within %v (stats %+v)", what, waitTimeout, st)
 		case <-tick.C:
 		}
