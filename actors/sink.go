@@ -13,6 +13,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/weirstream/weir/internal/kafkaconf"
+	"github.com/weirstream/weir/internal/rdk"
 	"github.com/weirstream/weir/snapshot"
 
 	"github.com/weirstream/weir/txsink"
@@ -58,6 +59,9 @@ type deliveryFailed struct{ err error }
 type Sink struct {
 	cfg    SinkConfig
 	prod   *kafka.Producer
+	// out produces to the topic many records per cgo crossing
+	// (internal/rdk); nil when the shim cannot attach.
+	out *rdk.Topic
 	ended  int
 	failed bool
 	// Exactly-once state: the transactional sink, whether every input has
@@ -201,6 +205,10 @@ func (s *Sink) Receive(ctx actor.Context) {
 			s.cfg.Log.Warn("close state store", "task", s.cfg.Task, "err", err)
 		}
 		if s.prod != nil {
+			if s.out != nil {
+				s.out.Close()
+				s.out = nil
+			}
 			s.prod.Close()
 			s.prod = nil
 			if s.cfg.Done != nil {
@@ -347,11 +355,17 @@ func (s *Sink) start(ctx actor.Context) error {
 		// own goroutine, and ProduceChannel is never used.
 		"go.events.channel.size":  ProducerEventsChannelSize,
 		"go.produce.channel.size": 1,
+		// A delivery report is read for its error only: no copies of
+		// each record's key and value.
+		"go.delivery.report.fields": "none",
 	}, s.cfg.Properties, nil)
 	if err != nil {
 		return fmt.Errorf("sink %s: create producer: %w", s.cfg.Task, err)
 	}
 	s.prod = p
+	if s.out, err = rdk.AttachTopic(p, s.cfg.Topic); err != nil {
+		s.cfg.Log.Warn("sink: producing records one at a time through the client (the batch writer cannot attach)", "task", s.cfg.Task, "err", err)
+	}
 	if s.cfg.Done != nil {
 		s.cfg.Done.Add(1)
 	}
@@ -385,10 +399,30 @@ func (s *Sink) start(ctx actor.Context) error {
 
 // writeRaw produces records.
 func (s *Sink) writeRaw(recs []RawRecord) error {
-	for _, r := range recs {
-		if err := s.produce(r.Key, r.Value); err != nil {
-			return err
+	if s.out == nil {
+		for _, r := range recs {
+			if err := s.produce(r.Key, r.Value); err != nil {
+				return err
+			}
 		}
+		return nil
+	}
+	deadline := time.Now().Add(s.cfg.FlushTimeout)
+	for done := 0; done < len(recs); {
+		n, err := s.out.Produce(kafka.PartitionAny, len(recs)-done, func(i int) ([]byte, []byte) {
+			r := &recs[done+i]
+			return r.Key, r.Value
+		})
+		done += n
+		if err == nil {
+			continue
+		}
+		var ke kafka.Error
+		if errors.As(err, &ke) && ke.Code() == kafka.ErrQueueFull && time.Now().Before(deadline) {
+			s.prod.Flush(100)
+			continue
+		}
+		return fmt.Errorf("sink %s: produce to %s: %w", s.cfg.Task, s.cfg.Topic, err)
 	}
 	return nil
 }

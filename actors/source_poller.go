@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/weirstream/weir/internal/rdk"
 	"github.com/weirstream/weir/operator"
 )
 
@@ -42,6 +44,9 @@ type poller struct {
 	lastDiscovery time.Time
 	// dec decodes records of a dataflow source (SourceConfig.NewDecoder).
 	dec Decoder
+	// rd reads the consumer in batches; entries is its reused batch.
+	rd      reader
+	entries []rdk.Entry
 }
 
 func newPoller(root *actor.RootContext, self *actor.PID, cons *kafka.Consumer, offs offsetLister, cfg SourceConfig,
@@ -54,8 +59,13 @@ func newPoller(root *actor.RootContext, self *actor.PID, cons *kafka.Consumer, o
 	if cfg.NewDecoder != nil {
 		dec = cfg.NewDecoder()
 	}
+	rd, err := newReader(cons)
+	if err != nil {
+		cfg.Log.Warn("source: reading records one at a time through the client (the batch reader cannot attach)", "task", cfg.Task, "err", err)
+	}
 	return &poller{
 		dec:  dec,
+		rd:   rd,
 		root: root, self: self, cons: cons, offs: offs, cfg: cfg, parts: parts, next: next, stop0: stop,
 		tokens:        make(chan struct{}, pollerTokens),
 		quit:          make(chan struct{}),
@@ -136,6 +146,7 @@ func (p *poller) store(offs map[int32]int64, what string) {
 func (p *poller) run() {
 	defer func() {
 		p.offs.admin.Close()
+		p.rd.Close()
 		p.cons.Close() // commits what is stored, with auto-commit on
 		close(p.exited)
 		if p.cfg.Done != nil {
@@ -243,9 +254,16 @@ func (p *poller) park() {
 		case <-p.commitSig:
 			p.storeCommit()
 		case <-tick.C:
-			for ev := p.cons.Poll(0); ev != nil; ev = p.cons.Poll(0) {
-				if oc, ok := ev.(kafka.OffsetsCommitted); ok {
-					p.committed(oc)
+			for {
+				es, _ := p.rd.Poll(0, 64, p.entries[:0])
+				p.entries = es
+				for _, e := range es {
+					if e.Kind == rdk.Committed {
+						p.committed(e)
+					}
+				}
+				if len(es) < 64 {
+					break
 				}
 			}
 		}
@@ -317,20 +335,16 @@ func (p *poller) updateLag() {
 }
 
 // committed counts the result of one of the client's commits.
-func (p *poller) committed(oc kafka.OffsetsCommitted) {
-	err := oc.Error
-	if err == nil {
-		for _, tp := range oc.Offsets {
-			if tp.Error != nil {
-				err = fmt.Errorf("partition %d: %w", tp.Partition, tp.Error)
-				break
-			}
-		}
-	}
-	if ke, ok := err.(kafka.Error); ok && ke.Code() == kafka.ErrNoOffset {
+func (p *poller) committed(e rdk.Entry) {
+	err := e.Err
+	var ke kafka.Error
+	if errors.As(err, &ke) && ke.Code() == kafka.ErrNoOffset {
 		return // nothing new to commit
 	}
 	if err != nil {
+		if e.Partition >= 0 {
+			err = fmt.Errorf("partition %d: %w", e.Partition, err)
+		}
 		p.cfg.Metrics.OffsetCommitFailures.Add(1)
 		p.cfg.Log.Warn("source: offset commit failed; the job goes on", "task", p.cfg.Task, "group", p.cfg.Group, "err", err)
 		return
@@ -358,77 +372,85 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 	if p.cfg.EventTime && p.cfg.MaxFuture > 0 {
 		limit = operator.AddSat(now.UnixMilli(), p.cfg.MaxFuture.Milliseconds())
 	}
-	timeout := int(p.cfg.PollTimeout.Milliseconds())
+	timeout := p.cfg.PollTimeout
 	decoded := 0
 	for decoded < p.cfg.PollRecords {
-		ev := p.cons.Poll(timeout)
-		if ev == nil {
-			break
+		want := p.cfg.PollRecords - decoded
+		es, err := p.rd.Poll(timeout, want, p.entries[:0])
+		p.entries = es
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", p.cfg.Task, err)
 		}
 		timeout = 0
-		switch e := ev.(type) {
-		case *kafka.Message:
-			part := e.TopicPartition.Partition
-			off := int64(e.TopicPartition.Offset)
-			if end, ok := targets[part]; ok && off >= end {
-				// Past the end: the position is the end.
-				if next[part] < end {
-					next[part] = end
-					progress(part).next = end
-				}
-				continue
-			}
-			kts := int64(operator.NoTimestamp)
-			if e.TimestampType != kafka.TimestampNotAvailable {
-				kts = e.Timestamp.UnixMilli()
-			}
-			ts, err := p.dec.Decode(e.Key, e.Value, kts, part, off)
-			switch {
-			case err != nil:
-				hint := p.cfg.BadRecordHint
-				if hint == "" {
-					hint = "a record that cannot be decoded stops the job; fix the producer or the source's format"
-				}
-				return nil, p.badRecord(part, off, fmt.Errorf("%w (%s)", err, hint))
-			case ts > limit:
-				return nil, p.badRecord(part, off, p.aheadError(ts, now))
-			}
-			p.dec.Keep()
-			decoded++
-			pp := progress(part)
-			pp.next = off + 1
-			next[part] = off + 1
-			if ts > pp.maxTS {
-				pp.maxTS = ts
-			}
-		case kafka.PartitionEOF:
-			// The end of what this isolation level can read: with
-			// read_committed the offset is past a final transaction
-			// marker, which is never delivered as a record.
+		for i := range es {
+			e := &es[i]
 			part := e.Partition
-			eof := int64(e.Offset)
-			if end, ok := targets[part]; ok && eof > end {
-				eof = end
+			switch e.Kind {
+			case rdk.Record:
+				off := e.Offset
+				if end, ok := targets[part]; ok && off >= end {
+					// Past the end: the position is the end.
+					if next[part] < end {
+						next[part] = end
+						progress(part).next = end
+					}
+					continue
+				}
+				kts := int64(operator.NoTimestamp)
+				if e.HasTimestamp {
+					kts = e.Timestamp
+				}
+				ts, err := p.dec.Decode(e.Key, e.Value, kts, part, off)
+				switch {
+				case err != nil:
+					hint := p.cfg.BadRecordHint
+					if hint == "" {
+						hint = "a record that cannot be decoded stops the job; fix the producer or the source's format"
+					}
+					return nil, p.badRecord(part, off, fmt.Errorf("%w (%s)", err, hint))
+				case ts > limit:
+					return nil, p.badRecord(part, off, p.aheadError(ts, now))
+				}
+				p.dec.Keep()
+				decoded++
+				pp := progress(part)
+				pp.next = off + 1
+				next[part] = off + 1
+				if ts > pp.maxTS {
+					pp.maxTS = ts
+				}
+			case rdk.EOF:
+				// The end of what this isolation level can read: with
+				// read_committed the offset is past a final transaction
+				// marker, which is never delivered as a record.
+				eof := e.Offset
+				if end, ok := targets[part]; ok && eof > end {
+					eof = end
+				}
+				if eof > next[part] {
+					next[part] = eof
+				}
+				pp := progress(part)
+				if next[part] > pp.next {
+					pp.next = next[part]
+				}
+			case rdk.Committed:
+				p.committed(*e)
+			case rdk.Error:
+				var ke kafka.Error
+				if errors.As(e.Err, &ke) && ke.Code() == kafka.ErrAutoOffsetReset {
+					return nil, fmt.Errorf("source %s: %v: an offset is out of range and source.start.auto_offset_reset is none; set it to earliest or latest",
+						p.cfg.Task, e.Err)
+				}
+				if errors.As(e.Err, &ke) && ke.IsFatal() {
+					return nil, fmt.Errorf("source %s: fatal consumer error: %w", p.cfg.Task, e.Err)
+				}
+				// Transient errors (broker down, ...) are retried by librdkafka.
+				p.cfg.Log.Warn("consumer error", "task", p.cfg.Task, "err", e.Err)
 			}
-			if eof > next[part] {
-				next[part] = eof
-			}
-			pp := progress(part)
-			if next[part] > pp.next {
-				pp.next = next[part]
-			}
-		case kafka.OffsetsCommitted:
-			p.committed(e)
-		case kafka.Error:
-			if e.Code() == kafka.ErrAutoOffsetReset {
-				return nil, fmt.Errorf("source %s: %v: an offset is out of range and source.start.auto_offset_reset is none; set it to earliest or latest",
-					p.cfg.Task, e)
-			}
-			if e.IsFatal() {
-				return nil, fmt.Errorf("source %s: fatal consumer error: %w", p.cfg.Task, e)
-			}
-			// Transient errors (broker down, ...) are retried by librdkafka.
-			p.cfg.Log.Warn("consumer error", "task", p.cfg.Task, "err", e)
+		}
+		if len(es) < want {
+			break // nothing more is queued
 		}
 	}
 	for _, pp := range prog {

@@ -15,6 +15,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/weirstream/weir/internal/kafkaconf"
+	"github.com/weirstream/weir/internal/rdk"
 )
 
 // KafkaConfig configures the Kafka backend of one sink subtask.
@@ -125,6 +126,11 @@ type kproducer struct {
 	p     *kafka.Producer
 	fatal atomic.Pointer[kafka.Error]
 	done  chan struct{}
+	// out produces the records to the output topic many per cgo crossing
+	// (internal/rdk); nil until the first Write, or when the shim cannot
+	// attach (noShim: then each record goes through Produce).
+	out    *rdk.Topic
+	noShim bool
 }
 
 // NewKafka validates cfg, checks both topics, and checks the transaction
@@ -272,6 +278,10 @@ func (k *Kafka) newProducer(id string) (*kproducer, error) {
 }
 
 func (k *Kafka) closeProducer(kp *kproducer) {
+	if kp.out != nil {
+		kp.out.Close()
+		kp.out = nil
+	}
 	_ = kp.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
 	kp.p.Close()
 	<-kp.done
@@ -621,11 +631,40 @@ const flushPollMs = 2
 // Write implements Txn.
 func (t *kafkaTxn) Write(ctx context.Context, recs []Record) error {
 	topic := t.k.cfg.Topic
-	for _, r := range recs {
-		msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny}, Key: r.Key, Value: r.Value}
-		if err := t.produce(ctx, msg); err != nil {
-			return fmt.Errorf("txsink: kafka: produce to %q on %s: %w", topic, t.kp.id, err)
+	kp := t.kp
+	if kp.out == nil && !kp.noShim {
+		out, err := rdk.AttachTopic(kp.p, topic)
+		if err != nil {
+			kp.noShim = true
 		}
+		kp.out = out
+	}
+	if kp.out == nil {
+		for _, r := range recs {
+			msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny}, Key: r.Key, Value: r.Value}
+			if err := t.produce(ctx, msg); err != nil {
+				return fmt.Errorf("txsink: kafka: produce to %q on %s: %w", topic, kp.id, err)
+			}
+		}
+		return nil
+	}
+	for done := 0; done < len(recs); {
+		n, err := kp.out.Produce(kafka.PartitionAny, len(recs)-done, func(i int) ([]byte, []byte) {
+			r := &recs[done+i]
+			return r.Key, r.Value
+		})
+		done += n
+		if err == nil {
+			continue
+		}
+		var ke kafka.Error
+		if !errors.As(err, &ke) || ke.Code() != kafka.ErrQueueFull {
+			return fmt.Errorf("txsink: kafka: produce to %q on %s: %w", topic, kp.id, classify(err))
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("txsink: kafka: produce to %q on %s: producer queue full: %w", topic, kp.id, context.Cause(ctx))
+		}
+		kp.p.Flush(flushPollMs)
 	}
 	return nil
 }

@@ -1,0 +1,151 @@
+package rdk
+
+/*
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"time"
+	"unsafe"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// Kind says what an Entry of a batch is.
+type Kind int32
+
+const (
+	// Record is a fetched record.
+	Record Kind = 0
+	// EOF says that the partition's end was reached at Offset (with
+	// enable.partition.eof).
+	EOF Kind = 1
+	// Error is an error of the client (Err).
+	Error Kind = 2
+	// Committed is the result of an offset commit (Err nil: it succeeded).
+	Committed Kind = 3
+)
+
+// Entry is one entry of a consumed batch. Key and Value alias the batch's
+// buffer, which is never reused: they stay valid as long as they are held.
+type Entry struct {
+	Kind      Kind
+	Partition int32
+	Offset    int64
+	// Timestamp is the record's timestamp in milliseconds; HasTimestamp
+	// is false when the record has none.
+	Timestamp    int64
+	HasTimestamp bool
+	Key, Value   []byte // nil when the record's is null
+	// Err is the error of an Error entry, or of a failed commit.
+	Err error
+}
+
+// Consumer reads batches from the queue of a confluent-kafka-go consumer.
+// It must be used from one goroutine, and closed before the consumer is.
+type Consumer struct {
+	rkq     *C.rd_kafka_queue_t
+	pending *C.rd_kafka_event_t
+	pendMsg *C.rd_kafka_message_t
+	recs    []C.weir_rec
+	bufSize int
+}
+
+// AttachConsumer attaches to c's consumer queue. Poll the consumer only
+// through the returned Consumer while it is open (a kafka.Consumer's own
+// Poll reads the same queue, so interleaving them is allowed but splits
+// the events between them).
+func AttachConsumer(c *kafka.Consumer) (*Consumer, error) {
+	rk, err := handleOf(c)
+	if err != nil {
+		return nil, err
+	}
+	q := C.rd_kafka_queue_get_consumer(rk)
+	if q == nil {
+		return nil, fmt.Errorf("rdk: %s has no consumer queue", c)
+	}
+	return &Consumer{rkq: q, bufSize: 64 << 10}, nil
+}
+
+// Close releases the queue and an event held over; call it before the
+// consumer's Close.
+func (c *Consumer) Close() {
+	if c.pending != nil {
+		C.rd_kafka_event_destroy(c.pending)
+		c.pending, c.pendMsg = nil, nil
+	}
+	if c.rkq != nil {
+		C.rd_kafka_queue_destroy(c.rkq)
+		c.rkq = nil
+	}
+}
+
+// maxBatchBytes bounds the buffer of one batch (a larger record gets a
+// buffer of its own size).
+const maxBatchBytes = 4 << 20
+
+// Poll returns up to limit entries, appended to into: it waits at most
+// timeout for the first one, then takes only what is already queued, and
+// at most about the bytes the last batches needed.
+func (c *Consumer) Poll(timeout time.Duration, limit int, into []Entry) ([]Entry, error) {
+	if c.rkq == nil {
+		return into, fmt.Errorf("rdk: poll on a closed consumer")
+	}
+	if limit <= 0 {
+		return into, nil
+	}
+	if len(c.recs) < limit {
+		c.recs = make([]C.weir_rec, limit)
+	}
+	buf := make([]byte, c.bufSize)
+	var used, need C.int64_t
+	ms := C.int(timeout.Milliseconds())
+	var n C.int
+	for {
+		n = C.weir_consume(c.rkq, ms, &c.recs[0], C.int(limit), (*C.char)(unsafe.Pointer(unsafe.SliceData(buf))),
+			C.int64_t(len(buf)), &used, &need, &c.pending, &c.pendMsg)
+		if n >= 0 {
+			break
+		}
+		// Not even one entry fits: a buffer of its size.
+		buf = make([]byte, int(need))
+		ms = 0
+	}
+	// Size the next buffer by this batch: grow when it was full, shrink
+	// slowly when it was mostly empty.
+	switch u := int(used); {
+	case u*4 >= len(buf)*3 && c.bufSize < maxBatchBytes:
+		c.bufSize = min(c.bufSize*2, maxBatchBytes)
+	case u*4 < len(buf) && c.bufSize > 64<<10:
+		c.bufSize = max(c.bufSize/2, 64<<10)
+	}
+	buf = buf[:used:used]
+	for i := range int(n) {
+		r := &c.recs[i]
+		e := Entry{Kind: Kind(r.kind), Partition: int32(r.partition), Offset: int64(r.offset)}
+		switch e.Kind {
+		case Record:
+			if r.key_off >= 0 {
+				e.Key = buf[r.key_off : r.key_off+C.int64_t(r.key_len) : r.key_off+C.int64_t(r.key_len)]
+			}
+			if r.val_off >= 0 {
+				e.Value = buf[r.val_off : r.val_off+C.int64_t(r.val_len) : r.val_off+C.int64_t(r.val_len)]
+			}
+			if r.tstype != 0 {
+				e.Timestamp, e.HasTimestamp = int64(r.ts), true
+			}
+		case Error, Committed:
+			if r.err != 0 {
+				msg := ""
+				if r.key_off >= 0 {
+					msg = string(buf[r.key_off : r.key_off+C.int64_t(r.key_len)])
+				}
+				e.Err = errorOf(C.int(r.err), msg, r.fatal != 0)
+			}
+		}
+		into = append(into, e)
+	}
+	return into, nil
+}

@@ -1,0 +1,332 @@
+package rdk
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+const topic = "t"
+
+func cluster(t *testing.T) string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topic),
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8000000"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()[0]
+}
+
+func producer(t *testing.T, brokers string, extra kafka.ConfigMap) *kafka.Producer {
+	t.Helper()
+	cfg := kafka.ConfigMap{"bootstrap.servers": brokers, "linger.ms": 1, "go.delivery.reports": false,
+		"message.max.bytes": 8000000}
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	p, err := kafka.NewProducer(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func consumer(t *testing.T, brokers string, extra kafka.ConfigMap) *kafka.Consumer {
+	t.Helper()
+	cfg := kafka.ConfigMap{"bootstrap.servers": brokers, "group.id": "g", "enable.auto.commit": false,
+		"enable.partition.eof": true, "fetch.message.max.bytes": 8000000}
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	c, err := kafka.NewConsumer(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := topic
+	if err := c.Assign([]kafka.TopicPartition{{Topic: &tp, Partition: 0, Offset: kafka.OffsetBeginning},
+		{Topic: &tp, Partition: 1, Offset: kafka.OffsetBeginning}}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type rec struct{ key, value []byte }
+
+// records are random records, some with null or empty keys and values and
+// some larger than the consumer's first buffer.
+func records(rng *rand.Rand, n int) []rec {
+	bytesOf := func(max int) []byte {
+		switch rng.IntN(8) {
+		case 0:
+			return nil
+		case 1:
+			return []byte{}
+		}
+		b := make([]byte, rng.IntN(max)+1)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	out := make([]rec, n)
+	for i := range out {
+		out[i] = rec{bytesOf(40), bytesOf(300)}
+		if i%97 == 5 {
+			out[i].value = bytes.Repeat([]byte{byte(i)}, 200_000+rng.IntN(300_000))
+		}
+	}
+	return out
+}
+
+// readAll polls until every partition reported its end and n records came,
+// with a bound on the time.
+func readAll(t *testing.T, c *Consumer, n int) map[int32][]Entry {
+	t.Helper()
+	got := map[int32][]Entry{}
+	count := 0
+	eof := map[int32]bool{}
+	deadline := time.Now().Add(30 * time.Second)
+	var batch []Entry
+	for count < n || len(eof) < 2 {
+		if time.Now().After(deadline) {
+			last := map[int32]int64{}
+			for part, es := range got {
+				last[part] = es[len(es)-1].Offset
+			}
+			t.Fatalf("read %d of %d records (last offsets %v), ends of %v, within 30s", count, n, last, eof)
+		}
+		var err error
+		batch, err = c.Poll(100*time.Millisecond, 1000, batch[:0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range batch {
+			switch e.Kind {
+			case Record:
+				got[e.Partition] = append(got[e.Partition], e)
+				count++
+				delete(eof, e.Partition)
+			case EOF:
+				if e.Offset == int64(len(got[e.Partition])) {
+					eof[e.Partition] = true
+				}
+			case Error:
+				t.Logf("client error: %v", e.Err)
+			}
+		}
+	}
+	return got
+}
+
+// TestProduceConsumeBatches writes random records through Topic.Produce
+// and reads them back through Consumer.Poll: every record arrives once, in
+// order per partition, with its key and value (null stays null), its
+// offset and a timestamp, including records larger than a batch's buffer.
+func TestProduceConsumeBatches(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d (rerun: change the seed line)", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	brokers := cluster(t)
+	p := producer(t, brokers, nil)
+	defer p.Close()
+	tp, err := AttachTopic(p, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := records(rng, 3000)
+	// Partition 0 in one call, partition 1 in calls of random sizes.
+	var p0, p1 []rec
+	for i, r := range want {
+		if i%2 == 0 {
+			p0 = append(p0, r)
+		} else {
+			p1 = append(p1, r)
+		}
+	}
+	produce := func(part int32, rs []rec) {
+		for done := 0; done < len(rs); {
+			n, err := tp.Produce(part, len(rs)-done, func(i int) ([]byte, []byte) { return rs[done+i].key, rs[done+i].value })
+			done += n
+			var ke kafka.Error
+			if errors.As(err, &ke) && ke.Code() == kafka.ErrQueueFull {
+				p.Flush(10)
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	produce(0, p0)
+	for done := 0; done < len(p1); {
+		k := min(1+rng.IntN(300), len(p1)-done)
+		produce(1, p1[done:done+k])
+		done += k
+	}
+	tp.Close()
+	if left := p.Flush(30_000); left != 0 {
+		t.Fatalf("%d records not delivered", left)
+	}
+
+	c := consumer(t, brokers, nil)
+	defer c.Close()
+	sc, err := AttachConsumer(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	got := readAll(t, sc, len(want))
+	for part, exp := range map[int32][]rec{0: p0, 1: p1} {
+		if len(got[part]) != len(exp) {
+			t.Fatalf("partition %d: %d records, want %d", part, len(got[part]), len(exp))
+		}
+		for i, e := range got[part] {
+			w := exp[i]
+			if e.Offset != int64(i) || !bytes.Equal(e.Key, w.key) || !bytes.Equal(e.Value, w.value) ||
+				(e.Key == nil) != (w.key == nil) || (e.Value == nil) != (w.value == nil) {
+				t.Fatalf("partition %d record %d: offset %d key %q (nil %v) value of %d bytes (nil %v); want key %q (nil %v) value of %d bytes (nil %v)",
+					part, i, e.Offset, e.Key, e.Key == nil, len(e.Value), e.Value == nil, w.key, w.key == nil, len(w.value), w.value == nil)
+			}
+			if !e.HasTimestamp || e.Timestamp <= 0 {
+				t.Fatalf("partition %d record %d: timestamp %d (has %v)", part, i, e.Timestamp, e.HasTimestamp)
+			}
+		}
+	}
+}
+
+// TestProduceTransactional: records produced through the shim belong to
+// the producer's transaction: an aborted one is not read by a
+// read_committed consumer, a committed one is.
+func TestProduceTransactional(t *testing.T) {
+	brokers := cluster(t)
+	p := producer(t, brokers, kafka.ConfigMap{"transactional.id": "tx-1"})
+	defer p.Close()
+	ctx := t.Context()
+	if err := p.InitTransactions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tp, err := AttachTopic(p, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	write := func(prefix string, commit bool) {
+		if err := p.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tp.Produce(0, 10, func(i int) ([]byte, []byte) { return nil, fmt.Appendf(nil, "%s-%d", prefix, i) }); err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			err = p.CommitTransaction(ctx)
+		} else {
+			err = p.AbortTransaction(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("aborted", false)
+	write("committed", true)
+	c := consumer(t, brokers, kafka.ConfigMap{"isolation.level": "read_committed"})
+	defer c.Close()
+	sc, err := AttachConsumer(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	var vals []string
+	deadline := time.Now().Add(30 * time.Second)
+	for len(vals) < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("read %q within 30s", vals)
+		}
+		batch, err := sc.Poll(100*time.Millisecond, 100, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range batch {
+			if e.Kind == Record {
+				vals = append(vals, string(e.Value))
+			}
+		}
+	}
+	for i, v := range vals {
+		if want := fmt.Sprintf("committed-%d", i); v != want {
+			t.Fatalf("record %d: %q, want %q (all: %q)", i, v, want, vals)
+		}
+	}
+}
+
+// TestConsumerCommitResults: the results of the client's offset commits
+// come as Committed entries.
+func TestConsumerCommitResults(t *testing.T) {
+	brokers := cluster(t)
+	c := consumer(t, brokers, kafka.ConfigMap{"enable.auto.commit": true, "auto.commit.interval.ms": 50,
+		"enable.auto.offset.store": false})
+	defer c.Close()
+	sc, err := AttachConsumer(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	tp := topic
+	if _, err := c.StoreOffsets([]kafka.TopicPartition{{Topic: &tp, Partition: 0, Offset: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("no commit result within 30s")
+		}
+		batch, err := sc.Poll(100*time.Millisecond, 100, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range batch {
+			if e.Kind == Committed {
+				if e.Err != nil {
+					t.Fatalf("commit failed: %v", e.Err)
+				}
+				return
+			}
+		}
+	}
+}
+
+// TestAttachChecksTheHandle: the handle found is the client's own (named
+// as the client), for both kinds of client.
+func TestAttachChecksTheHandle(t *testing.T) {
+	brokers := cluster(t)
+	p := producer(t, brokers, nil)
+	defer p.Close()
+	c := consumer(t, brokers, nil)
+	defer c.Close()
+	for _, cl := range []interface{ String() string }{p, c} {
+		rk, err := handleOf(cl)
+		if err != nil {
+			t.Fatalf("%s: %v", cl, err)
+		}
+		if rk == nil {
+			t.Fatalf("%s: no handle", cl)
+		}
+	}
+	if _, err := handleOf((*kafka.Consumer)(nil)); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("nil consumer: %v", err)
+	}
+	if _, err := handleOf(fakeClient{}); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("not a client: %v", err)
+	}
+}
+
+type fakeClient struct{}
+
+func (fakeClient) String() string { return "x" }

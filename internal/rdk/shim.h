@@ -1,0 +1,104 @@
+#ifndef WEIR_RDK_SHIM_H
+#define WEIR_RDK_SHIM_H
+
+// librdkafka's public ABI (rdkafka.h), written out: the header is not on
+// this package's include path. The library is the one confluent-kafka-go
+// links in.
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct rd_kafka_s rd_kafka_t;
+typedef struct rd_kafka_queue_s rd_kafka_queue_t;
+typedef struct rd_kafka_op_s rd_kafka_event_t;
+typedef struct rd_kafka_topic_s rd_kafka_topic_t;
+typedef struct rd_kafka_topic_conf_s rd_kafka_topic_conf_t;
+typedef int rd_kafka_resp_err_t;
+typedef int rd_kafka_event_type_t;
+typedef int rd_kafka_timestamp_type_t;
+
+typedef struct rd_kafka_message_s {
+	rd_kafka_resp_err_t err;
+	rd_kafka_topic_t *rkt;
+	int32_t partition;
+	void *payload;
+	size_t len;
+	void *key;
+	size_t key_len;
+	int64_t offset;
+	void *_private;
+} rd_kafka_message_t;
+
+typedef struct rd_kafka_topic_partition_s {
+	char *topic;
+	int32_t partition;
+	int64_t offset;
+	void *metadata;
+	size_t metadata_size;
+	void *opaque;
+	rd_kafka_resp_err_t err;
+	void *_private;
+} rd_kafka_topic_partition_t;
+
+typedef struct rd_kafka_topic_partition_list_s {
+	int cnt;
+	int size;
+	rd_kafka_topic_partition_t *elems;
+} rd_kafka_topic_partition_list_t;
+
+const char *rd_kafka_name(const rd_kafka_t *rk);
+rd_kafka_queue_t *rd_kafka_queue_get_consumer(rd_kafka_t *rk);
+void rd_kafka_queue_destroy(rd_kafka_queue_t *rkqu);
+rd_kafka_event_t *rd_kafka_queue_poll(rd_kafka_queue_t *rkqu, int timeout_ms);
+rd_kafka_event_type_t rd_kafka_event_type(const rd_kafka_event_t *rkev);
+const rd_kafka_message_t *rd_kafka_event_message_next(rd_kafka_event_t *rkev);
+void rd_kafka_event_destroy(rd_kafka_event_t *rkev);
+rd_kafka_resp_err_t rd_kafka_event_error(rd_kafka_event_t *rkev);
+const char *rd_kafka_event_error_string(rd_kafka_event_t *rkev);
+int rd_kafka_event_error_is_fatal(rd_kafka_event_t *rkev);
+rd_kafka_topic_partition_list_t *rd_kafka_event_topic_partition_list(rd_kafka_event_t *rkev);
+rd_kafka_topic_partition_t *rd_kafka_event_topic_partition(rd_kafka_event_t *rkev);
+void rd_kafka_topic_partition_destroy(rd_kafka_topic_partition_t *rktpar);
+int64_t rd_kafka_message_timestamp(const rd_kafka_message_t *rkmessage, rd_kafka_timestamp_type_t *tstype);
+const char *rd_kafka_err2str(rd_kafka_resp_err_t err);
+rd_kafka_topic_t *rd_kafka_topic_new(rd_kafka_t *rk, const char *topic, rd_kafka_topic_conf_t *conf);
+void rd_kafka_topic_destroy(rd_kafka_topic_t *rkt);
+int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags, void *payload, size_t len,
+                     const void *key, size_t keylen, void *msg_opaque);
+rd_kafka_resp_err_t rd_kafka_last_error(void);
+
+#define WEIR_EVENT_FETCH 0x2
+#define WEIR_EVENT_ERROR 0x8
+#define WEIR_EVENT_OFFSET_COMMIT 0x20
+#define WEIR_ERR_PARTITION_EOF (-191)
+#define WEIR_MSG_F_COPY 0x2
+
+// What one entry of a batch is.
+#define WEIR_REC 0
+#define WEIR_EOF 1
+#define WEIR_ERR 2
+#define WEIR_COMMIT 3
+
+typedef struct {
+	int64_t offset;
+	int64_t ts;      // milliseconds; REC only
+	int64_t key_off; // into the buffer; -1: null key. ERR, COMMIT: the message
+	int64_t val_off; // into the buffer; -1: null value
+	int32_t key_len;
+	int32_t val_len;
+	int32_t partition;
+	int32_t kind;
+	int32_t tstype; // REC: 0 none, 1 create time, 2 log append time
+	int32_t err;    // ERR, COMMIT: the error code (COMMIT: 0 when it succeeded)
+	int32_t fatal;  // ERR
+	int32_t pad;
+} weir_rec;
+
+
+int weir_consume(rd_kafka_queue_t *rkq, int timeout_ms, weir_rec *recs, int max, char *buf, int64_t cap,
+                 int64_t *used, int64_t *need, rd_kafka_event_t **pending,
+                 const rd_kafka_message_t **pending_msg);
+int weir_produce(rd_kafka_topic_t *rkt, int32_t partition, char *buf, int64_t *koff, int32_t *klen, int32_t *vlen,
+                 int n, int *err);
+
+#endif
