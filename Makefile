@@ -47,7 +47,8 @@ demo:
 # Needs a JDK 17+ and Maven: Kafka and Flink come from Maven Central into
 # .cache/, ~/.m2 and bench/flink/target. The report goes to bench/results/.
 # Workloads: Q1 tumbling window over every key count, Q0 passthrough;
-# sliding and session windows and an interval join at keys 10^3, their
+# sliding and session windows, an interval join and a dataflow-API pipeline
+# (filter, map, keyBy, keyed process with ValueState) at keys 10^3, their
 # outputs compared record by record with Flink's (the interval join is
 # timed in bench-quick only; weirbench -only picks workloads).
 #   make bench         10^7 events per input, keys 10^3/10^5/10^6, 3 runs each,
