@@ -47,15 +47,19 @@ demo:
 # Needs a JDK 17+ and Maven: Kafka and Flink come from Maven Central into
 # .cache/, ~/.m2 and bench/flink/target. The report goes to bench/results/.
 # Workloads: Q1 tumbling window over every key count, Q0 passthrough;
-# sliding and session windows and an interval join at keys 10^3, their
+# sliding and session windows, an interval join and a dataflow-API pipeline
+# (filter, map, keyBy, keyed process with ValueState) at keys 10^3, their
 # outputs compared record by record with Flink's (the interval join is
 # timed in bench-quick only; weirbench -only picks workloads).
 #   make bench         10^7 events per input, keys 10^3/10^5/10^6, 3 runs each,
 #                      then latency at 20,000 events/s and recovery after
 #                      SIGKILL (Q0, and Q1 at 10^3 keys): about 80 minutes
-#                      on 2 cores without the sliding and session workloads
-#                      (their 10^7-event runs are not measured yet:
-#                      extrapolated, they add 30 to 60 minutes)
+#                      on 2 cores without the sliding, session and dataflow
+#                      workloads (their 10^7-event runs are not measured
+#                      yet: extrapolated, the windows add 30 to 60 minutes,
+#                      the dataflow workload about 20: 2*10^6 events drained
+#                      at about 50,000 events/s on both systems on a loaded
+#                      machine)
 #   make bench-quick   2*10^5 events, keys 10^3, one run, shorter live runs
 #                      (about 10 minutes; 12 on a loaded machine)
 # Knob: BENCHFLAGS (e.g. BENCHFLAGS="-events 1000000 -runs 3 -no-live");

@@ -67,6 +67,8 @@ func chartLabel(workload string) string {
 			parts = append(parts, "SESS")
 		case f == "join":
 			parts = append(parts, "JOIN")
+		case f == "dataflow":
+			parts = append(parts, "FLOW")
 		}
 	}
 	return strings.Join(parts, " ")

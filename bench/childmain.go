@@ -31,7 +31,7 @@ type weirJobArgs struct {
 	Brokers       string `json:"brokers"`
 	Topic         string `json:"topic"`
 	Out           string `json:"out"`
-	Mode          string `json:"mode"`     // window, sliding, session, interval-join or passthrough
+	Mode          string `json:"mode"`     // window, sliding, session, interval-join, dataflow or passthrough
 	Delivery      string `json:"delivery"` // exactly-once or at-least-once
 	Parallelism   int    `json:"parallelism"`
 	CheckpointMs  int64  `json:"checkpoint_ms"`
@@ -219,6 +219,77 @@ func weirIntervalJoin(a weirJobArgs, opts ...weir.Option) (*weir.Job, error) {
 	return env.Build(opts...)
 }
 
+// doubled is what the dataflow workload's Map makes of an event it kept.
+type doubled struct {
+	User  string
+	Seq   int64
+	Value int64 // the amount doubled
+}
+
+// runningTotal is one result of the dataflow workload, on both systems:
+// {"user":"u1","seq":42,"count":3,"sum":120}, the user's count and sum of
+// doubled amounts up to and including the event seq, the user as record
+// key.
+type runningTotal struct {
+	User  string `json:"user"`
+	Seq   int64  `json:"seq"`
+	Count int64  `json:"count"`
+	Sum   int64  `json:"sum"`
+}
+
+// totals is the dataflow workload's keyed process function: a ValueState
+// per user holds the running count and sum, and every value emits them.
+type totals struct {
+	acc *weir.ValueState[countSum]
+}
+
+// countSum is the state of totals (exported fields: it is checkpointed as
+// JSON).
+type countSum struct {
+	Count, Sum int64
+}
+
+func (t *totals) Open(ctx *weir.OpenContext) error {
+	var err error
+	t.acc, err = weir.ValueStateOf[countSum](ctx, "count-sum")
+	return err
+}
+
+func (t *totals) OnElement(ctx *weir.Context[runningTotal], d doubled) error {
+	cs, _ := t.acc.Value()
+	cs.Count++
+	cs.Sum += d.Value
+	t.acc.Update(cs)
+	ctx.Emit(runningTotal{User: d.User, Seq: d.Seq, Count: cs.Count, Sum: cs.Sum})
+	return nil
+}
+
+func (t *totals) OnTimer(*weir.Context[runningTotal], int64) error { return nil }
+
+// weirDataflow builds the dataflow workload with the dataflow API:
+// a.Topic read (processing time: no event time, no watermarks), Filter
+// amount > dataflowMinAmount, Map to doubled, KeyBy user, Process with
+// totals, ToKafka.
+func weirDataflow(a weirJobArgs, opts ...weir.Option) (*weir.Job, error) {
+	envOpts := []weir.EnvOption{
+		weir.Brokers(a.Brokers), weir.Parallelism(a.Parallelism), weir.Guarantee(weir.Delivery(a.Delivery)),
+	}
+	if a.CheckpointMs > 0 {
+		envOpts = append(envOpts, weir.Checkpoints(time.Duration(a.CheckpointMs)*time.Millisecond, a.CheckpointDir))
+	}
+	env := weir.NewEnv(a.Name, envOpts...)
+	srcOpts := []weir.SourceOption{weir.FromEarliest(), weir.SourceUID("events")}
+	if !a.Unbounded {
+		srcOpts = append(srcOpts, weir.BoundedAtLatest())
+	}
+	events := weir.FromKafka(env, a.Topic, weir.JSON[benchEvent](), srcOpts...)
+	kept := weir.Filter(events, func(e benchEvent) bool { return e.Amount > dataflowMinAmount }, weir.UID("filter"))
+	ds := weir.Map(kept, func(e benchEvent) doubled { return doubled{User: e.User, Seq: e.Seq, Value: 2 * e.Amount} }, weir.UID("map"))
+	out := weir.Process(weir.KeyBy(ds, func(d doubled) string { return d.User }), &totals{}, weir.UID("totals"))
+	weir.ToKafka(out, a.Out, weir.KeyedJSON(func(t runningTotal) string { return t.User }), weir.SinkUID("out"))
+	return env.Build(opts...)
+}
+
 // weirJobSpec is the job file's form of the window workloads (window,
 // sliding, session) and of the passthrough.
 func weirJobSpec(a weirJobArgs) (weir.JobSpec, error) {
@@ -258,7 +329,7 @@ func weirJobSpec(a weirJobArgs) (weir.JobSpec, error) {
 		spec.KeyField, spec.TimestampField = "", ""
 		spec.Window, spec.Aggregate = weir.WindowSpec{}, weir.AggregateSpec{}
 	default:
-		return spec, fmt.Errorf("bench: weir job: mode %q: want window, sliding, session, interval-join or passthrough", a.Mode)
+		return spec, fmt.Errorf("bench: weir job: mode %q: want window, sliding, session, interval-join, dataflow or passthrough", a.Mode)
 	}
 	if a.CheckpointMs > 0 {
 		spec.Checkpoint = weir.CheckpointSpec{Interval: time.Duration(a.CheckpointMs) * time.Millisecond, Dir: a.CheckpointDir}
@@ -267,7 +338,8 @@ func weirJobSpec(a weirJobArgs) (weir.JobSpec, error) {
 }
 
 // runWeirJob runs weir's job of a.Mode (the window workloads and the
-// passthrough from a JobSpec, the interval join from the dataflow API)
+// passthrough from a JobSpec, the interval join and the dataflow workload
+// from the dataflow API)
 // over the backlog of a.Topic (from the earliest offsets to the end
 // offsets at start) and reports when the first record was read and when
 // the job ended.
@@ -275,13 +347,20 @@ func runWeirJob(ctx context.Context, a weirJobArgs) (childResult, error) {
 	start := time.Now()
 	h := newCheckpointTimes()
 	var job *weir.Job
-	if a.Mode == "interval-join" {
+	switch a.Mode {
+	case "interval-join":
 		j, err := weirIntervalJoin(a, weir.WithLogger(slog.New(h)))
 		if err != nil {
 			return childResult{}, fmt.Errorf("bench: weir interval join: %w", err)
 		}
 		job = j
-	} else {
+	case "dataflow":
+		j, err := weirDataflow(a, weir.WithLogger(slog.New(h)))
+		if err != nil {
+			return childResult{}, fmt.Errorf("bench: weir dataflow job: %w", err)
+		}
+		job = j
+	default:
 		spec, err := weirJobSpec(a)
 		if err != nil {
 			return childResult{}, err

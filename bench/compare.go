@@ -11,11 +11,13 @@ import (
 	"github.com/weirstream/weir/integration/verify"
 )
 
-// The equal-work check of the sliding, session and interval join
-// workloads compares outputs record by record: each system's with the
-// records the input implies, and weir's with Flink's. The input's
-// disorder is below the watermark bound, so no record is late and both
-// outputs are fully determined by the input.
+// The equal-work check of the sliding, session, interval join and
+// dataflow workloads compares outputs record by record: each system's with
+// the records the input implies, and weir's with Flink's. The input's
+// disorder is below the watermark bound, so no record is late and the
+// window and join outputs are fully determined by the input; the dataflow
+// workload's running totals depend only on each user's order of events,
+// which is its partition's (see expectedTotals).
 
 // cmpResult orders window results by key, window start, window end, then
 // count and sum: equal results compare 0.
@@ -180,6 +182,76 @@ func parsePairs(values [][]byte) ([]joinPair, error) {
 			return nil, fmt.Errorf("bench: join result %d %q: want the fields user, l, r, lt and rt", i, v)
 		}
 		out = append(out, joinPair{User: *w.User, L: *w.L, R: *w.R, LT: *w.LT, RT: *w.RT})
+	}
+	return out, nil
+}
+
+// dataflowMinAmount is the dataflow workload's filter on both systems: an
+// event passes when its amount is above it (amounts are 1..100, so about
+// half pass).
+const dataflowMinAmount = 50
+
+// cmpTotal orders the dataflow workload's results by seq, then user, count
+// and sum: equal results compare 0.
+func cmpTotal(x, y runningTotal) int {
+	return cmp.Or(cmp.Compare(x.Seq, y.Seq), cmp.Compare(x.User, y.User),
+		cmp.Compare(x.Count, y.Count), cmp.Compare(x.Sum, y.Sum))
+}
+
+func (t runningTotal) String() string {
+	return fmt.Sprintf("user=%s seq=%d count=%d sum=%d", strconv.Quote(t.User), t.Seq, t.Count, t.Sum)
+}
+
+// compareTotals compares two sets of the dataflow workload's results
+// record by record, both sorted by seq; see compareSorted.
+func compareTotals(nameA string, a []runningTotal, nameB string, b []runningTotal) (bool, string) {
+	return compareSorted(nameA, a, nameB, b, "seq", cmpTotal, runningTotal.String)
+}
+
+// expectedTotals returns the dataflow workload's results over events: for
+// every event with an amount above dataflowMinAmount, its user's running
+// count and sum of doubled amounts over the events kept so far, in input
+// order. All events of a user are on one partition (verify.Partition), so
+// both systems see each user's events in input order, whatever the order
+// across partitions, and the results are fully determined by the input.
+func expectedTotals(events []verify.Event) []runningTotal {
+	type acc struct{ count, sum int64 }
+	accs := map[string]acc{}
+	var out []runningTotal
+	for _, e := range events {
+		if e.Amount <= dataflowMinAmount {
+			continue
+		}
+		a := accs[e.Key]
+		a.count++
+		a.sum += 2 * e.Amount
+		accs[e.Key] = a
+		out = append(out, runningTotal{User: e.Key, Seq: e.Seq, Count: a.count, Sum: a.sum})
+	}
+	slices.SortFunc(out, cmpTotal)
+	return out
+}
+
+// parseTotals parses the records of the dataflow workload's output; every
+// field must be there and the record key must be the user.
+func parseTotals(recs []verify.Record) ([]runningTotal, error) {
+	out := make([]runningTotal, 0, len(recs))
+	for i, r := range recs {
+		var w struct {
+			User            *string
+			Seq, Count, Sum *int64
+		}
+		d := json.NewDecoder(bytes.NewReader(r.Value))
+		if err := d.Decode(&w); err != nil {
+			return nil, fmt.Errorf("bench: dataflow result %d %q: %w", i, r.Value, err)
+		}
+		if w.User == nil || w.Seq == nil || w.Count == nil || w.Sum == nil {
+			return nil, fmt.Errorf("bench: dataflow result %d %q: want the fields user, seq, count and sum", i, r.Value)
+		}
+		if string(r.Key) != *w.User {
+			return nil, fmt.Errorf("bench: dataflow result %d %q: record key %q, want the user %q", i, r.Value, r.Key, *w.User)
+		}
+		out = append(out, runningTotal{User: *w.User, Seq: *w.Seq, Count: *w.Count, Sum: *w.Sum})
 	}
 	return out, nil
 }

@@ -161,18 +161,25 @@ func TestWorkloads(t *testing.T) {
 		return out
 	}
 	c := QuickConfig()
-	if got, want := names(c), []string{"ceiling", "window", "window", "passthrough", "passthrough", "sliding", "session", "interval-join"}; !slices.Equal(got, want) {
+	if got, want := names(c), []string{"ceiling", "window", "window", "passthrough", "passthrough", "sliding", "session", "interval-join", "dataflow"}; !slices.Equal(got, want) {
 		t.Errorf("quick workloads %v, want %v", got, want)
 	}
-	if got := names(DefaultConfig()); got[len(got)-1] != "interval-join (check)" {
-		t.Errorf("default workloads %v: want the interval join in the check only", got)
+	if got := names(DefaultConfig()); !slices.Contains(got, "interval-join (check)") || got[len(got)-1] != "dataflow" {
+		t.Errorf("default workloads %v: want the interval join in the check only, and the dataflow workload timed", got)
 	}
 	c.Only = []string{"session", "interval"}
 	c.IntervalJoin = false
 	if got, want := names(c), []string{"session", "interval-join (check)"}; !slices.Equal(got, want) {
 		t.Errorf("-only session,interval workloads %v, want %v", got, want)
 	}
+	c.Only = []string{"dataflow"}
+	if got, want := names(c), []string{"dataflow"}; !slices.Equal(got, want) {
+		t.Errorf("-only dataflow workloads %v, want %v", got, want)
+	}
 	c.Self, c.RepoRoot = "/bin/true", "/"
+	if err := c.validate(); err != nil {
+		t.Errorf("-only dataflow: %v", err)
+	}
 	c.Only = []string{"sliding", "joins"}
 	if err := c.validate(); err == nil || !strings.Contains(err.Error(), `only "joins" is not a workload`) {
 		t.Errorf("unknown -only: %v", err)

@@ -47,9 +47,9 @@ type Config struct {
 	// CheckEvents is the size of the equal-work check's input.
 	CheckEvents int
 	// CompareEvents and CompareStep make the input of the sliding,
-	// session and interval join workloads' equal-work check: longer in
-	// event time than the timed input's first CheckEvents, so that it
-	// spans several sliding windows and cuts many sessions.
+	// session, interval join and dataflow workloads' equal-work check:
+	// longer in event time than the timed input's first CheckEvents, so
+	// that it spans several sliding windows and cuts many sessions.
 	CompareEvents int
 	CompareStep   time.Duration
 	// Seed of the event generator.
@@ -62,8 +62,16 @@ type Config struct {
 	// too (it is in the equal-work check whenever Sliding or Session or
 	// IntervalJoin is on, or Only names it).
 	Sliding, Session, IntervalJoin bool
+	// Dataflow runs the dataflow workload (exactly-once, keys Keys[0]):
+	// written on weir's typed dataflow API, filter (amount >
+	// dataflowMinAmount) -> map (amount doubled) -> keyBy user -> a keyed
+	// process function whose ValueState keeps each user's running count
+	// and sum, one output record per record kept; Flink runs the same
+	// DataStream pipeline with a KeyedProcessFunction.
+	Dataflow bool
 	// Only, when not empty, keeps just these workloads (families
-	// WorkloadFamilies: ceiling, q0, q1, sliding, session, interval).
+	// WorkloadFamilies: ceiling, q0, q1, sliding, session, interval,
+	// dataflow).
 	Only []string
 	// FlinkJVMOpts are the JVM options of the Flink child (heap size).
 	FlinkJVMOpts []string
@@ -144,6 +152,9 @@ func DefaultConfig() Config {
 		IntervalJoin: false,
 		JoinLower:    -100 * time.Millisecond,
 		JoinUpper:    300 * time.Millisecond,
+		// Half the events pass the filter: 5*10^6 output records at
+		// 10^7 events, half Q0's.
+		Dataflow: true,
 		// 10^5 events over 40 s of event time: eight slides, a quarter
 		// of the timed input's rate per key (more sessions, about 3*10^4
 		// join pairs).
@@ -220,8 +231,9 @@ func (c Config) validate() error {
 
 // WorkloadFamilies are the names Config.Only (weirbench -only) takes:
 // the ceiling, Q0 passthrough, Q1 tumbling window, sliding window,
-// session window and interval join workloads.
-var WorkloadFamilies = []string{"ceiling", "q0", "q1", "sliding", "session", "interval"}
+// session window, interval join and dataflow (filter, map, keyBy, keyed
+// process with ValueState) workloads.
+var WorkloadFamilies = []string{"ceiling", "q0", "q1", "sliding", "session", "interval", "dataflow"}
 
 // wants says whether the family of workloads runs: Only names it, or
 // Only is empty.

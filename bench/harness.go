@@ -68,7 +68,7 @@ type CheckResult struct {
 
 type workload struct {
 	name     string
-	mode     string // window, sliding, session, interval-join, passthrough, ceiling
+	mode     string // window, sliding, session, interval-join, dataflow, passthrough, ceiling
 	keys     int
 	delivery string
 	// checkOnly: the workload is in the equal-work check but not timed.
@@ -77,7 +77,7 @@ type workload struct {
 
 // comparedModes are the workloads whose equal-work check compares the
 // outputs of weir and Flink record by record.
-var comparedModes = []string{"sliding", "session", "interval-join"}
+var comparedModes = []string{"sliding", "session", "interval-join", "dataflow"}
 
 // workloads lists what cfg runs, in report order.
 func workloads(cfg Config) []workload {
@@ -108,6 +108,9 @@ func workloads(cfg Config) []workload {
 	if cfg.wants("interval") {
 		wls = append(wls, workload{name: fmt.Sprintf("interval join %v..%v keys=%d %s", cfg.JoinLower, cfg.JoinUpper, k, eo),
 			mode: "interval-join", keys: k, delivery: eo, checkOnly: !cfg.IntervalJoin})
+	}
+	if cfg.Dataflow && cfg.wants("dataflow") {
+		wls = append(wls, workload{name: fmt.Sprintf("dataflow keys=%d %s", k, eo), mode: "dataflow", keys: k, delivery: eo})
 	}
 	return wls
 }
@@ -414,9 +417,9 @@ func measurement(wl, sys string, run int, res childResult, u procUsage) Measurem
 // one's read_committed output with what the input implies: the windows of
 // verify.Expected for Q1 (exactly-once: every window once; at-least-once:
 // the newest value of every window), every input record once for Q0. The
-// sliding, session and interval join workloads are compared record by
-// record (compareRecords): each system's output with the expected records,
-// and weir's with Flink's.
+// sliding, session, interval join and dataflow workloads are compared
+// record by record (compareRecords): each system's output with the
+// expected records, and weir's with Flink's.
 func (r *runner) equalWork(ctx context.Context, wls []workload) ([]CheckResult, error) {
 	type input struct {
 		topic  string
@@ -514,7 +517,7 @@ func (r *runner) equalWork(ctx context.Context, wls []workload) ([]CheckResult, 
 // output with Flink's record by record.
 const SystemsCompared = "weir vs flink"
 
-// compareRecords runs w (sliding, session or interval-join) on every
+// compareRecords runs w (sliding, session, interval-join or dataflow) on every
 // system over topic, whose records are events, and compares the outputs
 // record by record: each with the records events imply, then weir's with
 // Flink's. It returns one CheckResult per comparison, and an error for a
@@ -530,6 +533,7 @@ func (r *runner) compareRecords(ctx context.Context, w workload, topic string, e
 		}
 	}
 	var wantPairs []joinPair
+	var wantTotals []runningTotal
 	var want []verify.Result
 	switch w.mode {
 	case "sliding":
@@ -538,8 +542,11 @@ func (r *runner) compareRecords(ctx context.Context, w workload, topic string, e
 		want = expectedSessions(events, r.cfg.SessionGap.Milliseconds())
 	case "interval-join":
 		wantPairs = expectedPairs(events, r.cfg.JoinLower.Milliseconds(), r.cfg.JoinUpper.Milliseconds())
+	case "dataflow":
+		wantTotals = expectedTotals(events)
 	}
 	gotPairs := map[string][]joinPair{}
+	gotTotals := map[string][]runningTotal{}
 	got := map[string][]verify.Result{}
 	systems := r.systemsFor(w)
 	for _, sys := range systems {
@@ -549,7 +556,8 @@ func (r *runner) compareRecords(ctx context.Context, w workload, topic string, e
 		}
 		var ok bool
 		var verdict string
-		if w.mode == "interval-join" {
+		switch w.mode {
+		case "interval-join":
 			vals, err := verify.ReadAll(ctx, r.cl.Bootstrap(), outTopic, verify.ReadCommitted)
 			if err != nil {
 				return out, fmt.Errorf("bench: equal-work check of %s on %s: %w", w.name, sys, err)
@@ -560,7 +568,18 @@ func (r *runner) compareRecords(ctx context.Context, w workload, topic string, e
 			}
 			gotPairs[sys] = ps
 			ok, verdict = comparePairs(sys, ps, "expected", wantPairs)
-		} else {
+		case "dataflow":
+			recs, err := verify.ReadRecords(ctx, r.cl.Bootstrap(), outTopic, verify.ReadCommitted)
+			if err != nil {
+				return out, fmt.Errorf("bench: equal-work check of %s on %s: %w", w.name, sys, err)
+			}
+			ts, err := parseTotals(recs)
+			if err != nil {
+				return out, fmt.Errorf("bench: equal-work check of %s on %s: %w", w.name, sys, err)
+			}
+			gotTotals[sys] = ts
+			ok, verdict = compareTotals(sys, ts, "expected", wantTotals)
+		default:
 			rs, err := verify.ReadResults(ctx, r.cl.Bootstrap(), outTopic, verify.ReadCommitted)
 			if err != nil {
 				return out, fmt.Errorf("bench: equal-work check of %s on %s: %w", w.name, sys, err)
@@ -575,9 +594,12 @@ func (r *runner) compareRecords(ctx context.Context, w workload, topic string, e
 	}
 	var ok bool
 	var verdict string
-	if w.mode == "interval-join" {
+	switch w.mode {
+	case "interval-join":
 		ok, verdict = comparePairs(SystemWeir, gotPairs[SystemWeir], SystemFlink, gotPairs[SystemFlink])
-	} else {
+	case "dataflow":
+		ok, verdict = compareTotals(SystemWeir, gotTotals[SystemWeir], SystemFlink, gotTotals[SystemFlink])
+	default:
 		ok, verdict = compareResults(SystemWeir, got[SystemWeir], SystemFlink, got[SystemFlink])
 	}
 	check(SystemsCompared, ok, verdict)

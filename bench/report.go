@@ -350,14 +350,19 @@ func (r *Report) Markdown(chart string) string {
 			"one output record per pair. These run exactly-once at keys %d; weir runs the windows from a job spec, as the job file does.\n\n",
 			c.SlidingSize, c.SlidingSlide, c.SessionGap, signed(c.JoinLower), signed(c.JoinUpper), c.Keys[0])
 	}
+	if r.hasMode("dataflow") && len(c.Keys) > 0 {
+		fmt.Fprintf(&b, "The dataflow workload is a typed pipeline: filter (amount > %d, about half the events) → map (user, seq and the amount doubled) → keyBy user → a keyed process function whose ValueState holds the user's running count and sum, "+
+			"one output record {user, seq, count, sum} per event kept (weir: the dataflow API's Filter, Map, KeyBy, Process with a ValueState and ToKafka with encoding/json; Flink: filter, map, keyBy, a KeyedProcessFunction with a ValueState, heap backend). "+
+			"Processing time, no watermarks; exactly-once at keys %d.\n\n", dataflowMinAmount, c.Keys[0])
+	}
 	m := r.Machine
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %s GB memory, %s; Go %s; Java: %s; Apache Kafka %s (one broker); Apache Flink %s (local MiniCluster, one JVM, %s). "+
 		"Load average before %s, after %s.\n\n",
 		m.CPU, m.Cores, m.MemoryGB, m.OS, strings.TrimPrefix(m.Go, "go"), m.Java, m.Kafka, m.Flink, c.FlinkJVMOpts, r.LoadBefore, r.LoadAfter)
 	b.WriteString("Equal-work check (every workload on both systems over the same small input; read_committed output compared with what the input implies — Q1: the expected windows, each once for exactly-once, the newest value of each for at-least-once; Q0: every input record once; " +
-		"sliding, session and interval join: each system's output compared record by record with the records computed from the input, and weir's with Flink's (both sorted by key, window_start, window_end, or by left and right seq; the input's disorder is below the watermark bound, so no record is late and the outputs must be equal)")
+		"sliding, session, interval join and dataflow: each system's output compared record by record with the records computed from the input, and weir's with Flink's (both sorted by key, window_start, window_end, or by left and right seq, or by seq; the input's disorder is below the watermark bound, so no record is late, and each user's events are on one partition, so its running totals are those of its events in input order: the outputs must be equal)")
 	if c.CompareEvents > 0 {
-		fmt.Fprintf(&b, "; the sliding, session and interval join workloads' input is %d events over %s of event time", c.CompareEvents, c.CompareSpan)
+		fmt.Fprintf(&b, "; the sliding, session, interval join and dataflow workloads' input is %d events over %s of event time", c.CompareEvents, c.CompareSpan)
 	}
 	b.WriteString("):\n\n")
 	for _, ch := range r.Check {

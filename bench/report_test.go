@@ -146,6 +146,7 @@ func TestChartLabel(t *testing.T) {
 		"sliding 10s/5s keys=1000 exactly-once":              "SLIDE 1K EO",
 		"session gap=1s keys=1000 exactly-once":              "SESS 1K EO",
 		"interval join -100ms..300ms keys=1000 exactly-once": "JOIN 1K EO",
+		"dataflow keys=1000 exactly-once":                    "FLOW 1K EO",
 	} {
 		if got := chartLabel(in); got != want {
 			t.Errorf("chartLabel(%q) = %q, want %q", in, got, want)
@@ -213,6 +214,34 @@ func TestMarkdownComparedWorkloads(t *testing.T) {
 		"interval join -100ms..300ms keys=1000 exactly-once: in the equal-work check only, not timed",
 		"workloads not in -only sliding,interval: not run",
 		"input is 100000 events over 40s of event time):",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+func TestMarkdownDataflow(t *testing.T) {
+	cfg := QuickConfig()
+	cfg.Only = []string{"dataflow"}
+	wls := workloads(cfg)
+	r := &Report{Date: "2026-01-02T03:04:05Z", Quick: true, Config: reportConfig(cfg)}
+	r.Check = []CheckResult{
+		{Workload: wls[0].name, System: SystemWeir, OK: true, Verdict: "OK: 50000 records equal"},
+		{Workload: wls[0].name, System: SystemsCompared, OK: true, Verdict: "OK: 50000 records equal"},
+	}
+	r.Measurements = []Measurement{
+		{Workload: wls[0].name, System: SystemWeir, Run: 1, Throughput: 200_000},
+		{Workload: wls[0].name, System: SystemFlink, Run: 1, Throughput: 400_000},
+	}
+	r.summarize(wls, cfg)
+	md := r.Markdown("chart.png")
+	for _, want := range []string{
+		"- dataflow keys=1000 exactly-once, weir vs flink: `OK: 50000 records equal`",
+		"| dataflow keys=1000 exactly-once | weir | 200,000 | 0 | 0.50× |",
+		"filter (amount > 50, about half the events) → map",
+		"a KeyedProcessFunction with a ValueState",
+		"latency and recovery of dataflow keys=1000 exactly-once: not measured",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)

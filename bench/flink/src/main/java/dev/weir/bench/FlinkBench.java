@@ -17,6 +17,8 @@ import org.apache.flink.api.common.JobExecutionResult;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
 import org.apache.flink.api.common.functions.AggregateFunction;
 import org.apache.flink.api.common.functions.RichMapFunction;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.serialization.DeserializationSchema;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.state.CheckpointListener;
@@ -33,6 +35,7 @@ import org.apache.flink.streaming.api.CheckpointingMode;
 import org.apache.flink.streaming.api.checkpoint.CheckpointedFunction;
 import org.apache.flink.streaming.api.datastream.DataStream;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
+import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.streaming.api.functions.co.ProcessJoinFunction;
 import org.apache.flink.streaming.api.functions.windowing.ProcessWindowFunction;
 import org.apache.flink.streaming.api.windowing.assigners.EventTimeSessionWindows;
@@ -45,11 +48,11 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 
 /**
  * The Flink peer of weir's benchmark harness: weir's window jobs, an
- * interval join (and a passthrough) written with the DataStream API, run in
- * one local JVM.
+ * interval join, a filter/map/keyBy/process pipeline (and a passthrough)
+ * written with the DataStream API, run in one local JVM.
  *
  * <p>Arguments are key=value pairs: brokers, topic, out, group, mode
- * (window|sliding|session|interval-join|passthrough), delivery
+ * (window|sliding|session|interval-join|dataflow|passthrough), delivery
  * (exactly-once|at-least-once), parallelism, checkpoint-ms, checkpoint-dir
  * (file checkpoint storage; without it the JobManager's, limited to 5 MB of
  * state), window-ms, slide-ms, gap-ms, lower-ms, upper-ms, ooo-ms,
@@ -70,7 +73,12 @@ import org.apache.kafka.clients.producer.ProducerRecord;
  * intervalJoin(...).between(lower-ms, upper-ms) and writes
  * {"user","l","r","lt","rt"} (left and right seq and ts) with the user as
  * record key. Every event-time mode uses the same watermark strategy
- * (bounded out-of-orderness ooo-ms, per Kafka partition). When the job ends, one line
+ * (bounded out-of-orderness ooo-ms, per Kafka partition). The dataflow mode
+ * (no watermarks) keeps the events with amount > 50, maps each to its user,
+ * seq and doubled amount, keys them by user and runs a KeyedProcessFunction
+ * whose ValueState holds the user's running count and sum, writing
+ * {"user","seq","count","sum"} for every event kept, with the user as
+ * record key. When the job ends, one line
  * "FLINKBENCH {json}" on stdout gives the figures the harness reads.
  */
 public final class FlinkBench {
@@ -229,6 +237,18 @@ public final class FlinkBench {
               .sinkTo(sink);
           break;
         }
+      case "dataflow":
+        {
+          eventsNoWatermarks(env, brokers, topic, group, unbounded)
+              .filter(e -> e.amount > DATAFLOW_MIN_AMOUNT)
+              .map(e -> new Doubled(e.user, e.seq, 2 * e.amount))
+              .returns(Doubled.class)
+              .keyBy(d -> d.user)
+              .process(new Totals())
+              .returns(TypeInformation.of(byte[][].class))
+              .sinkTo(sink);
+          break;
+        }
       case "passthrough":
         {
           KafkaSourceBuilder<byte[][]> b =
@@ -251,7 +271,7 @@ public final class FlinkBench {
         }
       default:
         System.err.println(
-            "flinkbench: mode " + mode + ": want window, sliding, session, interval-join or passthrough");
+            "flinkbench: mode " + mode + ": want window, sliding, session, interval-join, dataflow or passthrough");
         System.exit(2);
         return;
     }
@@ -311,6 +331,25 @@ public final class FlinkBench {
         WatermarkStrategy.<Event>forBoundedOutOfOrderness(Duration.ofMillis(oooMs))
             .withTimestampAssigner((e, t) -> e.ts);
     return env.fromSource(b.build(), ws, "kafka").map(new Probe<Event>()).returns(Event.class);
+  }
+
+  /** The events of topic as events() reads them, without event time or watermarks. */
+  private static DataStream<Event> eventsNoWatermarks(
+      StreamExecutionEnvironment env, String brokers, String topic, String group, boolean unbounded) {
+    KafkaSourceBuilder<Event> b =
+        KafkaSource.<Event>builder()
+            .setBootstrapServers(brokers)
+            .setTopics(topic)
+            .setGroupId(group)
+            .setStartingOffsets(OffsetsInitializer.earliest())
+            .setProperty("isolation.level", "read_committed")
+            .setValueOnlyDeserializer(new EventSchema());
+    if (!unbounded) {
+      b.setBounded(OffsetsInitializer.latest());
+    }
+    return env.fromSource(b.build(), WatermarkStrategy.noWatermarks(), "kafka")
+        .map(new Probe<Event>())
+        .returns(Event.class);
   }
 
   private static String need(Map<String, String> a, String k) {
@@ -506,6 +545,65 @@ public final class FlinkBench {
       out.collect(
           new byte[][] {
             l.user.getBytes(StandardCharsets.UTF_8), sb.toString().getBytes(StandardCharsets.UTF_8)
+          });
+    }
+  }
+
+  /** The dataflow mode's filter: an event passes when its amount is above it (bench's dataflowMinAmount). */
+  static final long DATAFLOW_MIN_AMOUNT = 50;
+
+  /** What the dataflow mode's map makes of an event it kept: a Flink POJO (no Kryo). */
+  public static final class Doubled {
+    public String user;
+    public long seq;
+    public long value;
+
+    public Doubled() {}
+
+    Doubled(String user, long seq, long value) {
+      this.user = user;
+      this.seq = seq;
+      this.value = value;
+    }
+  }
+
+  /** The state of Totals: a user's running count and sum (a Flink POJO). */
+  public static final class CountSumState {
+    public long count;
+    public long sum;
+
+    public CountSumState() {}
+  }
+
+  /**
+   * The dataflow mode's keyed process function: a ValueState per user holds
+   * the running count and sum of the doubled amounts, and every value emits
+   * them as weir's bench job does; the user goes along as the record key.
+   */
+  static final class Totals extends KeyedProcessFunction<String, Doubled, byte[][]> {
+    private transient ValueState<CountSumState> acc;
+
+    @Override
+    public void open(Configuration parameters) {
+      acc = getRuntimeContext().getState(new ValueStateDescriptor<>("count-sum", CountSumState.class));
+    }
+
+    @Override
+    public void processElement(Doubled d, Context ctx, Collector<byte[][]> out) throws IOException {
+      CountSumState cs = acc.value();
+      if (cs == null) {
+        cs = new CountSumState();
+      }
+      cs.count++;
+      cs.sum += d.value;
+      acc.update(cs);
+      StringBuilder sb = new StringBuilder(80);
+      sb.append("{\"user\":\"").append(d.user).append("\",\"seq\":").append(d.seq)
+          .append(",\"count\":").append(cs.count)
+          .append(",\"sum\":").append(cs.sum).append('}');
+      out.collect(
+          new byte[][] {
+            d.user.getBytes(StandardCharsets.UTF_8), sb.toString().getBytes(StandardCharsets.UTF_8)
           });
     }
   }
