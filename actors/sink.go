@@ -57,11 +57,11 @@ type deliveryFailed struct{ err error }
 // credit for a batch once the batch is in the producer's queue, so a slow
 // broker slows the whole job down instead of growing memory.
 type Sink struct {
-	cfg    SinkConfig
-	prod   *kafka.Producer
+	cfg  SinkConfig
+	prod *kafka.Producer
 	// out produces to the topic many records per cgo crossing
 	// (internal/rdk); nil when the shim cannot attach.
-	out *rdk.Topic
+	out    *rdk.Topic
 	ended  int
 	failed bool
 	// Exactly-once state: the transactional sink, whether every input has
