@@ -51,6 +51,9 @@ type Consumer struct {
 	pendMsg *C.rd_kafka_message_t
 	recs    []C.weir_rec
 	bufSize int
+	// spare is the unused end of the last batch's buffer: nothing refers
+	// to it, so the next batch fills it before a new buffer is made.
+	spare []byte
 }
 
 // AttachConsumer attaches to c's consumer queue. Poll the consumer only
@@ -82,6 +85,9 @@ func (c *Consumer) Close() {
 	}
 }
 
+// minSpare is the smallest end of a buffer worth filling.
+const minSpare = 16 << 10
+
 // maxBatchBytes bounds the buffer of one batch (a larger record gets a
 // buffer of its own size).
 const maxBatchBytes = 4 << 20
@@ -99,7 +105,10 @@ func (c *Consumer) Poll(timeout time.Duration, limit int, into []Entry) ([]Entry
 	if len(c.recs) < limit {
 		c.recs = make([]C.weir_rec, limit)
 	}
-	buf := make([]byte, c.bufSize)
+	buf := c.spare
+	if len(buf) < minSpare {
+		buf = make([]byte, c.bufSize)
+	}
 	var used, need C.int64_t
 	ms := C.int(timeout.Milliseconds())
 	var n C.int
@@ -121,6 +130,7 @@ func (c *Consumer) Poll(timeout time.Duration, limit int, into []Entry) ([]Entry
 	case u*4 < len(buf) && c.bufSize > 64<<10:
 		c.bufSize = max(c.bufSize/2, 64<<10)
 	}
+	c.spare = buf[used:]
 	buf = buf[:used:used]
 	for i := range int(n) {
 		r := &c.recs[i]

@@ -14,7 +14,7 @@ import (
 
 const topic = "t"
 
-func cluster(t *testing.T) string {
+func cluster(t testing.TB) string {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, topic),
 		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8000000"}))
@@ -25,7 +25,7 @@ func cluster(t *testing.T) string {
 	return c.ListenAddrs()[0]
 }
 
-func producer(t *testing.T, brokers string, extra kafka.ConfigMap) *kafka.Producer {
+func producer(t testing.TB, brokers string, extra kafka.ConfigMap) *kafka.Producer {
 	t.Helper()
 	cfg := kafka.ConfigMap{"bootstrap.servers": brokers, "linger.ms": 1, "go.delivery.reports": false,
 		"message.max.bytes": 8000000}
@@ -39,7 +39,7 @@ func producer(t *testing.T, brokers string, extra kafka.ConfigMap) *kafka.Produc
 	return p
 }
 
-func consumer(t *testing.T, brokers string, extra kafka.ConfigMap) *kafka.Consumer {
+func consumer(t testing.TB, brokers string, extra kafka.ConfigMap) *kafka.Consumer {
 	t.Helper()
 	cfg := kafka.ConfigMap{"bootstrap.servers": brokers, "group.id": "g", "enable.auto.commit": false,
 		"enable.partition.eof": true, "fetch.message.max.bytes": 8000000}
