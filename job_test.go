@@ -36,7 +36,8 @@ func TestKafkaConfigError(t *testing.T) {
 }
 
 // keyCache returns the key's string, never aliasing the bytes it was
-// given, and holds at most keyCacheMax keys.
+// given, whatever it held before (collisions, more keys than slots), and
+// holds at most keyCacheSlots keys.
 func TestKeyCache(t *testing.T) {
 	var c keyCache
 	b := []byte("user-1")
@@ -45,13 +46,16 @@ func TestKeyCache(t *testing.T) {
 	if s != "user-1" || c.get([]byte("user-1")) != "user-1" || c.get(b) != "Xser-1" {
 		t.Fatalf("got %q, %q, %q", s, c.get([]byte("user-1")), c.get(b))
 	}
-	for i := 0; i < keyCacheMax+10; i++ {
-		if k := fmt.Sprintf("k%d", i); c.get([]byte(k)) != k {
+	for i := 0; i < 300_000; i++ {
+		if k := fmt.Sprintf("k%d", (i*7919)%200_000); c.get([]byte(k)) != k {
 			t.Fatalf("key %s", k)
 		}
-		if len(c.m) > keyCacheMax {
-			t.Fatalf("the cache holds %d keys, more than %d", len(c.m), keyCacheMax)
-		}
+	}
+	if len(c.slots) != keyCacheSlots {
+		t.Fatalf("the cache has %d slots, not %d", len(c.slots), keyCacheSlots)
+	}
+	if s != "user-1" {
+		t.Fatalf("an earlier key changed to %q", s)
 	}
 }
 
