@@ -22,14 +22,20 @@ type Result struct {
 	Sum   float64
 }
 
-// accumulator is the state of one key in one window. With checkpoints on
-// it is copy-on-write across captures: one whose epoch is older than the
-// window's is read by the snapshot worker and never changed again; a
-// change goes to a copy.
+// accumulator is the state of one key in one window, held by value in its
+// window's map (no allocation per key, nothing for the GC to trace). What
+// a capture encodes is a copy of the changed ones (dirty), so the snapshot
+// worker never reads the maps that Add and Fire change.
 type accumulator struct {
 	count int64
 	sum   float64
-	epoch uint64
+}
+
+// change is a changed window key as the next capture encodes it: its
+// accumulator, or a delete once its window fired.
+type change struct {
+	acc   accumulator
+	fired bool
 }
 
 type windowKey struct {
@@ -49,18 +55,20 @@ type Tumbling struct {
 	track bool
 	wm    int64
 	// windows maps a window start to the accumulators of its keys.
-	windows map[int64]map[string]*accumulator
+	windows map[int64]map[string]accumulator
 	// dirty holds the window keys changed or fired since the last
-	// capture, with their accumulator (nil once fired: a delete).
-	dirty map[windowKey]*accumulator
-	epoch uint64
+	// capture.
+	dirty map[windowKey]change
+	// last caches the newest window's map (records mostly fall in it).
+	lastStart int64
+	last      map[string]accumulator
 }
 
 // NewTumbling returns windows of sizeMillis; track turns checkpoints on
 // (what changed is remembered for Capture).
 func NewTumbling(sizeMillis int64, track bool) *Tumbling {
 	return &Tumbling{size: sizeMillis, track: track, wm: math.MinInt64,
-		windows: map[int64]map[string]*accumulator{}, dirty: map[windowKey]*accumulator{}}
+		windows: map[int64]map[string]accumulator{}, dirty: map[windowKey]change{}}
 }
 
 // Watermark is the newest watermark fired.
@@ -73,24 +81,21 @@ func (w *Tumbling) Add(key string, ts int64, v float64) bool {
 	if end <= w.wm {
 		return false
 	}
-	keys := w.windows[start]
-	if keys == nil {
-		keys = map[string]*accumulator{}
-		w.windows[start] = keys
+	keys := w.last
+	if keys == nil || w.lastStart != start {
+		keys = w.windows[start]
+		if keys == nil {
+			keys = map[string]accumulator{}
+			w.windows[start] = keys
+		}
+		w.last, w.lastStart = keys, start
 	}
 	a := keys[key]
-	if a == nil {
-		a = &accumulator{epoch: w.epoch}
-		keys[key] = a
-	} else if a.epoch != w.epoch {
-		// Captured by a snapshot in flight: change a copy.
-		a = &accumulator{count: a.count, sum: a.sum, epoch: w.epoch}
-		keys[key] = a
-	}
 	a.count++
 	a.sum += v
+	keys[key] = a
 	if w.track {
-		w.dirty[windowKey{start, key}] = a
+		w.dirty[windowKey{start, key}] = change{acc: a}
 	}
 	return true
 }
@@ -108,10 +113,13 @@ func (w *Tumbling) Fire(wm int64, emit func(Result)) {
 		for k, a := range keys {
 			emit(Result{Key: k, Start: start, Count: a.count, Sum: a.sum})
 			if w.track {
-				w.dirty[windowKey{start, k}] = nil
+				w.dirty[windowKey{start, k}] = change{fired: true}
 			}
 		}
 		delete(w.windows, start)
+		if w.lastStart == start {
+			w.last = nil
+		}
 	}
 }
 
@@ -139,36 +147,35 @@ type opState struct {
 	SizeMs    int64 `json:"sizeMs"`
 }
 
-// Capture ends the current epoch in O(1): it returns a function that
-// encodes the entries changed in it (safe to call on another goroutine
-// while Add and Fire go on) and the operator state.
+// Capture ends the current epoch without copying the state: it returns a
+// function that encodes the entries changed in it (safe to call on another
+// goroutine while Add and Fire go on) and the operator state.
 func (w *Tumbling) Capture() (func() ([]operator.Entry, error), []byte) {
 	dirty := w.dirty
-	w.dirty = map[windowKey]*accumulator{}
-	w.epoch++
+	w.dirty = make(map[windowKey]change, len(dirty))
 	op, _ := json.Marshal(opState{Watermark: w.wm, SizeMs: w.size})
 	return func() ([]operator.Entry, error) { return encodeEntries(dirty), nil }, op
 }
 
-// encodeEntries encodes changed entries into one arena; a nil accumulator
-// (a fired window) deletes its entry.
-func encodeEntries(dirty map[windowKey]*accumulator) []operator.Entry {
+// encodeEntries encodes changed entries into one arena; a fired window
+// deletes its entry.
+func encodeEntries(dirty map[windowKey]change) []operator.Entry {
 	size := 0
 	for wk := range dirty {
 		size += 10 + len(wk.key) + 16
 	}
 	arena := make([]byte, 0, size)
 	entries := make([]operator.Entry, 0, len(dirty))
-	for wk, a := range dirty {
+	for wk, c := range dirty {
 		start := len(arena)
 		arena = binary.BigEndian.AppendUint16(arena, uint16(operator.KeyGroup(wk.key)))
 		arena = binary.BigEndian.AppendUint64(arena, uint64(wk.start))
 		arena = append(arena, wk.key...)
 		e := operator.Entry{Key: arena[start:len(arena):len(arena)]}
-		if a != nil {
+		if !c.fired {
 			vs := len(arena)
-			arena = binary.BigEndian.AppendUint64(arena, uint64(a.count))
-			arena = binary.BigEndian.AppendUint64(arena, math.Float64bits(a.sum))
+			arena = binary.BigEndian.AppendUint64(arena, uint64(c.acc.count))
+			arena = binary.BigEndian.AppendUint64(arena, math.Float64bits(c.acc.sum))
 			e.Value = arena[vs:len(arena):len(arena)]
 		}
 		entries = append(entries, e)
@@ -187,6 +194,7 @@ func (w *Tumbling) Restore(it operator.Iter, op []byte) (int, error) {
 		return 0, fmt.Errorf("the checkpoint has %dms windows, the job has %dms; use a fresh checkpoint.dir to change window.size", st.SizeMs, w.size)
 	}
 	w.wm = st.Watermark
+	w.last = nil
 	n := 0
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
@@ -201,10 +209,10 @@ func (w *Tumbling) Restore(it operator.Iter, op []byte) (int, error) {
 		key := string(k[10:])
 		keys := w.windows[start]
 		if keys == nil {
-			keys = map[string]*accumulator{}
+			keys = map[string]accumulator{}
 			w.windows[start] = keys
 		}
-		keys[key] = &accumulator{count: int64(binary.BigEndian.Uint64(v[:8])), sum: math.Float64frombits(binary.BigEndian.Uint64(v[8:]))}
+		keys[key] = accumulator{count: int64(binary.BigEndian.Uint64(v[:8])), sum: math.Float64frombits(binary.BigEndian.Uint64(v[8:]))}
 		n++
 	}
 	if err := it.Error(); err != nil {
