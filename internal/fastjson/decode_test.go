@@ -438,11 +438,13 @@ var (
 func pick[T any](r *rand.Rand, s []T) T { return s[r.IntN(len(s))] }
 
 // genInput is a random object with the test types' keys and others, or
-// its mutation.
+// its mutation. Half of the objects are typed: their keys are the test
+// types' fields with values of the fields' kinds, mostly (near the
+// limits of the kinds, with escapes), so that many take the fast path.
 func genInput(r *rand.Rand) []byte {
 	var b []byte
-	b = genObject(r, b, 0)
-	if r.IntN(3) == 0 {
+	b = genObject(r, b, 0, r.IntN(2) == 0)
+	if r.IntN(4) == 0 {
 		for range 1 + r.IntN(3) {
 			b = mutate(r, b)
 		}
@@ -450,8 +452,56 @@ func genInput(r *rand.Rand) []byte {
 	return b
 }
 
+// genTyped: the test types' keys by the kind of their values.
+var genTyped = map[byte][]string{
+	's': {"user", "S", "tagged", "Skipped", "-", "BadTag", "named", "hidden", "name", "ps", "b", "K", "ſ", "x", "X"},
+	'i': {"ts", "amount", "seq", "I", "I8", "I16", "I32", "I64", "Zero", "pi", "a", "aBc"},
+	'u': {"U", "U8", "U16", "U32", "U64", "UP"},
+	'f': {"F32", "F64", "f"},
+	'b': {"B", "pb"},
+	'o': {"in", "p"},
+}
+
+const genKinds = "siufbo"
+
+// genTypedValue appends a value of kind k (or, now and then, null or
+// any value).
+func genTypedValue(r *rand.Rand, b []byte, k byte, depth int) []byte {
+	switch r.IntN(20) {
+	case 0:
+		return append(b, "null"...)
+	case 1:
+		return genValue(r, b, depth)
+	}
+	switch k {
+	case 's':
+		b = append(b, '"')
+		for range r.IntN(4) {
+			if r.IntN(3) == 0 {
+				b = append(b, pick(r, genStrings)...)
+			} else {
+				b = fmt.Appendf(b, "u%d", r.IntN(20))
+			}
+		}
+		return append(b, '"')
+	case 'i', 'u':
+		if r.IntN(2) == 0 {
+			return append(b, pick(r, genNumbers[:28])...) // the integers
+		}
+		return strconvAppendNumber(r, b)
+	case 'f':
+		if r.IntN(2) == 0 {
+			return append(b, pick(r, genNumbers)...)
+		}
+		return strconvAppendNumber(r, b)
+	case 'b':
+		return append(b, pick(r, []string{"true", "false"})...)
+	}
+	return genObject(r, b, depth, true)
+}
+
 func space(r *rand.Rand, b []byte) []byte {
-	if r.IntN(50) == 0 {
+	if r.IntN(200) == 0 {
 		return append(b, pick(r, genSpace)...) // perhaps a space JSON does not allow
 	}
 	if r.IntN(4) == 0 {
@@ -460,7 +510,7 @@ func space(r *rand.Rand, b []byte) []byte {
 	return b
 }
 
-func genObject(r *rand.Rand, b []byte, depth int) []byte {
+func genObject(r *rand.Rand, b []byte, depth int, typed bool) []byte {
 	b = space(r, b)
 	b = append(b, '{')
 	for i := range r.IntN(8) {
@@ -469,13 +519,25 @@ func genObject(r *rand.Rand, b []byte, depth int) []byte {
 			b = append(b, ',')
 		}
 		b = space(r, b)
+		k := genKinds[r.IntN(len(genKinds))]
+		if depth > 3 {
+			k = genKinds[r.IntN(len(genKinds)-1)] // no more objects
+		}
+		key := pick(r, genKeys)
+		if typed {
+			key = pick(r, genTyped[k])
+		}
 		b = append(b, '"')
-		b = append(b, pick(r, genKeys)...)
+		b = append(b, key...)
 		b = append(b, '"')
 		b = space(r, b)
 		b = append(b, ':')
 		b = space(r, b)
-		b = genValue(r, b, depth+1)
+		if typed {
+			b = genTypedValue(r, b, k, depth+1)
+		} else {
+			b = genValue(r, b, depth+1)
+		}
 	}
 	b = space(r, b)
 	b = append(b, '}')
@@ -505,7 +567,7 @@ func genValue(r *rand.Rand, b []byte, depth int) []byte {
 	case 6:
 		return append(b, fmt.Sprint(r.IntN(1000))...)
 	case 7, 8:
-		return genObject(r, b, depth)
+		return genObject(r, b, depth, false)
 	default:
 		b = append(b, '[')
 		for i := range r.IntN(4) {
