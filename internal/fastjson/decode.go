@@ -62,6 +62,9 @@ func unmarshal[T any](data []byte) (T, error) {
 // encoding/json (whose own limit is 10000).
 const maxDepth = 512
 
+// scratchMax bounds the buffer a Decoder keeps for strings with escapes.
+const scratchMax = 64 << 10
+
 // dec is the state of one fast decoding.
 type dec struct {
 	data    []byte
@@ -450,8 +453,11 @@ func (d *dec) strSlow(slot int) (string, bool) {
 		switch {
 		case c == '"':
 			d.i = i + 1
-			d.scratch = b
-			return d.intern(b, slot), true
+			s := d.intern(b, slot)
+			if cap(b) <= scratchMax { // a huge string's buffer goes
+				d.scratch = b
+			}
+			return s, true
 		case c == '\\':
 			if i+1 >= len(data) {
 				return "", false
