@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/weirstream/weir/actors"
+	"github.com/weirstream/weir/internal/fastjson"
 	"github.com/weirstream/weir/operator"
 )
 
@@ -19,17 +20,34 @@ type Format[T any] interface {
 }
 
 // JSON is the format of records whose value is v encoded by encoding/json
-// (no key).
+// (no key). Decoding gives encoding/json.Unmarshal's value and error; for
+// a struct of strings, bools, numbers and such structs (see
+// internal/fastjson) it gets them without encoding/json's cost, and a
+// source reuses the strings that repeat (ids, names) instead of
+// allocating them per record.
 func JSON[T any]() Format[T] { return jsonFormat[T]{} }
 
 type jsonFormat[T any] struct{}
 
 func (jsonFormat[T]) Decode(_, value []byte) (T, error) {
-	var v T
-	if err := json.Unmarshal(value, &v); err != nil {
+	v, err := fastjson.Unmarshal[T](value)
+	if err != nil {
 		return v, fmt.Errorf("JSON of %T: %w", v, err)
 	}
 	return v, nil
+}
+
+// newDecodeFunc is Decode with a cache of the strings decoded, for one
+// source subtask (decodeFuncMaker).
+func (jsonFormat[T]) newDecodeFunc() func(key, value []byte) (T, error) {
+	d := fastjson.NewDecoder[T]()
+	return func(_, value []byte) (T, error) {
+		v, err := d.Decode(value)
+		if err != nil {
+			return v, fmt.Errorf("JSON of %T: %w", v, err)
+		}
+		return v, nil
+	}
 }
 
 func (jsonFormat[T]) Encode(v T) ([]byte, []byte, error) {
@@ -185,16 +203,32 @@ func SourceUID(id string) SourceOption {
 	return func(s *sourceNode) { s.opts = append(s.opts, UID(id)) }
 }
 
+// decodeFuncMaker is a Format that decodes faster with state of its own
+// (the JSON formats: a string cache): each source subtask's decoder asks
+// it for a decoding function of its own, which it calls from one
+// goroutine.
+type decodeFuncMaker[T any] interface {
+	newDecodeFunc() func(key, value []byte) (T, error)
+}
+
 // decoder decodes one source subtask's records into typed batches.
 type decoder[T any] struct {
 	format Format[T]
 	ts     func(T) int64
+	decode func(key, value []byte) (T, error) // the subtask's; set by the first Decode
 	buf    []operator.Rec[T]
+	last   int             // records of the previous batch: the next one's capacity
 	next   operator.Rec[T] // decoded, not kept yet
 }
 
 func (d *decoder[T]) Decode(key, value []byte, kafkaTS int64, _ int32, _ int64) (int64, error) {
-	v, err := d.format.Decode(key, value)
+	if d.decode == nil {
+		d.decode = d.format.Decode
+		if m, ok := d.format.(decodeFuncMaker[T]); ok {
+			d.decode = m.newDecodeFunc()
+		}
+	}
+	v, err := d.decode(key, value)
 	if err != nil {
 		return 0, err
 	}
@@ -208,7 +242,7 @@ func (d *decoder[T]) Decode(key, value []byte, kafkaTS int64, _ int32, _ int64) 
 
 func (d *decoder[T]) Keep() {
 	if d.buf == nil {
-		d.buf = make([]operator.Rec[T], 0, 256)
+		d.buf = make([]operator.Rec[T], 0, max(256, d.last))
 	}
 	d.buf = append(d.buf, d.next)
 	d.next = operator.Rec[T]{}
@@ -216,7 +250,7 @@ func (d *decoder[T]) Keep() {
 
 func (d *decoder[T]) Take() (any, int) {
 	b := d.buf
-	d.buf = nil
+	d.buf, d.last = nil, len(b)
 	return b, len(b)
 }
 
