@@ -136,9 +136,26 @@ func defaultMemoryLimit(root fs.FS) (limit int64, from string, ok bool) {
 	if !ok {
 		return 0, "", false
 	}
-	limit = int64(float64(avail) * DefaultMemoryLimitPercent / 100)
+	limit = int64(float64(avail)*DefaultMemoryLimitPercent/100) &^ (1<<20 - 1) // whole MiB
 	limit = max(limit, MinMemoryLimit)
-	return limit, fmt.Sprintf("%d%% of the %s %s", DefaultMemoryLimitPercent, what, FormatBytes(avail)), true
+	return limit, fmt.Sprintf("%d%% of the %s %s", DefaultMemoryLimitPercent, what, approxBytes(avail)), true
+}
+
+// approxBytes writes n as FormatBytes does when that is short (4GiB),
+// else in GiB or MiB with one decimal (23.5GiB).
+func approxBytes(n int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}} {
+		if n%u.size == 0 {
+			return FormatBytes(n)
+		}
+		if n >= u.size {
+			return strconv.FormatFloat(float64(n)/float64(u.size), 'f', 1, 64) + u.name
+		}
+	}
+	return FormatBytes(n)
 }
 
 // availableMemory returns the memory available to the process: its

@@ -80,6 +80,9 @@ func TestDefaultMemoryLimit(t *testing.T) {
 			"proc/self/cgroup":         file("0::/\n"),
 			"sys/fs/cgroup/memory.max": file("16777216\n"),
 		}, MinMemoryLimit, "75% of the cgroup memory limit 16MiB"},
+		{"odd sizes round down to MiB", fstest.MapFS{
+			"proc/meminfo": file("MemTotal:       24683524 kB\n"),
+		}, 18078 << 20, "75% of the machine's memory 23.5GiB"},
 		{"garbage", fstest.MapFS{
 			"proc/meminfo":             file("MemTotal: lots\n"),
 			"proc/self/cgroup":         file("0::/\n"),
