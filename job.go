@@ -55,6 +55,9 @@ type options struct {
 	allowFreshStart bool
 	// onLocked is called once checkpoint.dir's lock is held (WithOnLocked).
 	onLocked func(dir string) error
+	// memoryLimit is the soft memory limit Run sets (WithMemoryLimit); 0:
+	// none.
+	memoryLimit int64
 }
 
 // Option configures a Job.
@@ -130,6 +133,9 @@ func newJob(spec JobSpec, opts []Option) (*Job, error) {
 	o := options{log: slog.Default(), closeTimeout: 30 * time.Second}
 	for _, f := range opts {
 		f(&o)
+	}
+	if err := validMemoryLimit(o.memoryLimit); err != nil {
+		return nil, fmt.Errorf("weir: WithMemoryLimit(%d): %w", o.memoryLimit, err)
 	}
 	return &Job{spec: spec, opts: o}, nil
 }
@@ -257,6 +263,10 @@ func (j *Job) Run(ctx context.Context) error {
 	j.mu.Unlock()
 	if j.opts.savepoint != "" && j.spec.Checkpoint.Interval == 0 {
 		return errors.New("--from-savepoint needs checkpoints: set checkpoint.interval and checkpoint.dir")
+	}
+	if n := j.opts.memoryLimit; n != 0 {
+		defer setMemoryLimit(n)()
+		j.opts.log.Info("soft memory limit set (WithMemoryLimit)", "job", j.spec.Name, "limit", FormatMemoryLimit(n))
 	}
 	policy := supervisor.NewRestartPolicy(j.spec.Restart, time.Now().UnixNano())
 	for {

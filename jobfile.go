@@ -247,6 +247,7 @@ const (
 	kindBool                       // true or false
 	kindList                       // a list of strings
 	kindSize                       // bytes: 1048576, or with a binary unit: 256MiB, 4KiB
+	kindMemory                     // a memory limit: a size of at least MinMemoryLimit, or off
 )
 
 // bound restricts numbers and durations.
@@ -359,6 +360,9 @@ func jobFileSchema(s *JobSpec) []field {
 			{name: "max_failures", kind: kindInt, bound: nonNegative, example: "1", num: &s.Restart.MaxFailures},
 		}},
 		{name: "bad_records", kind: kindString, example: "fail", str: (*string)(&s.BadRecords)},
+		{name: "memory", kind: kindSection, sub: []field{
+			{name: "limit", kind: kindMemory, example: "2GiB", size: &s.Memory.Limit},
+		}},
 		{name: "kafka", kind: kindProps, example: "security.protocol: SASL_SSL", props: &s.Kafka},
 	}
 }
@@ -527,6 +531,12 @@ func (p *jobParser) value(key string, f *field, vn *yaml.Node) error {
 			return err
 		}
 		*f.size = v
+	case kindMemory:
+		v, err := ParseMemoryLimit(text)
+		if err != nil {
+			return errAt(line, key, "%v", err)
+		}
+		*f.size = v
 	}
 	return nil
 }
@@ -570,6 +580,8 @@ func want(f *field) string {
 		return "a list such as " + f.example
 	case kindSize:
 		return "a size such as " + f.example + " (units B, KiB, MiB, GiB) or a number of bytes"
+	case kindMemory:
+		return "a size such as " + f.example + " (units B, KiB, MiB, GiB), or off"
 	case kindSection:
 		names := make([]string, len(f.sub))
 		for i, s := range f.sub {

@@ -29,7 +29,7 @@ var jobFileErrorClasses = []string{
 	"missing-required", "wrong-type-number", "wrong-type-map", "wrong-type-list",
 	"boolean", "negative-number", "bad-duration", "duration-no-unit", "non-positive-size",
 	"bad-timestamp", "offsets-partition", "offsets-offset", "duplicate-key",
-	"empty-file", "not-yaml", "multi-document", "no-value", "validate", "bad-size",
+	"empty-file", "not-yaml", "multi-document", "no-value", "validate", "bad-size", "validate-memory",
 }
 
 // TestJobFileGolden runs the cases in testdata/jobfiles (datadriven; -rewrite
@@ -179,6 +179,9 @@ func dumpSpec(s JobSpec) string {
 	p("checkpoint.retain", s.Checkpoint.Retain)
 	p("checkpoint.tolerable_failures", s.Checkpoint.TolerableFailures)
 	p("bad_records", s.BadRecords)
+	if s.Memory.Limit != 0 {
+		p("memory.limit", fmt.Sprintf("%d (%s)", s.Memory.Limit, FormatMemoryLimit(s.Memory.Limit)))
+	}
 	props("kafka", s.Kafka)
 	return b.String()
 }
@@ -264,6 +267,7 @@ func TestJobFileExample(t *testing.T) {
 		"restart.interval":         `(?m)^\s*#\s*interval: 1m`,
 		"window.slide":             `(?m)^\s*#\s*slide: 5s`,
 		"window.gap":               `(?m)^\s*#\s*gap: 30s`,
+		"memory.limit":             `(?m)^\s*#\s*limit: 2GiB`,
 	}
 	for _, k := range jobFileKeys() {
 		if re, ok := commented[k]; ok {

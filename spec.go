@@ -83,6 +83,11 @@ type JobSpec struct {
 	// when checkpoints are on, none when they are off (as in Flink).
 	Restart RestartSpec
 
+	// Memory is the soft memory limit that `engine run` sets for its
+	// process (job file: memory); a program embedding weir opts in with
+	// WithMemoryLimit instead.
+	Memory MemorySpec
+
 	// Kafka holds librdkafka properties passed through to both the consumer
 	// and the producer (job file: kafka), for example security settings.
 	// Properties the engine manages itself are refused by Validate.
@@ -580,6 +585,9 @@ func (s JobSpec) Validate() error {
 	}
 	if err := s.Checkpoint.validate(s.Delivery); err != nil {
 		return err
+	}
+	if err := validMemoryLimit(s.Memory.Limit); err != nil {
+		return specErr("memory.limit", "%v", err)
 	}
 	if err := s.Restart.Validate("restart"); err != nil {
 		key, msg, _ := strings.Cut(err.Error(), ": ")

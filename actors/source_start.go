@@ -20,10 +20,18 @@ import (
 const autoCommitInterval = "100"
 
 // Engine defaults for the consumer's prefetch, which otherwise dominates
-// the process's memory: librdkafka queues up to queued.max.messages.kbytes
-// (default 65536 KiB) of fetched records per consumer, one consumer per
-// source subtask. 16 MiB keeps a 1 s checkpoint interval fed at the
-// engine's throughput; a job can raise it in source.properties or kafka.
+// the process's memory: librdkafka keeps fetching into a consumer's queue,
+// one consumer per source subtask, until it holds queued.min.messages
+// records (default 100000) or queued.max.messages.kbytes of them (default
+// 65536 KiB), whichever comes first. 16 MiB keeps a 1 s checkpoint
+// interval fed at the engine's throughput. The count is the bound that
+// matters for small records: each queued record costs a few hundred bytes
+// besides its key and value, so 100000 records of about 100 bytes held
+// some 35 MiB per consumer (peak RSS of the benchmark's Q1, parallelism 2:
+// 168 -> 100 MiB with 20000). DefaultQueuedMinMessages is still more than
+// one fetch brings (max.partition.fetch.bytes, 1 MiB per partition, is
+// about 8000 such records), so the queue is refilled before it runs dry. A
+// job can raise either in source.properties or kafka.
 //
 // DefaultFetchQueueBackoffMs: when a partition's fetch queue is over its
 // thresholds (queued.min.messages, queued.max.messages.kbytes), librdkafka
@@ -34,6 +42,7 @@ const autoCommitInterval = "100"
 // backlog, a bare consumer read 250k records/s with the default. A few
 // milliseconds keep the queue fed.
 const (
+	DefaultQueuedMinMessages   = 20_000   // queued.min.messages
 	DefaultQueuedMaxKBytes     = 16384    // queued.max.messages.kbytes
 	DefaultFetchMaxBytes       = 16 << 20 // fetch.max.bytes, matching it
 	DefaultFetchQueueBackoffMs = 5        // fetch.queue.backoff.ms
@@ -41,9 +50,10 @@ const (
 
 // consumerConfig builds the librdkafka configuration of the subtask.
 //
-// The prefetch is bounded by DefaultQueuedMaxKBytes and
-// DefaultFetchMaxBytes unless the job sets queued.max.messages.kbytes or
-// fetch.max.bytes itself (fetch.max.bytes is only set by the engine when
+// The prefetch is bounded by DefaultQueuedMinMessages,
+// DefaultQueuedMaxKBytes and DefaultFetchMaxBytes unless the job sets
+// queued.min.messages, queued.max.messages.kbytes or fetch.max.bytes
+// itself (fetch.max.bytes is only set by the engine when
 // the job sets neither, so that librdkafka matches it to a queue size the
 // job chose).
 //
@@ -58,6 +68,7 @@ func consumerConfig(c SourceConfig) kafka.ConfigMap {
 		"enable.partition.eof":   true,
 		"auto.offset.reset":      librdkafkaReset(c.Start.AutoOffsetReset),
 		"fetch.queue.backoff.ms": DefaultFetchQueueBackoffMs,
+		"queued.min.messages":    DefaultQueuedMinMessages,
 	}
 	_, setQueue := c.Properties["queued.max.messages.kbytes"]
 	_, setFetch := c.Properties["fetch.max.bytes"]

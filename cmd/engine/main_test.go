@@ -223,6 +223,7 @@ func TestRunBadInput(t *testing.T) {
 	missing := filepath.Join(dir, "missing.yaml")
 	unknownKey := write("unknown.yaml", "name: t\nbrokers: 127.0.0.1:9092\nsourc:\n  topic: in\n")
 	badDuration := write("duration.yaml", strings.Replace(mustRead(t, valid), "size: 1s", "size: 10x", 1))
+	badMemory := write("memory.yaml", mustRead(t, valid)+"memory:\n  limit: lots\n")
 	exactlyOnce := write("eo.yaml", mustRead(t, valid)+"delivery: exactly-once\ncheckpoint:\n  interval: 1s\n  dir: "+dir+"\n")
 
 	for _, tc := range []struct {
@@ -238,6 +239,9 @@ func TestRunBadInput(t *testing.T) {
 		{"negative status interval", []string{"run", "--config", valid, "--status-interval", "-1s"}, []string{"--status-interval"}},
 		{"bad log level", []string{"run", "--config", valid, "--log-level", "loud"}, []string{"--log-level", "loud"}},
 		{"bad flag value", []string{"run", "--config", valid, "--check-timeout", "soon"}, []string{"engine run:", "check-timeout"}},
+		{"memory limit without unit", []string{"run", "--config", valid, "--memory-limit", "512"}, []string{"engine run: --memory-limit \"512\": 512 is below the least, 64MiB", "2GiB, or off"}},
+		{"memory limit in MB", []string{"run", "--config", valid, "--memory-limit", "2GB"}, []string{"engine run: --memory-limit", "write a binary unit, e.g. 2GiB"}},
+		{"bad memory.limit", []string{"run", "--config", badMemory}, []string{"engine: job file", "memory.limit: ", `"lots" is not a size`, "or off"}},
 		// Refused by NewJob after the broker check; the broker is
 		// unreachable here, so the check reports first.
 		{"exactly-once on a closed port", []string{"run", "--config", exactlyOnce, "--check-timeout", "1s"}, []string{"brokers"}},
@@ -329,7 +333,8 @@ func startRun(t *testing.T, ctx context.Context, args ...string) (*exec.Cmd, <-c
 var statusRE = regexp.MustCompile(`^status: t=\S+ records in=(\d+) results out=(\d+) late dropped=(\d+) rate=\d+/s lag=(\d+) checkpoints=(\d+)$`)
 
 // TestRunStopsOnSignal runs a job on kfake until it has read every input
-// record, then stops it with SIGTERM: exit 0 and a line saying so.
+// record, then stops it with SIGTERM: exit 0 and a line saying so. It
+// logs the soft memory limit --memory-limit gave.
 func TestRunStopsOnSignal(t *testing.T) {
 	brokers := startKfake(t)
 	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
@@ -343,7 +348,7 @@ func TestRunStopsOnSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	job := writeJobFile(t, brokers, "")
-	cmd, out, stderr := startRun(t, ctx, "run", "--config", job, "--status-interval", "100ms", "--log-level", "warn")
+	cmd, out, stderr := startRun(t, ctx, "run", "--config", job, "--status-interval", "100ms", "--log-level", "info", "--memory-limit", "1GiB")
 
 	var last string
 	found := false
@@ -374,6 +379,9 @@ func TestRunStopsOnSignal(t *testing.T) {
 	ls := lines(stderr.String())
 	if len(ls) == 0 || !strings.HasPrefix(ls[len(ls)-1], "engine: job t stopped by SIGTERM; records in=3000 ") {
 		t.Fatalf("last stderr line should say the job stopped; stderr:\n%s", stderr)
+	}
+	if want := `msg="soft memory limit" limit=1GiB from=--memory-limit`; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr does not log the memory limit (%s):\n%s", want, stderr)
 	}
 }
 

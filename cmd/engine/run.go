@@ -47,6 +47,12 @@ Signals:
            keeps running.
 A second SIGINT or SIGTERM kills the process.
 
+Memory: the process's soft memory limit (the Go runtime's GOMEMLIMIT) is
+--memory-limit, else the GOMEMLIMIT environment variable, else the job
+file's memory.limit, else 75% of the memory available to the process (its
+cgroup's memory limit, or the machine's memory without one). The limit in
+use and where it came from are logged at start.
+
 Environment:
   WEIR_FAILPOINT=NAME[@N]  crash test: the process kills itself with SIGKILL
            the N-th time (default 1) the job reaches the protocol step NAME,
@@ -74,6 +80,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	statusEvery := fs.Duration("status-interval", 5*time.Second, "time between status lines on stdout; 0 disables them")
 	freshStart := fs.Bool("allow-fresh-start", false, "start from the start position when checkpoint.dir holds checkpoints but none can be\nrestored (corrupt, truncated); without it such a start is refused")
+	memLimit := fs.String("memory-limit", "", "the Go runtime's soft memory limit (GOMEMLIMIT) of the process: a size such as 2GiB (units B, KiB,\nMiB, GiB; at least 64MiB), or off. Wins over GOMEMLIMIT, which wins over the job file's\nmemory.limit; without any, 75% of the cgroup's memory limit, or of the machine's memory")
 	fromSavepoint := fs.String("from-savepoint", "", "restore this checkpoint or savepoint (a chk-<N> directory, as printed by engine savepoint\nor engine checkpoints) instead of the newest checkpoint in checkpoint.dir")
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
@@ -94,6 +101,12 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	lvl, err := logLevel(*level)
 	if err != nil {
 		return bad("%v", err)
+	}
+	var flagLimit int64 // 0: --memory-limit not given
+	if *memLimit != "" {
+		if flagLimit, err = weir.ParseMemoryLimit(*memLimit); err != nil {
+			return bad("--memory-limit %s: %s", quoteArg(*memLimit), oneLine(err.Error()))
+		}
 	}
 	failpoint, err := weir.FailpointFromEnv()
 	if err != nil {
@@ -190,6 +203,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		defer removePidFile(root)
 	}
 
+	// Set once the input is known good: a refused start prints one line.
+	setMemoryLimit(flagLimit, spec, os.Getenv, weir.DefaultMemoryLimit, log)
 	log.Info("job starting", "job", spec.Name, "brokers", spec.Brokers, "source", spec.Source.Topic,
 		"sink", spec.Sink.Topic, "parallelism", spec.Parallelism, "delivery", spec.Delivery)
 	start := time.Now()

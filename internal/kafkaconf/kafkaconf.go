@@ -14,6 +14,10 @@
 //  3. what the engine manages itself (bootstrap.servers, group.id,
 //     transactional.id, isolation.level, ...), which the job cannot set.
 //
+// Every producer (NewProducer, ProducerConfig) also gets a bounded queue
+// below its defaults (ProducerQueueMaxMessages, ProducerQueueMaxKBytes),
+// which the caller's defaults and the job's properties can change.
+//
 // Properties of another kind of client (a producer property given to an
 // admin client) are ignored by librdkafka, which only logs a warning; the
 // engine's clients log errors only.
@@ -56,9 +60,40 @@ func NewConsumer(brokers string, defaults kafka.ConfigMap, props map[string]stri
 	return c, nil
 }
 
-// NewProducer makes a producer with Config's configuration.
+// Bounds of every producer's queue: the records handed to librdkafka and
+// not yet acknowledged by the brokers, counted (queue.buffering.max.messages)
+// and in bytes of keys and values (queue.buffering.max.kbytes), whichever
+// is reached first. librdkafka's own defaults, 100000 records and 1 GiB,
+// let a producer hold far more than it needs to keep the brokers busy:
+// memory, and time, since an exactly-once sink waits at each checkpoint
+// barrier until its queue is acknowledged (the pre-commit flush), so the
+// queue's depth is added to every checkpoint under backlog. A Produce into
+// a full queue waits for room. 20000 records is above the most the
+// benchmark's passthrough (local broker, parallelism 2) had queued at a
+// barrier, about 12000, so it costs no throughput there; it bounds the queue, and the wait at
+// the barrier, when the brokers are slower than the job. A job raises
+// them with sink.properties (or kafka).
+const (
+	ProducerQueueMaxMessages = 20_000 // queue.buffering.max.messages
+	ProducerQueueMaxKBytes   = 65_536 // queue.buffering.max.kbytes: 64 MiB
+)
+
+// ProducerConfig returns the configuration of a producer: Config's, with
+// the queue bounds under defaults.
+func ProducerConfig(brokers string, defaults kafka.ConfigMap, props map[string]string, managed kafka.ConfigMap) kafka.ConfigMap {
+	base := kafka.ConfigMap{
+		"queue.buffering.max.messages": ProducerQueueMaxMessages,
+		"queue.buffering.max.kbytes":   ProducerQueueMaxKBytes,
+	}
+	for k, v := range defaults {
+		base[k] = v
+	}
+	return Config(brokers, base, props, managed)
+}
+
+// NewProducer makes a producer with ProducerConfig's configuration.
 func NewProducer(brokers string, defaults kafka.ConfigMap, props map[string]string, managed kafka.ConfigMap) (*kafka.Producer, error) {
-	conf := Config(brokers, defaults, props, managed)
+	conf := ProducerConfig(brokers, defaults, props, managed)
 	p, err := kafka.NewProducer(&conf)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer: %w", err)

@@ -1,6 +1,7 @@
 package kafkaconf
 
 import (
+	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -29,6 +30,61 @@ func TestConfigLayers(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, conf[k], v)
 		}
 	}
+}
+
+// TestProducerQueueBounds: every producer's queue is bounded by default,
+// below the caller's defaults and the job's properties, which can raise
+// it; librdkafka accepts each combination.
+func TestProducerQueueBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		defaults     kafka.ConfigMap
+		props        map[string]string
+		msgs, kbytes any
+	}{
+		{"bounded by default", nil, nil, ProducerQueueMaxMessages, ProducerQueueMaxKBytes},
+		{"caller's defaults win", kafka.ConfigMap{"queue.buffering.max.messages": 500}, nil, 500, ProducerQueueMaxKBytes},
+		{"job's properties win", kafka.ConfigMap{"queue.buffering.max.messages": 500},
+			map[string]string{"queue.buffering.max.messages": "100000", "queue.buffering.max.kbytes": "1048576"}, "100000", "1048576"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := ProducerConfig("127.0.0.1:1", tc.defaults, tc.props, kafka.ConfigMap{"acks": "all"})
+			if got := conf["queue.buffering.max.messages"]; got != tc.msgs {
+				t.Errorf("queue.buffering.max.messages = %v, want %v", got, tc.msgs)
+			}
+			if got := conf["queue.buffering.max.kbytes"]; got != tc.kbytes {
+				t.Errorf("queue.buffering.max.kbytes = %v, want %v", got, tc.kbytes)
+			}
+			if conf["acks"] != "all" || conf["bootstrap.servers"] != "127.0.0.1:1" {
+				t.Errorf("the other layers are lost: %v", conf)
+			}
+			p, err := kafka.NewProducer(&conf)
+			if err != nil {
+				t.Fatalf("librdkafka refused %v: %v", conf, err)
+			}
+			p.Close()
+		})
+	}
+	// The bound reaches the client: a producer made with no defaults
+	// refuses the record after ProducerQueueMaxMessages (its broker is
+	// unreachable, so nothing leaves the queue).
+	p, err := NewProducer("127.0.0.1:1", nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	topic := "t"
+	for i := 0; i <= ProducerQueueMaxMessages; i++ {
+		err := p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: 0}, Value: []byte("v")}, nil)
+		var ke kafka.Error
+		switch {
+		case i < ProducerQueueMaxMessages && err != nil:
+			t.Fatalf("record %d: %v", i+1, err)
+		case i == ProducerQueueMaxMessages && (!errors.As(err, &ke) || ke.Code() != kafka.ErrQueueFull):
+			t.Fatalf("record %d into a queue of %d: %v, want queue full", i+1, ProducerQueueMaxMessages, err)
+		}
+	}
+	_ = p.Purge(kafka.PurgeQueue | kafka.PurgeNonBlocking)
 }
 
 // TestClientsOfAnotherKind: a client given properties of another kind of
