@@ -397,6 +397,10 @@ func (s *Sink) start(ctx actor.Context) error {
 	return nil
 }
 
+// queueFullWaitMs is how long the sink waits for room when the producer's
+// queue is full before it tries again.
+const queueFullWaitMs = 2
+
 // writeRaw produces records.
 func (s *Sink) writeRaw(recs []RawRecord) error {
 	if s.out == nil {
@@ -419,7 +423,9 @@ func (s *Sink) writeRaw(recs []RawRecord) error {
 		}
 		var ke kafka.Error
 		if errors.As(err, &ke) && ke.Code() == kafka.ErrQueueFull && time.Now().Before(deadline) {
-			s.prod.Flush(100)
+			// A short wait: Flush returns when the whole queue is empty or
+			// the time is up, and room for more records comes sooner.
+			s.prod.Flush(queueFullWaitMs)
 			continue
 		}
 		return fmt.Errorf("sink %s: produce to %s: %w", s.cfg.Task, s.cfg.Topic, err)
