@@ -450,7 +450,7 @@ func (s *Sink) produce(key, value []byte) error {
 		}
 		var ke kafka.Error
 		if errors.As(err, &ke) && ke.Code() == kafka.ErrQueueFull && time.Now().Before(deadline) {
-			s.prod.Flush(100)
+			s.prod.Flush(queueFullWaitMs)
 			continue
 		}
 		return fmt.Errorf("sink %s: produce to %s: %w", s.cfg.Task, topic, err)
