@@ -412,22 +412,18 @@ func (s *Sink) writeRaw(recs []RawRecord) error {
 		return nil
 	}
 	deadline := time.Now().Add(s.cfg.FlushTimeout)
-	for done := 0; done < len(recs); {
-		n, err := s.out.Produce(kafka.PartitionAny, len(recs)-done, func(i int) ([]byte, []byte) {
-			r := &recs[done+i]
-			return r.Key, r.Value
-		})
-		done += n
-		if err == nil {
-			continue
+	err := s.out.ProduceAll(kafka.PartitionAny, len(recs), func(i int) ([]byte, []byte) {
+		return recs[i].Key, recs[i].Value
+	}, func(full error) error {
+		if time.Now().After(deadline) {
+			return full
 		}
-		var ke kafka.Error
-		if errors.As(err, &ke) && ke.Code() == kafka.ErrQueueFull && time.Now().Before(deadline) {
-			// A short wait: Flush returns when the whole queue is empty or
-			// the time is up, and room for more records comes sooner.
-			s.prod.Flush(queueFullWaitMs)
-			continue
-		}
+		// A short wait: Flush returns when the whole queue is empty or
+		// the time is up, and room for more records comes sooner.
+		s.prod.Flush(queueFullWaitMs)
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("sink %s: produce to %s: %w", s.cfg.Task, s.cfg.Topic, err)
 	}
 	return nil

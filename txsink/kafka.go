@@ -648,23 +648,17 @@ func (t *kafkaTxn) Write(ctx context.Context, recs []Record) error {
 		}
 		return nil
 	}
-	for done := 0; done < len(recs); {
-		n, err := kp.out.Produce(kafka.PartitionAny, len(recs)-done, func(i int) ([]byte, []byte) {
-			r := &recs[done+i]
-			return r.Key, r.Value
-		})
-		done += n
-		if err == nil {
-			continue
-		}
-		var ke kafka.Error
-		if !errors.As(err, &ke) || ke.Code() != kafka.ErrQueueFull {
-			return fmt.Errorf("txsink: kafka: produce to %q on %s: %w", topic, kp.id, classify(err))
-		}
+	err := kp.out.ProduceAll(kafka.PartitionAny, len(recs), func(i int) ([]byte, []byte) {
+		return recs[i].Key, recs[i].Value
+	}, func(error) error {
 		if ctx.Err() != nil {
-			return fmt.Errorf("txsink: kafka: produce to %q on %s: producer queue full: %w", topic, kp.id, context.Cause(ctx))
+			return fmt.Errorf("producer queue full: %w", context.Cause(ctx))
 		}
 		kp.p.Flush(flushPollMs)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("txsink: kafka: produce to %q on %s: %w", topic, kp.id, classify(err))
 	}
 	return nil
 }

@@ -96,6 +96,26 @@ func (d *dec) top(p unsafe.Pointer, pl *plan) bool {
 	return d.i == len(d.data)
 }
 
+// after reads what follows a member of an object or an element of an
+// array: a comma (more to come) or close (the end: ok); anything else is
+// not JSON (not ok).
+func (d *dec) after(close byte) (more, ok bool) {
+	d.ws()
+	if d.i >= len(d.data) {
+		return false, false
+	}
+	switch d.data[d.i] {
+	case ',':
+		d.i++
+		d.ws()
+		return true, true
+	case close:
+		d.i++
+		return false, true
+	}
+	return false, false
+}
+
 func (d *dec) ws() {
 	for d.i < len(d.data) {
 		switch d.data[d.i] {
@@ -148,19 +168,8 @@ func (d *dec) object(p unsafe.Pointer, pl *plan, depth int) bool {
 		} else if !pl.unknownOK(key) || !d.skip(depth+1) {
 			return false
 		}
-		d.ws()
-		if d.i >= len(d.data) {
-			return false
-		}
-		switch d.data[d.i] {
-		case ',':
-			d.i++
-			d.ws()
-		case '}':
-			d.i++
-			return true
-		default:
-			return false
+		if more, ok := d.after('}'); !more {
+			return ok
 		}
 	}
 }
@@ -564,19 +573,8 @@ func (d *dec) skip(depth int) bool {
 			if !d.skip(depth + 1) {
 				return false
 			}
-			d.ws()
-			if d.i >= len(d.data) {
-				return false
-			}
-			switch d.data[d.i] {
-			case ',':
-				d.i++
-				d.ws()
-			case '}':
-				d.i++
-				return true
-			default:
-				return false
+			if more, ok := d.after('}'); !more {
+				return ok
 			}
 		}
 	case '[':
@@ -590,19 +588,8 @@ func (d *dec) skip(depth int) bool {
 			if !d.skip(depth + 1) {
 				return false
 			}
-			d.ws()
-			if d.i >= len(d.data) {
-				return false
-			}
-			switch d.data[d.i] {
-			case ',':
-				d.i++
-				d.ws()
-			case ']':
-				d.i++
-				return true
-			default:
-				return false
+			if more, ok := d.after(']'); !more {
+				return ok
 			}
 		}
 	case 't':

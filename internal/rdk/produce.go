@@ -7,6 +7,7 @@ package rdk
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	"unsafe"
 
@@ -98,4 +99,27 @@ func (t *Topic) Produce(partition int32, n int, rec func(i int) (key, value []by
 		}
 	}
 	return done, nil
+}
+
+// ProduceAll produces records rec(0) .. rec(n-1) in order to partition (-1:
+// the topic's partitioner), like Produce; when the producer's queue is
+// full it calls room with that error, which waits for room and returns nil
+// to go on, or returns the error that ends ProduceAll. Any other refusal
+// ends it at once.
+func (t *Topic) ProduceAll(partition int32, n int, rec func(i int) (key, value []byte), room func(full error) error) error {
+	for done := 0; done < n; {
+		k, err := t.Produce(partition, n-done, func(i int) ([]byte, []byte) { return rec(done + i) })
+		done += k
+		if err == nil {
+			continue
+		}
+		var ke kafka.Error
+		if !errors.As(err, &ke) || ke.Code() != kafka.ErrQueueFull {
+			return err
+		}
+		if err := room(err); err != nil {
+			return err
+		}
+	}
+	return nil
 }

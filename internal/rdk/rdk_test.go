@@ -330,3 +330,61 @@ func TestAttachChecksTheHandle(t *testing.T) {
 type fakeClient struct{}
 
 func (fakeClient) String() string { return "x" }
+
+// TestProduceAllWaitsForRoom: with a queue of 10 records, ProduceAll asks
+// for room whenever it is full and every record arrives once, in order; an
+// error from room ends it with the records before it produced.
+func TestProduceAllWaitsForRoom(t *testing.T) {
+	brokers := cluster(t)
+	p := producer(t, brokers, kafka.ConfigMap{"queue.buffering.max.messages": 10})
+	defer p.Close()
+	tp, err := AttachTopic(p, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	const n = 500
+	rec := func(i int) ([]byte, []byte) { return nil, fmt.Appendf(nil, "v%d", i) }
+	waits := 0
+	if err := tp.ProduceAll(0, n, rec, func(full error) error {
+		var ke kafka.Error
+		if !errors.As(full, &ke) || ke.Code() != kafka.ErrQueueFull {
+			t.Fatalf("room called with %v", full)
+		}
+		waits++
+		p.Flush(10)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if waits == 0 {
+		t.Fatal("a queue of 10 records never filled up")
+	}
+	if left := p.Flush(30_000); left != 0 {
+		t.Fatalf("%d records not delivered", left)
+	}
+	stop := errors.New("stop")
+	if err := tp.ProduceAll(0, n, rec, func(error) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("ProduceAll with a room that gives up: %v", err)
+	}
+	tp.Close()
+	if left := p.Flush(30_000); left != 0 {
+		t.Fatalf("%d records not delivered", left)
+	}
+	c := consumer(t, brokers, nil)
+	defer c.Close()
+	sc, err := AttachConsumer(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	got := readAll(t, sc, n) // to the end of both partitions
+	if len(got[0]) < n+10 || len(got[0]) >= 2*n {
+		t.Fatalf("%d records in partition 0, want %d and the 10 that fit before room gave up", len(got[0]), n+10)
+	}
+	for i, e := range got[0][:n] {
+		if want := fmt.Sprintf("v%d", i); string(e.Value) != want {
+			t.Fatalf("record %d: %q, want %q", i, e.Value, want)
+		}
+	}
+}
