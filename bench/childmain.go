@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/internal/rdk"
 )
 
 // The hidden subcommands a child run is started with: <self> <name> <json>.
@@ -453,8 +455,9 @@ func writeHeapProfile(path string) {
 
 // runCeiling reads a.Topic from the earliest offsets to the end offsets at
 // start with bare confluent-kafka-go consumers (a.Parallelism of them, the
-// partitions dealt out as the jobs' sources do, read_committed, no
-// processing) and reports when the first and last records arrived.
+// partitions dealt out as the jobs' sources do, read_committed, read in
+// batches through internal/rdk as weir's source reads, no processing) and
+// reports when the first and last records arrived.
 func runCeiling(ctx context.Context, a ceilingArgs) (childResult, error) {
 	start := time.Now()
 	conf := func(i int) *kafka.ConfigMap {
@@ -551,6 +554,35 @@ func consumeToEnd(ctx context.Context, conf *kafka.ConfigMap, topic string, end 
 	}
 	if err := c.Assign(assign); err != nil {
 		return fmt.Errorf("bench: ceiling: assign: %w", err)
+	}
+	// The client at its best: through the batch reader weir's source uses
+	// (internal/rdk), or the client's Poll where it cannot attach.
+	if rd, err := rdk.AttachConsumer(c); err == nil {
+		defer rd.Close()
+		var batch []rdk.Entry
+		for len(end) > 0 {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("bench: ceiling: %d partitions not read to the end: %w", len(end), err)
+			}
+			if batch, err = rd.Poll(100*time.Millisecond, 4096, batch[:0]); err != nil {
+				return fmt.Errorf("bench: ceiling: %w", err)
+			}
+			for _, e := range batch {
+				switch e.Kind {
+				case rdk.Record:
+					onRecord()
+					if x, ok := end[e.Partition]; ok && e.Offset+1 >= x {
+						delete(end, e.Partition)
+					}
+				case rdk.Error:
+					var ke kafka.Error
+					if errors.As(e.Err, &ke) && ke.IsFatal() {
+						return fmt.Errorf("bench: ceiling: %w", e.Err)
+					}
+				}
+			}
+		}
+		return nil
 	}
 	for len(end) > 0 {
 		if err := ctx.Err(); err != nil {

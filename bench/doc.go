@@ -15,8 +15,9 @@
 // dataflow outputs record by record, and weir's with Flink's too), the
 // timed runs (each in its own child process, so CPU time and peak RSS are
 // the system's own: weir through a hidden subcommand of cmd/weirbench, Flink
-// as one local JVM running the peer in bench/flink, the ceiling as a bare
-// confluent-kafka-go consumer), the figures (drain throughput, CPU seconds
+// as one local JVM running the peer in bench/flink, the ceiling as bare
+// confluent-kafka-go consumers read through the batch reader weir's source
+// uses, internal/rdk), the figures (drain throughput, CPU seconds
 // per million events, peak RSS, checkpoint durations), the live runs (each
 // system unbounded over input produced at a fixed rate: end-to-end latency
 // seen by a read_committed consumer, then SIGKILL, restart from the latest
