@@ -86,9 +86,23 @@ func records(rng *rand.Rand, n int) []rec {
 	return out
 }
 
+// readBack reads the topic from its beginning through the shim, as readAll
+// does.
+func readBack(t testing.TB, brokers string, n int) map[int32][]Entry {
+	t.Helper()
+	c := consumer(t, brokers, nil)
+	defer c.Close()
+	sc, err := AttachConsumer(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	return readAll(t, sc, n)
+}
+
 // readAll polls until every partition reported its end and n records came,
 // with a bound on the time.
-func readAll(t *testing.T, c *Consumer, n int) map[int32][]Entry {
+func readAll(t testing.TB, c *Consumer, n int) map[int32][]Entry {
 	t.Helper()
 	got := map[int32][]Entry{}
 	count := 0
@@ -176,14 +190,7 @@ func TestProduceConsumeBatches(t *testing.T) {
 		t.Fatalf("%d records not delivered", left)
 	}
 
-	c := consumer(t, brokers, nil)
-	defer c.Close()
-	sc, err := AttachConsumer(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	got := readAll(t, sc, len(want))
+	got := readBack(t, brokers, len(want))
 	for part, exp := range map[int32][]rec{0: p0, 1: p1} {
 		if len(got[part]) != len(exp) {
 			t.Fatalf("partition %d: %d records, want %d", part, len(got[part]), len(exp))
@@ -371,14 +378,7 @@ func TestProduceAllWaitsForRoom(t *testing.T) {
 	if left := p.Flush(30_000); left != 0 {
 		t.Fatalf("%d records not delivered", left)
 	}
-	c := consumer(t, brokers, nil)
-	defer c.Close()
-	sc, err := AttachConsumer(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	got := readAll(t, sc, n) // to the end of both partitions
+	got := readBack(t, brokers, n) // to the end of both partitions
 	if len(got[0]) < n+10 || len(got[0]) >= 2*n {
 		t.Fatalf("%d records in partition 0, want %d and the 10 that fit before room gave up", len(got[0]), n+10)
 	}
