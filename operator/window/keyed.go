@@ -158,13 +158,40 @@ func (k *Keyed[T, A]) mergeElement(ts int64, v T, wm int64) (bool, error) {
 	}
 	acc = k.cfg.Agg.Add(acc, v)
 	k.accs.Put(merged, acc)
-	return false, k.arm(merged, acc, wm)
+	if len(absorbed) == 0 {
+		return false, k.arm(merged, acc, wm)
+	}
+	return false, k.armMerged(merged, acc, wm, absorbed)
+}
+
+// armMerged arms a session that grew from the absorbed windows. Session
+// timers are set lazily (as few as one per session, not one per record):
+// every live window has a pending timer at or before its end while it has
+// not fired, and at or before its cleanup time always; Timer moves an
+// early timer on to the window's real end. A session that grows keeps the
+// timers of the windows it grew from, which are at or before its own.
+func (k *Keyed[T, A]) armMerged(merged TimeWindow, acc A, wm int64, absorbed []TimeWindow) error {
+	if merged.MaxTimestamp() <= wm {
+		// A late record within the allowed lateness: fire again now; the
+		// absorbed windows' timers are at or before its cleanup time.
+		return k.fire(k.st.CurrentKey(), merged, acc)
+	}
+	for _, w := range absorbed {
+		if w.MaxTimestamp() > wm {
+			return nil // w has not fired: its timer is at or before w's end
+		}
+	}
+	// Every absorbed window fired already; their timers are cleanup
+	// timers, possibly after this session's end.
+	k.st.RegisterEventTimer(merged.MaxTimestamp())
+	return nil
 }
 
 // Timer handles the event-time timer ts of key: the windows of key that
 // end at ts fire, those whose allowed lateness ends at ts are dropped.
 func (k *Keyed[T, A]) Timer(key string, ts int64) error {
 	k.st.SetCurrentKey(key)
+	merging := k.cfg.Assigner.Merging()
 	for w, acc := range k.accs.All() {
 		if w.MaxTimestamp() == ts {
 			if err := k.fire(key, w, acc); err != nil {
@@ -173,6 +200,16 @@ func (k *Keyed[T, A]) Timer(key string, ts int64) error {
 		}
 		if k.cleanup(w) <= ts {
 			k.accs.Remove(w)
+			continue
+		}
+		if merging {
+			// Sessions set timers lazily (armMerged): move this one on
+			// to the window's end, or once it fired, to its cleanup.
+			if w.MaxTimestamp() > ts {
+				k.st.RegisterEventTimer(w.MaxTimestamp())
+			} else {
+				k.st.RegisterEventTimer(k.cleanup(w))
+			}
 		}
 	}
 	return nil
