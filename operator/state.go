@@ -145,6 +145,16 @@ func (s *KeyedState) markDeleted(ref entryRef) {
 	}
 }
 
+// fresh reports whether an entry created now for ref is fresh: nothing of
+// ref is in the store, as far as this epoch goes, unless a delete of it
+// is pending. Only entries created by the operator (never restored ones)
+// ask; their refs are not in the store unless deleted in this epoch,
+// since a live entry of the same ref would have been updated instead.
+func (s *KeyedState) fresh(ref entryRef) bool {
+	c, pending := s.dirty[ref]
+	return !pending || c != nil
+}
+
 // stateCore is what the keyed state and the snapshot worker know of a
 // registered state, whatever its types. The worker reads it; nothing in it
 // changes after registration.
@@ -194,6 +204,9 @@ type cell[T any] struct {
 	// ttl is the entry's place in the TTL heap; copied from cell to cell,
 	// it is the keyed state's, never read by a snapshot worker.
 	ttl *ttlItem
+	// fresh marks a cell created in its epoch for an entry the store does
+	// not hold: deleting it in the same epoch leaves nothing to write.
+	fresh bool
 }
 
 // put stores v for ref and returns the cell that now holds it: old itself
@@ -202,7 +215,7 @@ func put[T any](s *KeyedState, core *stateCore, old *cell[T], ref entryRef, v T)
 	c := old
 	switch {
 	case c == nil:
-		c = &cell[T]{epoch: s.epoch}
+		c = &cell[T]{epoch: s.epoch, fresh: s.track && s.fresh(ref)}
 		s.n++
 	case c.epoch != s.epoch:
 		c = &cell[T]{epoch: s.epoch, ttl: old.ttl}
@@ -220,6 +233,10 @@ func put[T any](s *KeyedState, core *stateCore, old *cell[T], ref entryRef, v T)
 func drop[T any](s *KeyedState, c *cell[T], ref entryRef) {
 	s.dropTTL(c.ttl)
 	s.n--
+	if c.fresh && c.epoch == s.epoch {
+		delete(s.dirty, ref)
+		return
+	}
 	s.markDeleted(ref)
 }
 

@@ -466,6 +466,71 @@ func TestCaptureEntries(t *testing.T) {
 	}
 }
 
+// TestCaptureFreshEntries: an entry created and deleted in the same epoch
+// writes nothing, but one the store holds (or whose delete is pending)
+// still gets its delete, however often it is created and deleted again in
+// the epoch; a restore from the store shows none of them.
+func TestCaptureFreshEntries(t *testing.T) {
+	s := NewKeyedState(KeyedStateConfig{Track: true})
+	v := must(Value(s, "v", StringCodec()))
+	m := must(Map(s, "m", Int64Codec(), BoolCodec()))
+	l := must(List(s, "l", StringCodec()))
+	s.SetCurrentKey("k")
+	churn := func() {
+		v.Update("x")
+		v.Clear()
+		m.Put(1, true)
+		m.Remove(1)
+		l.Add("y")
+		l.Clear()
+		s.RegisterEventTimer(7)
+		s.DeleteEventTimer(7)
+		s.RegisterProcessingTimer(8)
+		if err := s.AdvanceProcessingTime(8, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	churn()
+	if got := describe(t, run(t, s.Capture())); len(got) != 0 {
+		t.Fatalf("fresh entries created and deleted in one epoch wrote %q", got)
+	}
+	// Now in the store: deleted, created and deleted again in one epoch.
+	store := memStore{}
+	v.Update("x")
+	m.Put(1, true)
+	l.Add("y")
+	s.RegisterEventTimer(7)
+	s.RegisterProcessingTimer(8)
+	store.apply(run(t, s.Capture()))
+	if len(store) != 5 {
+		t.Fatalf("store holds %d entries, want 5", len(store))
+	}
+	v.Clear()
+	m.Remove(1)
+	l.Clear()
+	s.DeleteEventTimer(7)
+	if err := s.AdvanceProcessingTime(8, nil); err != nil {
+		t.Fatal(err)
+	}
+	churn()
+	churn()
+	es := run(t, s.Capture())
+	if len(es) != 5 {
+		t.Fatalf("%d entries, want the 5 deletes: %q", len(es), describe(t, es))
+	}
+	store.apply(es)
+	if len(store) != 0 {
+		t.Fatalf("the store still holds %d entries", len(store))
+	}
+	r := NewKeyedState(KeyedStateConfig{Track: true})
+	if err := r.Restore(store.iter()); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Len(); n != 0 {
+		t.Fatalf("restored %d entries, want none", n)
+	}
+}
+
 func TestTrackOff(t *testing.T) {
 	s := NewKeyedState(KeyedStateConfig{})
 	v := must(Value(s, "v", Int64Codec()))

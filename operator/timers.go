@@ -15,6 +15,11 @@ type timerKey struct {
 type timer struct {
 	timerKey
 	idx int // place in the heap
+	// epoch and fresh are as in cell: a fresh timer was registered in
+	// epoch with nothing of its (key, time) in the store, so deleting it
+	// in the same epoch leaves nothing to write.
+	epoch uint64
+	fresh bool
 }
 
 // timerHeap orders timers by time, then key.
@@ -53,11 +58,11 @@ type timerQueue struct {
 	set map[timerKey]*timer
 }
 
-// add adds a timer; it reports false when the timer exists already.
-func (q *timerQueue) add(key string, ts int64) bool {
+// add adds a timer and returns it; nil when the timer exists already.
+func (q *timerQueue) add(key string, ts int64) *timer {
 	tk := timerKey{ts, key}
 	if _, ok := q.set[tk]; ok {
-		return false
+		return nil
 	}
 	if q.set == nil {
 		q.set = map[timerKey]*timer{}
@@ -65,45 +70,63 @@ func (q *timerQueue) add(key string, ts int64) bool {
 	t := &timer{timerKey: tk}
 	q.set[tk] = t
 	heap.Push(&q.h, t)
-	return true
+	return t
 }
 
-// remove deletes a timer; it reports false when there was none.
-func (q *timerQueue) remove(key string, ts int64) bool {
+// remove deletes a timer and returns it; nil when there was none.
+func (q *timerQueue) remove(key string, ts int64) *timer {
 	tk := timerKey{ts, key}
 	t, ok := q.set[tk]
 	if !ok {
-		return false
+		return nil
 	}
 	delete(q.set, tk)
 	heap.Remove(&q.h, t.idx)
-	return true
+	return t
 }
 
 // popDue removes and returns the earliest timer if its time is <= limit.
-func (q *timerQueue) popDue(limit int64) (timerKey, bool) {
+func (q *timerQueue) popDue(limit int64) (*timer, bool) {
 	if len(q.h) == 0 || q.h[0].ts > limit {
-		return timerKey{}, false
+		return nil, false
 	}
 	t := heap.Pop(&q.h).(*timer)
 	delete(q.set, t.timerKey)
-	return t.timerKey, true
+	return t, true
+}
+
+// timerAdded marks a timer registered by the operator dirty.
+func (s *KeyedState) timerAdded(t *timer, ref entryRef) {
+	if s.track {
+		t.epoch, t.fresh = s.epoch, s.fresh(ref)
+		s.dirty[ref] = timerSet
+	}
+}
+
+// timerGone marks a timer deleted or fired: a delete entry, or nothing
+// when it was fresh in this epoch.
+func (s *KeyedState) timerGone(t *timer, ref entryRef) {
+	if t.fresh && t.epoch == s.epoch {
+		delete(s.dirty, ref)
+		return
+	}
+	s.markDeleted(ref)
 }
 
 // RegisterEventTimer registers an event-time timer at ts for the current
 // key: AdvanceWatermark fires it once the watermark reaches ts.
 // Registering the same (key, ts) twice is one timer.
 func (s *KeyedState) RegisterEventTimer(ts int64) {
-	if s.event.add(s.key, ts) {
-		s.markDirty(entryRef{st: s.eventCore, key: s.key, ts: ts}, timerSet)
+	if t := s.event.add(s.key, ts); t != nil {
+		s.timerAdded(t, entryRef{st: s.eventCore, key: s.key, ts: ts})
 	}
 }
 
 // DeleteEventTimer deletes the event-time timer at ts of the current key,
 // if there is one.
 func (s *KeyedState) DeleteEventTimer(ts int64) {
-	if s.event.remove(s.key, ts) {
-		s.markDeleted(entryRef{st: s.eventCore, key: s.key, ts: ts})
+	if t := s.event.remove(s.key, ts); t != nil {
+		s.timerGone(t, entryRef{st: s.eventCore, key: s.key, ts: ts})
 	}
 }
 
@@ -111,16 +134,16 @@ func (s *KeyedState) DeleteEventTimer(ts int64) {
 // (milliseconds) for the current key: AdvanceProcessingTime fires it once
 // the time reaches ts. Registering the same (key, ts) twice is one timer.
 func (s *KeyedState) RegisterProcessingTimer(ts int64) {
-	if s.proc.add(s.key, ts) {
-		s.markDirty(entryRef{st: s.procCore, key: s.key, ts: ts}, timerSet)
+	if t := s.proc.add(s.key, ts); t != nil {
+		s.timerAdded(t, entryRef{st: s.procCore, key: s.key, ts: ts})
 	}
 }
 
 // DeleteProcessingTimer deletes the processing-time timer at ts of the
 // current key, if there is one.
 func (s *KeyedState) DeleteProcessingTimer(ts int64) {
-	if s.proc.remove(s.key, ts) {
-		s.markDeleted(entryRef{st: s.procCore, key: s.key, ts: ts})
+	if t := s.proc.remove(s.key, ts); t != nil {
+		s.timerGone(t, entryRef{st: s.procCore, key: s.key, ts: ts})
 	}
 }
 
@@ -164,7 +187,7 @@ func (s *KeyedState) advance(q *timerQueue, core *stateCore, limit int64, fire f
 		if !ok {
 			return nil
 		}
-		s.markDeleted(entryRef{st: core, key: t.key, ts: t.ts})
+		s.timerGone(t, entryRef{st: core, key: t.key, ts: t.ts})
 		if fire == nil {
 			continue
 		}
@@ -172,7 +195,7 @@ func (s *KeyedState) advance(q *timerQueue, core *stateCore, limit int64, fire f
 		if err := fire(t.key, t.ts); err != nil {
 			return err
 		}
-		if _, again := q.set[t]; again {
+		if _, again := q.set[t.timerKey]; again {
 			return fmt.Errorf("operator: the %s at %d of key %q was registered again by its own fire call", kindName(core.kind), t.ts, t.key)
 		}
 	}
