@@ -51,6 +51,8 @@ type Keyed[T, A any] struct {
 	accs *operator.MapState[TimeWindow, A]
 	fire func(key string, w TimeWindow, acc A) error
 	buf  []TimeWindow
+	// absorbed is mergeElement's scratch list of the sessions it merges.
+	absorbed []TimeWindow
 }
 
 // NewKeyed registers the operator's state in st. fire is called for every
@@ -129,15 +131,17 @@ func (k *Keyed[T, A]) arm(w TimeWindow, acc A, wm int64) error {
 // mergeElement adds v to the session of the current key it falls in,
 // merging every session the new one touches (their accumulators merged).
 func (k *Keyed[T, A]) mergeElement(ts int64, v T, wm int64) (bool, error) {
-	nw := k.cfg.Assigner.Assign(ts, k.buf[:0])[0]
+	k.buf = k.cfg.Assigner.Assign(ts, k.buf[:0])
+	nw := k.buf[0]
 	merged := nw
-	var absorbed []TimeWindow
+	absorbed := k.absorbed[:0]
 	for w := range k.accs.All() {
 		if w.intersects(nw) {
 			merged = merged.cover(w)
 			absorbed = append(absorbed, w)
 		}
 	}
+	k.absorbed = absorbed[:0]
 	if k.late(merged, wm) {
 		return true, nil
 	}
@@ -150,14 +154,18 @@ func (k *Keyed[T, A]) mergeElement(ts int64, v T, wm int64) (bool, error) {
 		} else {
 			acc = k.cfg.Agg.Merge(acc, a)
 		}
+	}
+	acc = k.cfg.Agg.Add(acc, v)
+	// Put before the removes, so the key's windows never run empty (which
+	// would drop and rebuild its map).
+	k.accs.Put(merged, acc)
+	for _, w := range absorbed {
 		if w != merged {
 			// Its timers stay: another window of the key may share their
 			// times, and a timer with no window of its time does nothing.
 			k.accs.Remove(w)
 		}
 	}
-	acc = k.cfg.Agg.Add(acc, v)
-	k.accs.Put(merged, acc)
 	if len(absorbed) == 0 {
 		return false, k.arm(merged, acc, wm)
 	}
