@@ -2,6 +2,7 @@ package actors
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -171,6 +172,14 @@ func (s *scanner) str() ([]byte, error) {
 	}
 	start := s.i
 	for s.i < len(s.b) {
+		// Eight plain bytes at a time, then one by one from the first
+		// quote, backslash or control character.
+		for s.i+8 <= len(s.b) && !strSpecial8(binary.LittleEndian.Uint64(s.b[s.i:])) {
+			s.i += 8
+		}
+		if s.i >= len(s.b) {
+			break
+		}
 		c := s.b[s.i]
 		switch {
 		case c == '"':
@@ -204,6 +213,17 @@ func (s *scanner) str() ([]byte, error) {
 		}
 	}
 	return nil, errJSONEnd
+}
+
+// strSpecial8 reports whether one of the eight bytes of x is a quote, a
+// backslash or a control character (below 0x20): bytewise "has a zero"
+// and "has a byte below n" tests, exact as a yes/no answer (a borrow only
+// starts at a byte that matches).
+func strSpecial8(x uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q := x ^ (lo * '"')
+	b := x ^ (lo * '\\')
+	return ((q-lo)&^q|(b-lo)&^b|(x-lo*0x20)&^x)&hi != 0
 }
 
 func (s *scanner) number() ([]byte, error) {

@@ -116,3 +116,58 @@ func TestSubtaskForKeyGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestScannerStrAgreesWithEncodingJSON: random strings of every length
+// around the 8-byte steps, of plain, UTF-8, escaped, quote, backslash and
+// control bytes at random places: the scanner accepts exactly what
+// encoding/json accepts as a string, and ends where it ends.
+func TestScannerStrAgreesWithEncodingJSON(t *testing.T) {
+	rng := testSeed(t)
+	pieces := []string{"a", "Z", "0", " ", "é", "€", "\xff", `\"`, `\\`, `\n`, `\u00e9`, `\u12`, `\x`, `"`, `\`, "\x01", "\x1f", "\x7f", "/"}
+	for i := 0; i < 20000; i++ {
+		var b []byte
+		b = append(b, '"')
+		n := rng.Intn(40)
+		for j := 0; j < n; j++ {
+			if rng.Intn(4) == 0 {
+				b = append(b, pieces[rng.Intn(len(pieces))]...)
+			} else {
+				b = append(b, byte('a'+rng.Intn(26)))
+			}
+		}
+		if rng.Intn(5) != 0 {
+			b = append(b, '"')
+		}
+		b = append(b, ",1"...)
+		sc := &scanner{b: b}
+		got, err := sc.str()
+		// encoding/json's verdict on the first string of b: find its end
+		// by trying every prefix that ends in a quote.
+		want, wantEnd := -1, -1
+		for end := 2; end <= len(b); end++ {
+			if b[end-1] == '"' && json.Valid(b[:end]) {
+				want, wantEnd = 1, end
+				break
+			}
+		}
+		if (err == nil) != (want == 1) {
+			t.Fatalf("%q: scanner err %v, encoding/json valid %v", b, err, want == 1)
+		}
+		if err == nil && (sc.i != wantEnd || string(got) != string(b[1:wantEnd-1])) {
+			t.Fatalf("%q: scanner ended at %d with %q, encoding/json at %d", b, sc.i, got, wantEnd)
+		}
+	}
+}
+
+// BenchmarkJSONExtractor: the bench's 100-byte event through the extractor
+// of the window jobs (user, ts, amount; seq and pad skipped).
+func BenchmarkJSONExtractor(b *testing.B) {
+	ev := []byte(`{"user":"u17","ts":1764028800123,"amount":17,"seq":42,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`)
+	ex := JSONExtractor("user", "ts", "amount")
+	b.SetBytes(int64(len(ev)))
+	for i := 0; i < b.N; i++ {
+		if _, _, _, err := ex(ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
