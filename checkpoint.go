@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -58,6 +59,22 @@ type stateSetup struct {
 	restored *snapshot.Metadata
 	cps      map[string]*actors.Checkpointing
 	after    uint64
+	// spillOwners are the owners of this run's exactly-once sink
+	// subtasks; spill files of any other owner are garbage once the run
+	// completed a checkpoint (removeStaleSpills).
+	spillOwners []string
+	spillGC     sync.Once
+}
+
+// removeStaleSpills deletes, once per run, the spill files of sink owners
+// that no longer exist (a smaller parallelism, a sink removed): at the
+// first checkpoint the run completes, every sink subtask has recovered,
+// so what they took over is committed. Each live owner deletes its own
+// stale files when it recovers.
+func (st *stateSetup) removeStaleSpills() {
+	st.spillGC.Do(func() {
+		txsink.RemoveSpillsExcept(st.fs, filepath.Join(st.root, actors.SpillDir), st.spillOwners)
+	})
 }
 
 func (st *stateSetup) close() {

@@ -35,6 +35,11 @@ func (j *Job) dataflowPlan(closed *sync.WaitGroup, state *stateSetup) supervisor
 	for _, n := range g.sinks {
 		n := n
 		sk := n.sink.spec
+		if s.Delivery == ExactlyOnce && state != nil {
+			for i := range p {
+				state.spillOwners = append(state.spillOwners, txsink.Owner(s.Name, n.uid, i))
+			}
+		}
 		stages[n.uid] = supervisor.Stage{
 			Name: n.uid, Parallelism: p, Sink: true, Downstream: []string{},
 			Producer: func(i int, _ []*actor.PID) actor.Producer {

@@ -434,7 +434,11 @@ func (j *Job) checkpointPlan(state *stateSetup) *supervisor.CheckpointPlan {
 		Interval: c.Interval, Timeout: c.Timeout, MinPause: c.MinPause,
 		MaxConcurrent: c.MaxConcurrent, TolerableFailures: c.TolerableFailures,
 		FS: state.fs, Root: state.root, JobName: s.Name, Fingerprint: j.fingerprint(),
-		Retain: c.Retain, After: state.after, OnComplete: j.onComplete,
+		Retain: c.Retain, After: state.after,
+		OnComplete: func(id uint64, savepoint bool) {
+			state.removeStaleSpills()
+			j.onComplete(id, savepoint)
+		},
 		// The exactly-once sinks commit their last epoch on the first
 		// checkpoint after every source finished: take it at once.
 		CheckpointWhenSourcesFinish: s.Delivery == ExactlyOnce,

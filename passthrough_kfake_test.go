@@ -3,6 +3,8 @@ package weir
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/weirstream/weir/actors"
 	"github.com/weirstream/weir/integration/verify"
 	"github.com/weirstream/weir/txsink"
 )
@@ -120,7 +123,24 @@ func TestPassthroughOnKfake(t *testing.T) {
 				t.Fatalf("stats %+v: want %d records in and out", st, n)
 			}
 			f.checkPassthrough()
+			if tc.delivery == ExactlyOnce {
+				checkNoSpill(t, spec.Checkpoint.Dir)
+			}
 		})
+	}
+}
+
+// checkNoSpill: once every epoch is committed no spill file is left under
+// checkpoint.dir (the directory itself exists: the exactly-once sinks
+// kept their records there).
+func checkNoSpill(t *testing.T, dir string) {
+	t.Helper()
+	names, err := os.ReadDir(filepath.Join(dir, actors.SpillDir))
+	if err != nil {
+		t.Fatalf("spill directory: %v", err)
+	}
+	for _, n := range names {
+		t.Errorf("spill file left after the last commit: %s", n.Name())
 	}
 }
 
@@ -130,11 +150,12 @@ func TestPassthroughOnKfake(t *testing.T) {
 // parallelism) restores the newest checkpoint, recommits what it
 // pre-committed and drains. Every record exactly once.
 func TestPassthroughRestoreExactlyOnce(t *testing.T) {
-	for _, newP := range []int{2, 3} {
-		t.Run(fmt.Sprintf("2to%d", newP), func(t *testing.T) {
+	for _, ps := range [][2]int{{2, 2}, {2, 3}, {3, 2}} {
+		oldP, newP := ps[0], ps[1]
+		t.Run(fmt.Sprintf("%dto%d", oldP, newP), func(t *testing.T) {
 			f := newHeldFixture(t, verify.GenConfig{Seed: 29, Keys: 200, Partitions: 4, Events: 60000})
 			spec := f.passthroughSpec("copy-restore")
-			spec.Parallelism = 2
+			spec.Parallelism = oldP
 			spec.Delivery = ExactlyOnce
 			spec.Checkpoint = CheckpointSpec{Interval: 20 * time.Millisecond, Dir: t.TempDir(), Timeout: time.Minute}
 			half := int64(len(f.events) - len(f.held))
@@ -155,6 +176,7 @@ func TestPassthroughRestoreExactlyOnce(t *testing.T) {
 				t.Fatalf("run 2 read %d records; want the %d produced after run 1 and not all %d", st2.RecordsIn, len(f.held), len(f.events))
 			}
 			f.checkPassthrough()
+			checkNoSpill(t, spec.Checkpoint.Dir)
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -240,6 +241,10 @@ func (s *Sink) failpoint(name string) {
 	}
 }
 
+// SpillDir is the directory under checkpoint.dir where exactly-once sinks
+// keep the records of their uncommitted epochs (txsink.Config.SpillDir).
+const SpillDir = "spill"
+
 // startTx builds the transactional sink and recovers it from the restored
 // state before any record flows: fence, read the progress markers, replay
 // and commit what the checkpoint pre-committed but Kafka does not have.
@@ -250,13 +255,15 @@ func (s *Sink) startTx() error {
 	if err != nil {
 		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
 	}
-	var fence []string
+	txc := txsink.Config{Owner: txsink.Owner(s.cfg.Transactional.Job, s.cfg.Transactional.Sink, s.cfg.Index),
+		OpTimeout: s.cfg.OpTimeout, MaxPendingBytes: s.cfg.MaxPendingBytes, MaxStateBytes: snapshot.MaxOpStateBytes}
 	if cp := s.cfg.Checkpoint; cp.Enabled() {
-		fence = cp.FenceIDs
+		txc.FenceIDs = cp.FenceIDs
+		// Each epoch's records wait for their commit in a spill file
+		// under checkpoint.dir, not on the heap and in the checkpoint.
+		txc.SpillFS, txc.SpillDir = cp.FS, filepath.Join(cp.Root, SpillDir)
 	}
-	tx, err := txsink.New(k, txsink.Config{Owner: txsink.Owner(s.cfg.Transactional.Job, s.cfg.Transactional.Sink, s.cfg.Index),
-		OpTimeout: s.cfg.OpTimeout, FenceIDs: fence,
-		MaxPendingBytes: s.cfg.MaxPendingBytes, MaxStateBytes: snapshot.MaxOpStateBytes})
+	tx, err := txsink.New(k, txc)
 	if err != nil {
 		k.Close()
 		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)

@@ -6,9 +6,10 @@
 //
 // An epoch is the records between barrier N-1 and barrier N. Records of
 // epoch N are written in a transaction together with a progress marker
-// (owner, N) and are also kept in the sink's checkpointed state until N
-// is committed; recovery never needs to resume a transaction, it fences,
-// reads the markers, and replays what is missing.
+// (owner, N) and are also kept until N is committed: in the sink's
+// checkpointed state, or with Config.SpillDir in a spill file that the
+// state names (SpillRef); recovery never needs to resume a transaction, it
+// fences, reads the markers, and replays what is missing.
 //
 // The caller (the sink actor) does, for each sink subtask:
 //

@@ -5,7 +5,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Record is one output record. The sink keeps Key and Value until the
@@ -101,16 +104,32 @@ type Config struct {
 	MaxStateBytes int64
 	// OpTimeout bounds each call to the backend. Default 1 minute.
 	OpTimeout time.Duration
+	// SpillDir, when set, keeps each epoch's records in a file in this
+	// directory (created if missing) instead of on the heap and in the
+	// state: the state names the file, which is synced at PreCommit and
+	// deleted once the epoch is committed (see SpillRef). Files of Owner
+	// found there by Recover are deleted once it has replayed what needs
+	// replaying. Empty: the records stay on the heap and go into the state.
+	SpillDir string
+	// SpillFS is the file system of SpillDir; default vfs.Default.
+	SpillFS vfs.FS
 }
 
 // epochBuf is an epoch's records and, once it has a slot, its transaction.
 type epochBuf struct {
-	epoch   uint64 // 0 while open
+	epoch uint64 // 0 while open
+	// recs are the records not written to txn yet; all of them without a
+	// spill file.
 	recs    []Record
+	count   int // records written to the epoch
 	bytes   int64
 	txn     Txn // nil until the epoch has a slot
 	slot    int
-	written int // records handed to txn
+	written int // records of recs handed to txn
+	// spill is the epoch's spill file (Config.SpillDir), ref what it held
+	// when PreCommit sealed it.
+	spill *spillWriter
+	ref   *SpillRef
 }
 
 // Sink is the two-phase-commit protocol for one sink subtask, over a
@@ -133,6 +152,7 @@ type Sink struct {
 	ready  bool
 	err    error // first failure; sticky
 	closed bool
+	seq    uint64 // of the newest spill file
 }
 
 // New returns a sink over b. Recover must run before anything else.
@@ -153,6 +173,14 @@ func New(b Backend, cfg Config) (*Sink, error) {
 	if cfg.MaxStateBytes > 0 && cfg.MaxPendingBytes > cfg.MaxStateBytes-StateOverhead(ids) {
 		return nil, fmt.Errorf("%w: MaxPendingBytes %d: the state could reach %d bytes, over the state limit of %d; lower it to at most %d",
 			ErrConfig, cfg.MaxPendingBytes, cfg.MaxPendingBytes+StateOverhead(ids), cfg.MaxStateBytes, cfg.MaxStateBytes-StateOverhead(ids))
+	}
+	if cfg.SpillDir != "" {
+		if cfg.SpillFS == nil {
+			cfg.SpillFS = vfs.Default
+		}
+		if err := cfg.SpillFS.MkdirAll(cfg.SpillDir, 0o700); err != nil {
+			return nil, fmt.Errorf("%w: spill directory: %w", ErrConfig, err)
+		}
 	}
 	s := &Sink{b: b, cfg: cfg, ids: ids, cur: &epochBuf{}}
 	for i := range ids {
@@ -235,16 +263,54 @@ func (s *Sink) Recover(ctx context.Context, states ...[]byte) error {
 	})
 	for _, p := range pending {
 		s.last = max(s.last, p.Epoch)
-		if committed[p.Owner] >= p.Epoch || len(p.Records) == 0 {
+		if committed[p.Owner] >= p.Epoch {
 			continue
 		}
-		e := &epochBuf{epoch: p.Epoch, recs: p.Records}
+		recs := p.Records
+		if p.Spill != nil {
+			if s.cfg.SpillDir == "" {
+				return s.fail(fmt.Errorf("txsink: recover %s: epoch %d of %s is in spill file %s, but the sink has no spill directory (Config.SpillDir)", s.cfg.Owner, p.Epoch, p.Owner, p.Spill.Name))
+			}
+			var err error
+			if recs, err = readSpill(s.cfg.SpillFS, s.cfg.SpillDir, *p.Spill); err != nil {
+				return s.fail(fmt.Errorf("txsink: recover %s: epoch %d of %s: %w", s.cfg.Owner, p.Epoch, p.Owner, err))
+			}
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		e := &epochBuf{epoch: p.Epoch, recs: recs, count: len(recs)}
 		if err := s.replay(ctx, e, p.Owner); err != nil {
 			return s.fail(fmt.Errorf("txsink: recover %s: replay epoch %d of %s: %w", s.cfg.Owner, p.Epoch, p.Owner, err))
 		}
 	}
+	// Every pending epoch is committed now: no spill file of theirs, nor
+	// any of this owner's, is needed any more.
+	if s.cfg.SpillDir != "" {
+		for _, p := range pending {
+			if p.Spill != nil {
+				removeSpill(s.cfg.SpillFS, s.cfg.SpillDir, p.Spill.Name)
+			}
+		}
+		s.removeOwnSpills()
+	}
 	s.ready = true
 	return nil
+}
+
+// removeOwnSpills deletes the spill files of this owner: those of the
+// previous run, all committed or never pre-committed once Recover is done.
+func (s *Sink) removeOwnSpills() {
+	names, err := s.cfg.SpillFS.List(s.cfg.SpillDir)
+	if err != nil {
+		return // only garbage is left behind
+	}
+	prefix := spillPrefix(s.cfg.Owner)
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) && strings.HasSuffix(n, spillSuffix) {
+			removeSpill(s.cfg.SpillFS, s.cfg.SpillDir, n)
+		}
+	}
 }
 
 // replay writes e in a fresh transaction on the lowest free slot, with the
@@ -270,7 +336,7 @@ func (s *Sink) Write(ctx context.Context, recs []Record) error {
 	}
 	e := s.cur
 	var n int64
-	if len(e.recs) == 0 {
+	if e.count == 0 {
 		n = epochStateBytes(s.cfg.Owner)
 	}
 	for _, r := range recs {
@@ -279,8 +345,23 @@ func (s *Sink) Write(ctx context.Context, recs []Record) error {
 	if s.bytes+n > s.cfg.MaxPendingBytes {
 		return s.fail(&PendingFullError{Owner: s.cfg.Owner, Held: s.bytes, Open: e.bytes, Adding: n, Limit: s.cfg.MaxPendingBytes})
 	}
+	if s.cfg.SpillDir != "" {
+		if e.spill == nil {
+			s.seq = max(s.seq+1, uint64(time.Now().UnixNano()))
+			name := fmt.Sprintf("%s%016x%s", spillPrefix(s.cfg.Owner), s.seq, spillSuffix)
+			w, err := createSpill(s.cfg.SpillFS, s.cfg.SpillDir, name)
+			if err != nil {
+				return s.fail(fmt.Errorf("txsink: write %s: %w", s.cfg.Owner, err))
+			}
+			e.spill = w
+		}
+		if err := e.spill.add(recs); err != nil {
+			return s.fail(fmt.Errorf("txsink: write %s: %w", s.cfg.Owner, err))
+		}
+	}
 	s.bytes += n
 	e.recs = append(e.recs, recs...)
+	e.count += len(recs)
 	e.bytes += n
 	if e.txn == nil && len(s.free) > 0 && len(s.pendUnstarted()) == 0 {
 		if err := s.start(ctx, e); err != nil {
@@ -310,12 +391,30 @@ func (s *Sink) PreCommit(ctx context.Context, epoch uint64) ([]byte, error) {
 	s.last = epoch
 	e := s.cur
 	s.cur = &epochBuf{}
-	if len(e.recs) > 0 {
+	if e.count > 0 {
 		e.epoch = epoch
+		// The spill file is synced while the transaction is flushed.
+		var sealed chan error
+		if e.spill != nil {
+			sealed = make(chan error, 1)
+			go func() {
+				ref, err := e.spill.seal()
+				e.ref = &ref
+				sealed <- err
+			}()
+		}
+		var err error
 		if e.txn != nil {
-			if err := s.prepare(ctx, e, s.cfg.Owner); err != nil {
-				return nil, s.fail(fmt.Errorf("txsink: pre-commit %s epoch %d: %w", s.cfg.Owner, epoch, err))
+			err = s.prepare(ctx, e, s.cfg.Owner)
+		}
+		if sealed != nil {
+			if serr := <-sealed; serr != nil && err == nil {
+				err = serr
 			}
+		}
+		if err != nil {
+			s.pend = append(s.pend, e) // Abort closes its transaction and file
+			return nil, s.fail(fmt.Errorf("txsink: pre-commit %s epoch %d: %w", s.cfg.Owner, epoch, err))
 		}
 		s.pend = append(s.pend, e)
 	} else if e.txn != nil {
@@ -328,6 +427,10 @@ func (s *Sink) PreCommit(ctx context.Context, epoch uint64) ([]byte, error) {
 func (s *Sink) State() State {
 	st := State{IDs: slices.Clone(s.ids)}
 	for _, e := range s.pend {
+		if e.ref != nil {
+			st.Pending = append(st.Pending, PendingEpoch{Epoch: e.epoch, Owner: s.cfg.Owner, Spill: e.ref})
+			continue
+		}
 		st.Pending = append(st.Pending, PendingEpoch{Epoch: e.epoch, Owner: s.cfg.Owner, Records: e.recs})
 	}
 	return st
@@ -354,6 +457,9 @@ func (s *Sink) Commit(ctx context.Context, upTo uint64) error {
 		}
 		s.pend = s.pend[1:]
 		s.bytes -= e.bytes
+		if e.spill != nil {
+			e.spill.remove() // committed: no checkpoint needs its records
+		}
 	}
 	// Give freed slots to the epochs waiting for one, oldest first.
 	for _, e := range s.pendUnstarted() {
@@ -367,7 +473,7 @@ func (s *Sink) Commit(ctx context.Context, upTo uint64) error {
 			return s.fail(fmt.Errorf("txsink: commit %s: pre-commit epoch %d: %w", s.cfg.Owner, e.epoch, err))
 		}
 	}
-	if s.cur.txn == nil && len(s.cur.recs) > 0 && len(s.free) > 0 {
+	if s.cur.txn == nil && s.cur.count > 0 && len(s.free) > 0 {
 		if err := s.start(ctx, s.cur); err != nil {
 			return s.fail(fmt.Errorf("txsink: commit %s: start open epoch: %w", s.cfg.Owner, err))
 		}
@@ -391,6 +497,14 @@ func (s *Sink) Pending() []uint64 {
 // tries every transaction even when one fails and returns the first error.
 func (s *Sink) Abort(ctx context.Context) error {
 	var first error
+	for _, e := range s.pend {
+		if e.spill != nil {
+			e.spill.close() // kept: a checkpoint may name it
+		}
+	}
+	if s.cur.spill != nil {
+		s.cur.spill.remove() // in no checkpoint
+	}
 	for _, e := range append(slices.Clone(s.pend), s.cur) {
 		if e.txn == nil {
 			continue
@@ -482,6 +596,11 @@ func (s *Sink) flushTo(ctx context.Context, e *epochBuf) error {
 		return fmt.Errorf("write %d records: %w", len(e.recs)-e.written, err)
 	}
 	e.written = len(e.recs)
+	if e.spill != nil {
+		// The spill file has them for a replay: let them go.
+		clear(e.recs)
+		e.recs, e.written = e.recs[:0], 0
+	}
 	return nil
 }
 

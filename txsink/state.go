@@ -26,9 +26,17 @@ type PendingEpoch struct {
 	// Owner is the progress-marker key the epoch was written under.
 	Owner   string
 	Records []Record
+	// Spill, when set, names the spill file that holds the records
+	// (Config.SpillDir) instead of Records.
+	Spill *SpillRef
 }
 
-const stateMagic = "WTX1"
+// stateMagic heads a state whose pending epochs hold their records;
+// stateMagicSpill one whose pending epochs each say which they hold.
+const (
+	stateMagic      = "WTX1"
+	stateMagicSpill = "WTX2"
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -38,14 +46,19 @@ func EncodeState(st State) []byte {
 	for _, id := range st.IDs {
 		n += len(id) + 4
 	}
+	magic := stateMagic
 	for _, p := range st.Pending {
 		n += 24 + len(p.Owner)
 		for _, r := range p.Records {
 			n += r.size() + 8
 		}
+		if p.Spill != nil {
+			magic = stateMagicSpill
+			n += len(p.Spill.Name) + 32
+		}
 	}
 	b := make([]byte, 0, n)
-	b = append(b, stateMagic...)
+	b = append(b, magic...)
 	b = binary.AppendUvarint(b, uint64(len(st.IDs)))
 	for _, id := range st.IDs {
 		b = appendBytes(b, []byte(id), false)
@@ -54,6 +67,14 @@ func EncodeState(st State) []byte {
 	for _, p := range st.Pending {
 		b = binary.AppendUvarint(b, p.Epoch)
 		b = appendBytes(b, []byte(p.Owner), false)
+		if magic == stateMagicSpill {
+			if p.Spill != nil {
+				b = append(b, 1)
+				b = appendSpillRef(b, *p.Spill)
+				continue
+			}
+			b = append(b, 0)
+		}
 		b = binary.AppendUvarint(b, uint64(len(p.Records)))
 		for _, r := range p.Records {
 			b = appendBytes(b, r.Key, true)
@@ -101,8 +122,12 @@ func DecodeState(b []byte) (State, error) {
 	if len(b) == 0 {
 		return State{}, nil
 	}
-	if len(b) < len(stateMagic)+4 || string(b[:len(stateMagic)]) != stateMagic {
+	if len(b) < len(stateMagic)+4 {
 		return State{}, fmt.Errorf("%w: no %s header", ErrState, stateMagic)
+	}
+	magic := string(b[:len(stateMagic)])
+	if magic != stateMagic && magic != stateMagicSpill {
+		return State{}, fmt.Errorf("%w: no %s or %s header", ErrState, stateMagic, stateMagicSpill)
 	}
 	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
 	if crc32.Checksum(body, castagnoli) != sum {
@@ -117,6 +142,18 @@ func DecodeState(b []byte) (State, error) {
 	nPending := d.count()
 	for range nPending {
 		p := PendingEpoch{Epoch: d.uvarint(), Owner: string(d.bytes(false))}
+		if magic == stateMagicSpill {
+			switch kind := d.byte(); {
+			case d.err != nil:
+			case kind == 1:
+				r := d.spillRef()
+				p.Spill = &r
+				st.Pending = append(st.Pending, p)
+				continue
+			case kind != 0:
+				d.err = fmt.Errorf("pending epoch kind %d", kind)
+			}
+		}
 		nRecs := d.count()
 		p.Records = make([]Record, 0, nRecs)
 		for range nRecs {
@@ -153,6 +190,19 @@ func (d *decoder) uvarint() uint64 {
 
 // count reads an element count, bounded by the bytes left (every element
 // takes at least one byte), so corrupt input cannot allocate much.
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.err = fmt.Errorf("cut short")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
 func (d *decoder) count() int {
 	v := d.uvarint()
 	if v > uint64(len(d.b)) {
