@@ -7,6 +7,7 @@
 //	engine run --config job.yaml [--from-savepoint DIR]   run the job described by a job file
 //	engine checkpoints --config job.yaml [--verify]       list the job's checkpoints and savepoints
 //	engine savepoint --config job.yaml [--timeout 2m]     take a savepoint of the running job
+//	engine status [--http ADDR] [--json]                  print the status of a running engine (engine run --http)
 //	engine demo [--chaos]                                 run a self-checking demo on an in-process broker
 //	engine help [command]                                 print help
 //

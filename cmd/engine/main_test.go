@@ -98,7 +98,7 @@ func runEngine(t *testing.T, args ...string) result {
 func TestHelp(t *testing.T) {
 	commandsListed := func(t *testing.T, out string) {
 		t.Helper()
-		for _, c := range []string{"run", "checkpoints", "savepoint", "demo", "help"} {
+		for _, c := range []string{"run", "checkpoints", "savepoint", "status", "demo", "help"} {
 			if !regexp.MustCompile(`(?m)^  ` + c + ` +\S`).MatchString(out) {
 				t.Errorf("command %s not listed on its own line in:\n%s", c, out)
 			}
@@ -131,6 +131,8 @@ func TestHelp(t *testing.T) {
 		{[]string{"help", "run"}, []string{"-config"}},
 		{[]string{"demo", "--help"}, []string{"-duration", "-rate", "-keys", "-partitions", "-parallelism", "-window", "-out-of-orderness", "-seed", "-checkpoint-interval", "-chaos"}},
 		{[]string{"help", "demo"}, []string{"-rate"}},
+		{[]string{"status", "--help"}, []string{"-http", "-json", "-timeout"}},
+		{[]string{"help", "status"}, []string{"-http"}},
 	} {
 		r := runEngine(t, tc.args...)
 		if r.code != 0 || r.stderr != "" {
