@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,7 +83,14 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "engine status: http://%s/api/checkpoints is not weir's checkpoint list: %s\n", a, oneLine(err.Error()))
 		return exitFailed
 	}
-	printStatus(stdout, js, cs)
+	var buf bytes.Buffer
+	printStatus(&buf, js, cs)
+	// tabwriter pads empty last cells: no trailing blanks on any line.
+	for _, l := range strings.SplitAfter(buf.String(), "\n") {
+		if l != "" {
+			fmt.Fprintln(stdout, strings.TrimRight(l, " \n"))
+		}
+	}
 	return exitOK
 }
 

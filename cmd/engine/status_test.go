@@ -85,6 +85,9 @@ func TestStatusSummary(t *testing.T) {
 				t.Errorf("engine status --http %s: output does not match %s:\n%s", a, re, out)
 			}
 		}
+		if regexp.MustCompile(`(?m) $`).MatchString(out) {
+			t.Errorf("trailing blanks in:\n%q", out)
+		}
 		if i, j := strings.Index(out, "\n  9 "), strings.Index(out, "\n  7 "); i < 0 || j < i {
 			t.Errorf("checkpoints not newest first:\n%s", out)
 		}

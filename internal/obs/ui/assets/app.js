@@ -5,7 +5,7 @@
 
 const POLL_MS = 1000;       // time between the end of one poll and the next
 const FETCH_TIMEOUT_MS = 3000;
-const CHECKPOINT_ROWS = 20; // newest checkpoints shown
+const CHECKPOINT_ROWS = 10; // newest checkpoints shown
 const SVG = "http://www.w3.org/2000/svg";
 
 const $ = (sel) => document.querySelector(sel);
