@@ -129,7 +129,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"help", "savepoint"}, []string{"-timeout"}},
 		{[]string{"run", "-h"}, []string{"-config"}},
 		{[]string{"help", "run"}, []string{"-config"}},
-		{[]string{"demo", "--help"}, []string{"-duration", "-rate", "-keys", "-partitions", "-parallelism", "-window", "-out-of-orderness", "-seed", "-checkpoint-interval", "-chaos"}},
+		{[]string{"demo", "--help"}, []string{"-duration", "-rate", "-keys", "-partitions", "-parallelism", "-window", "-out-of-orderness", "-seed", "-checkpoint-interval", "-chaos", "-http", "-hold"}},
 		{[]string{"help", "demo"}, []string{"-rate"}},
 		{[]string{"status", "--help"}, []string{"-http", "-json", "-timeout"}},
 		{[]string{"help", "status"}, []string{"-http"}},
@@ -437,6 +437,9 @@ func TestDemoBadFlags(t *testing.T) {
 		{[]string{"--checkpoint-interval", "5ms"}, "--checkpoint-interval 5ms"},
 		{[]string{"--checkpoint-interval", "1h"}, "--checkpoint-interval 1h0m0s"},
 		{[]string{"--rate", "fast"}, "engine demo: invalid value"},
+		{[]string{"--http", "127.0.0.1:x:y"}, "engine demo: --http \"127.0.0.1:x:y\" is not host:port"},
+		{[]string{"--http", "off", "--hold"}, "--hold keeps the status page up after the verdict: it needs --http"},
+		{[]string{"--chaos", "--hold"}, "cannot be used with --chaos"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			wantBadInput(t, runEngine(t, append([]string{"demo"}, tc.args...)...), tc.want)

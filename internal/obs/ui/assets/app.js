@@ -238,7 +238,7 @@ function drawCheckpoints(cps) {
     tr.append(el("td", { class: "num" }, c.id), el("td", {}, fmtTime(c.time)),
       el("td", { class: "num" }, c.state === "in_progress" ? "–" : fmtMs(c.duration_ms)),
       el("td", { class: "num" }, c.state === "completed" ? fmtBytes(c.size_bytes) : "–"),
-      el("td", { class: "state" }, c.state + (c.error ? " (" + c.error + ")" : "")),
+      el("td", { class: "state" }, c.state.replace("_", " ") + (c.error ? " (" + c.error + ")" : "")),
       el("td", {}, c.savepoint ? "savepoint" : ""));
     tb.append(tr);
   }
