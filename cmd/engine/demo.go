@@ -20,7 +20,6 @@ import (
 	"github.com/weirstream/weir/integration/verify"
 	"github.com/weirstream/weir/internal/kafkaconf"
 	"github.com/weirstream/weir/internal/obs"
-	"github.com/weirstream/weir/internal/obs/ui"
 )
 
 const demoAbout = `Runs a self-checking demo on an in-process Kafka broker (kfake, bound to
@@ -313,7 +312,7 @@ func runInProcess(ctx context.Context, c demoConfig, spec weir.JobSpec, gen *ver
 	}
 	var page *obs.Server
 	if c.http != "" {
-		page, err = obs.Serve(c.http, obs.NewHandler(job.Status(), job.Gatherer(), ui.Handler()))
+		page, err = serveStatus(c.http, job)
 		if err != nil {
 			return demoRun{}, fmt.Errorf("status page: %w", err)
 		}

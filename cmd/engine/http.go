@@ -5,12 +5,13 @@ import (
 
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/internal/obs"
+	"github.com/weirstream/weir/internal/obs/ui"
 )
 
-// statusPage is the handler of `/` on the --http listener (the status
-// page); nil serves obs.NewHandler's plain-text index of the endpoints.
-// The status page plugs in here.
-func statusPage(job *weir.Job) http.Handler { return nil }
+// statusPage is the handler of `/` on the --http listener: the status page
+// of package internal/obs/ui (job graph, lag, throughput, checkpoints),
+// which reads the job through the REST status beside it.
+func statusPage(job *weir.Job) http.Handler { return ui.Handler() }
 
 // serveStatus starts the --http listener of job on addr: /metrics, the
 // REST status (/api/...) and the page at /.

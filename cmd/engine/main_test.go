@@ -784,6 +784,13 @@ func TestRunServesStatus(t *testing.T) {
 	if m := string(get("/metrics")); !strings.Contains(m, want) || !strings.Contains(m, "weir_checkpoints_completed_total") {
 		t.Fatalf("/metrics does not hold %s:\n%s", want, m)
 	}
+	// The status page (package internal/obs/ui) is served at /.
+	if page := string(get("/")); !strings.Contains(page, `<section id="graph">`) || !strings.Contains(page, `<script src="app.js">`) {
+		t.Fatalf("/ is not the status page:\n%s", page)
+	}
+	if js := string(get("/app.js")); !strings.Contains(js, `"api/job"`) {
+		t.Fatalf("/app.js is not the status page's script:\n%.300s", js)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -51,8 +51,9 @@ A second SIGINT or SIGTERM kills the process.
 Status and metrics: with --http ADDR (or the job file's http.addr; the flag
 wins) the engine serves GET /metrics (Prometheus text format, docs/metrics.md)
 and the REST status /api/job, /api/checkpoints, /api/operators/{id},
-/api/throughput (JSON, docs/rest.md) on ADDR, host:port; a bare port binds
-127.0.0.1, port 0 picks a free one. The bound address is logged at start
+/api/throughput (JSON, docs/rest.md) and the status page at / (open
+http://ADDR/ in a browser; engine status --http ADDR prints the same) on
+ADDR, host:port; a bare port binds 127.0.0.1, port 0 picks a free one. The bound address is logged at start
 ("status and metrics at http://..."). A malformed address, or one that
 cannot be bound, is one line and exit code 2, before the brokers are asked.
 
