@@ -104,7 +104,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	// Wait for the first completed checkpoint and three throughput samples,
 	// polling the API (bounded).
 	var job obs.JobStatus
-	checkFor(t, time.Minute, "a completed checkpoint, 3 throughput samples and a running job at "+url, func() bool {
+	checkFor(t, time.Minute, "a completed checkpoint, 5 throughput samples and a running job at "+url, func() bool {
 		var cps []obs.CheckpointStatus
 		var tp []obs.Sample
 		if getAPI(addr, "/api/checkpoints", &cps) != nil || getAPI(addr, "/api/throughput", &tp) != nil || getAPI(addr, "/api/job", &job) != nil {
@@ -114,7 +114,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 		for _, c := range cps {
 			done = done || c.State == "completed"
 		}
-		return done && len(tp) >= 3 && job.State == "running"
+		return done && len(tp) >= 5 && job.State == "running"
 	})
 	if len(job.Operators) < 3 || len(job.Edges) < 2 {
 		t.Fatalf("/api/job of the demo: %d operators and %d edges, want source, window and sink: %+v", len(job.Operators), len(job.Edges), job)
