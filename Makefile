@@ -6,6 +6,9 @@
 #                     the run; nothing is skipped.
 #   make check        gofmt and go vet only
 #   make kafka        fetch the pinned Kafka release into .cache/ (make test does it)
+#   make chromium     find headless Chromium for the status page's browser test,
+#                     installing Debian's chromium with apt-get when missing
+#                     (make test does it; the test fails when it cannot start)
 #   make demo         the demo on the embedded broker
 #
 # Knobs: CRASH_SEEDS (seeds per crash test, default 10), GOTESTFLAGS.
@@ -17,9 +20,9 @@ GOTESTFLAGS ?=
 # Packages share two cores with the Kafka brokers: one package at a time.
 TESTFLAGS   := -p 1 -count=1 -timeout 28m -v $(GOTESTFLAGS)
 
-.PHONY: test check kafka demo build
+.PHONY: test check kafka chromium demo build
 
-test: check kafka
+test: check kafka chromium
 	@start=$$(date +%s); \
 	WEIR_CRASH_SEEDS=$(CRASH_SEEDS) $(GO) test $(TESTFLAGS) ./... 2>&1 | tee .cache/test.log | grep -E '^(=== RUN|--- (PASS|FAIL)|PASS|FAIL|ok|kafka:|panic:)|verdict:|seed|    --- ' ; \
 	rc=$${PIPESTATUS[0]}; \
@@ -36,6 +39,9 @@ check:
 kafka:
 	@mkdir -p .cache
 	@./scripts/kafka.sh >/dev/null
+
+chromium:
+	@./scripts/chromium.sh
 
 build:
 	$(GO) build -o .cache/engine ./cmd/engine

@@ -19,6 +19,7 @@ import (
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/integration/verify"
 	"github.com/weirstream/weir/internal/kafkaconf"
+	"github.com/weirstream/weir/internal/obs"
 )
 
 const demoAbout = `Runs a self-checking demo on an in-process Kafka broker (kfake, bound to
@@ -42,6 +43,14 @@ killed child had not. Every kill is printed. After the generator is done a
 last child reads up to the end offsets (source.bounded: latest), commits
 and exits; then the verdict is computed as above, and the kills, restarts
 and aborted result records (read_uncommitted) are printed.
+
+The job serves its status page and REST status (see engine run --http) on
+--http, by default a free port on 127.0.0.1; the demo prints "status page:
+http://ADDR/" at the start. Open it in a browser while the demo runs, or
+read it with engine status --http ADDR. --hold keeps it up after the
+verdict until SIGINT or SIGTERM (the exit code is still the verdict's).
+With --chaos the job runs in child processes that are killed, and no status
+page is served.
 
 Exit codes: 0 verdict OK, 1 FAILED or a run-time failure, 2 bad flags.
 --seed replays a run's events and, with --chaos, its sequence of faults.`
@@ -87,7 +96,9 @@ type demoConfig struct {
 	logLevelName   string
 	checkpoint     time.Duration // checkpoint interval
 	chaos          bool
-	events         int64 // rate × duration
+	http           string // status page address; "" when off
+	hold           bool   // keep the status page up after the verdict
+	events         int64  // rate × duration
 }
 
 func demoCmd(args []string, stdout, stderr io.Writer) int {
@@ -104,6 +115,8 @@ func demoCmd(args []string, stdout, stderr io.Writer) int {
 	level := fs.String("log-level", "warn", "job log level on stderr: debug, info, warn or error")
 	fs.DurationVar(&c.checkpoint, "checkpoint-interval", 500*time.Millisecond, "time between checkpoints; each one commits the job's Kafka transactions")
 	fs.BoolVar(&c.chaos, "chaos", false, "run the job as child processes, kill them at random protocol steps and restart them")
+	fs.StringVar(&c.http, "http", "127.0.0.1:0", `serve the job's status page, REST status and /metrics on this address (port 0: a free one; a bare port binds 127.0.0.1); "off" or "" disables`)
+	fs.BoolVar(&c.hold, "hold", false, "after the verdict, keep serving the status page until SIGINT or SIGTERM")
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
 	}
@@ -152,6 +165,18 @@ func (c *demoConfig) validate() error {
 		return fmt.Errorf("--out-of-orderness %v: must be zero or a whole number of milliseconds, e.g. 200ms", c.outOfOrderness)
 	case c.checkpoint < 10*time.Millisecond || c.checkpoint > demoCheckpointTimeout/2:
 		return fmt.Errorf("--checkpoint-interval %v: must be between 10ms and %v, e.g. 500ms", c.checkpoint, demoCheckpointTimeout/2)
+	}
+	if strings.TrimSpace(c.http) == "" || strings.EqualFold(strings.TrimSpace(c.http), "off") {
+		c.http = ""
+	} else {
+		a, err := obs.ListenAddr(c.http)
+		if err != nil {
+			return fmt.Errorf("--http %w", err)
+		}
+		c.http = a
+	}
+	if c.hold && (c.http == "" || c.chaos) {
+		return errors.New("--hold keeps the status page up after the verdict: it needs --http and cannot be used with --chaos (no page is served then)")
 	}
 	n := float64(c.rate) * c.duration.Seconds()
 	if n > demoEventsMax {
@@ -221,9 +246,15 @@ func runDemo(ctx context.Context, c demoConfig, stdout, stderr io.Writer) (int, 
 	spec := demoSpec(c, brokers, filepath.Join(dir, "checkpoints"))
 	var run demoRun
 	if c.chaos {
+		if c.http != "" {
+			fmt.Fprintln(out, "status page: off with --chaos (the job runs in child processes that are killed)")
+		}
 		run, err = runChaos(ctx, c, spec, dir, gen, start, out, stderr)
 	} else {
 		run, err = runInProcess(ctx, c, spec, gen, start, out, stderr)
+	}
+	if run.page != nil {
+		defer run.page.Close()
 	}
 	if err != nil {
 		return exitFailed, err
@@ -248,7 +279,12 @@ func runDemo(ctx context.Context, c demoConfig, stdout, stderr io.Writer) (int, 
 		fmt.Fprintf(out, "throughput: %d events processed in %v = %d events/s (results out=%d, late dropped=%d)\n",
 			run.recordsIn, run.elapsed.Round(time.Millisecond), perSecond(run.recordsIn, run.elapsed), run.resultsOut, run.lateDropped)
 	}
-	return verdict(out, run.events, c.window, got), nil
+	code := verdict(out, run.events, c.window, got)
+	if c.hold && run.page != nil {
+		fmt.Fprintf(out, "demo: --hold: the status page stays up at http://%s/ until SIGINT or SIGTERM\n", run.page.Addr)
+		<-ctx.Done()
+	}
+	return code, nil
 }
 
 // demoRun is what one run of the demo's job did.
@@ -262,6 +298,8 @@ type demoRun struct {
 	kills          int // --chaos: workers killed
 	failpointKills int // of which at a failpoint
 	restarts       int // workers started after the first
+
+	page *obs.Server // the status page, nil when off; the caller closes it, also on an error
 }
 
 // runInProcess runs the job in this process while the generator produces,
@@ -271,6 +309,14 @@ func runInProcess(ctx context.Context, c demoConfig, spec weir.JobSpec, gen *ver
 	job, err := weir.NewJob(spec, weir.WithLogger(log))
 	if err != nil {
 		return demoRun{}, err
+	}
+	var page *obs.Server
+	if c.http != "" {
+		page, err = serveStatus(c.http, job)
+		if err != nil {
+			return demoRun{}, fmt.Errorf("status page: %w", err)
+		}
+		fmt.Fprintf(out, "status page: http://%s/\n", page.Addr)
 	}
 
 	runCtx, cancelRun := context.WithCancel(ctx)
@@ -309,7 +355,7 @@ func runInProcess(ctx context.Context, c demoConfig, spec weir.JobSpec, gen *ver
 		if stopJob() && runErr != nil && !errors.Is(runErr, context.Canceled) {
 			err = fmt.Errorf("%w (the job: %v)", err, runErr)
 		}
-		return demoRun{}, err
+		return demoRun{page: page}, err
 	}
 
 	job.Drain()
@@ -318,18 +364,18 @@ func runInProcess(ctx context.Context, c demoConfig, spec weir.JobSpec, gen *ver
 	case <-jobEnded:
 	case <-ctx.Done():
 		stopJob()
-		return demoRun{}, ctx.Err()
+		return demoRun{page: page}, ctx.Err()
 	case <-time.After(drainTimeout):
 		stopJob()
-		return demoRun{}, fmt.Errorf("the job did not finish draining within %v", drainTimeout)
+		return demoRun{page: page}, fmt.Errorf("the job did not finish draining within %v", drainTimeout)
 	}
 	elapsed := time.Since(start)
 	endProgress()
 	if runErr != nil {
-		return demoRun{}, runErr
+		return demoRun{page: page}, runErr
 	}
 	st := job.Stats()
-	return demoRun{events: events, elapsed: elapsed, recordsIn: st.RecordsIn, resultsOut: st.ResultsOut, lateDropped: st.LateDropped}, nil
+	return demoRun{events: events, elapsed: elapsed, recordsIn: st.RecordsIn, resultsOut: st.ResultsOut, lateDropped: st.LateDropped, page: page}, nil
 }
 
 // demoSpec is the demo's window job, exactly-once with checkpoints in dir.

@@ -7,6 +7,7 @@
 //	engine run --config job.yaml [--from-savepoint DIR]   run the job described by a job file
 //	engine checkpoints --config job.yaml [--verify]       list the job's checkpoints and savepoints
 //	engine savepoint --config job.yaml [--timeout 2m]     take a savepoint of the running job
+//	engine status [--http ADDR] [--json]                  print the status of a running engine (engine run --http)
 //	engine demo [--chaos]                                 run a self-checking demo on an in-process broker
 //	engine help [command]                                 print help
 //
@@ -39,6 +40,12 @@
 //  3. Watches the status line (--status-interval: records in, results out,
 //     late dropped, rate, the total lag of the source partitions and the
 //     checkpoints completed) and the log on stderr.
+//     With --http ADDR the engine serves the status page at http://ADDR/
+//     (job graph with rates and backpressure, lag per partition, a
+//     throughput chart, the checkpoint table; package internal/obs/ui),
+//     the REST status under /api/ and /metrics; `engine status --http ADDR`
+//     prints the same in a terminal (--json: the raw JSON), and exits 1 with
+//     one line when nothing answers at ADDR.
 //  4. Takes savepoints while it runs: `engine savepoint --config job.yaml`
 //     (or SIGUSR1 to the engine, which prints "savepoint: DIR" on stdout)
 //     prints the savepoint's chk-<N> directory; `engine checkpoints
@@ -75,9 +82,13 @@
 //
 // engine demo runs the window job with delivery: exactly-once, checkpoints
 // every --checkpoint-interval in a temporary directory, and verifies the
-// output with read_committed: every window exactly once. With --chaos the
-// job runs as child processes of this binary (engine run on a generated job
-// file against the demo's broker on 127.0.0.1), which the demo kills while
+// output with read_committed: every window exactly once. It serves the
+// job's status page on --http (default 127.0.0.1:0, a free loopback port;
+// "off" disables) and prints "status page: http://ADDR/" first; --hold
+// keeps the page up after the verdict until SIGINT or SIGTERM (no page with
+// --chaos). With --chaos the job runs as child processes of this binary
+// (engine run on a generated job file against the demo's broker on
+// 127.0.0.1), which the demo kills while
 // the generator produces: each child gets a failpoint and hit count drawn
 // from --seed, or a plain SIGKILL after a random delay, and every kill is
 // printed ("chaos: killed at NAME@N (restart K)"). After the generator a

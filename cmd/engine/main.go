@@ -30,6 +30,7 @@ func commands() []command {
 		{"run", "run the job described by a job file (--config job.yaml) until SIGINT/SIGTERM or failure", runCmd},
 		{"checkpoints", "list the checkpoints and savepoints in a job's checkpoint.dir (--config job.yaml)", checkpointsCmd},
 		{"savepoint", "take a savepoint of the running job (--config job.yaml) and print its directory", savepointCmd},
+		{"status", "print the status of a running engine (--http ADDR of engine run): operators, lag, checkpoints", statusCmd},
 		{"demo", "run a self-checking demo: in-process Kafka, live generator, window job, verdict", demoCmd},
 		{"help", "print this help, or a command's help (engine help run)", helpCmd},
 	}
