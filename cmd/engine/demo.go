@@ -85,6 +85,7 @@ type demoConfig struct {
 	seed           int64
 	logLevel       slog.Level
 	logLevelName   string
+	logFormat      string        // text or json
 	checkpoint     time.Duration // checkpoint interval
 	chaos          bool
 	events         int64 // rate × duration
@@ -101,7 +102,8 @@ func demoCmd(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.window, "window", time.Second, "tumbling window size, whole milliseconds")
 	fs.DurationVar(&c.outOfOrderness, "out-of-orderness", 200*time.Millisecond, "how late events are generated and allowed by the job")
 	fs.Int64Var(&c.seed, "seed", 0, "generator seed; a new one is picked and printed when not given")
-	level := fs.String("log-level", "warn", "job log level on stderr: debug, info, warn or error")
+	logs := addLogFlags(fs, "warn", "job log level on stderr: debug, info, warn or error")
+	level := logs.level
 	fs.DurationVar(&c.checkpoint, "checkpoint-interval", 500*time.Millisecond, "time between checkpoints; each one commits the job's Kafka transactions")
 	fs.BoolVar(&c.chaos, "chaos", false, "run the job as child processes, kill them at random protocol steps and restart them")
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
@@ -114,8 +116,11 @@ func demoCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	c.logLevelName = strings.ToLower(*level)
+	c.logFormat = strings.ToLower(*logs.format)
 	if c.logLevel, err = logLevel(*level); err == nil {
-		err = c.validate()
+		if _, err = logHandler(io.Discard, c.logFormat, c.logLevel); err == nil {
+			err = c.validate()
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "engine demo: %v\n", err)
@@ -267,7 +272,11 @@ type demoRun struct {
 // runInProcess runs the job in this process while the generator produces,
 // then drains it.
 func runInProcess(ctx context.Context, c demoConfig, spec weir.JobSpec, gen *verify.Generator, start time.Time, out, stderr io.Writer) (demoRun, error) {
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
+	h, err := logHandler(stderr, c.logFormat, c.logLevel)
+	if err != nil { // checked with the flags
+		return demoRun{}, err
+	}
+	log := slog.New(h)
 	job, err := weir.NewJob(spec, weir.WithLogger(log))
 	if err != nil {
 		return demoRun{}, err

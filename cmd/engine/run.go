@@ -77,7 +77,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("run", runAbout)
 	config := fs.String("config", "", "the job file (YAML, a regular file: a FIFO, device or directory is refused) to run; required")
 	checkTimeout := fs.Duration("check-timeout", 10*time.Second, "how long to wait for the brokers to answer before giving up")
-	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	logs := addLogFlags(fs, "info", "log level: debug, info, warn or error")
 	statusEvery := fs.Duration("status-interval", 5*time.Second, "time between status lines on stdout; 0 disables them")
 	freshStart := fs.Bool("allow-fresh-start", false, "start from the start position when checkpoint.dir holds checkpoints but none can be\nrestored (corrupt, truncated); without it such a start is refused")
 	memLimit := fs.String("memory-limit", "", "the Go runtime's soft memory limit (GOMEMLIMIT) of the process: a size such as 2GiB (units B, KiB,\nMiB, GiB; at least 64MiB), or off. Wins over GOMEMLIMIT, which wins over the job file's\nmemory.limit; without any, 75% of the cgroup's memory limit, or of the machine's memory")
@@ -86,6 +86,10 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	testPanic("run")
+	// Everything the command writes goes through the redaction of secret
+	// property values (weir.IsSecretProperty), known once the job file is
+	// parsed.
+	stdout, stderr = weir.RedactingWriter(stdout), weir.RedactingWriter(stderr)
 	bad := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "engine run: "+format+"\n", a...)
 		return exitBadInput
@@ -98,7 +102,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	case *statusEvery < 0:
 		return bad("--status-interval %v: must not be negative (0 disables status lines)", *statusEvery)
 	}
-	lvl, err := logLevel(*level)
+	log, _, err := logs.logger(stderr)
 	if err != nil {
 		return bad("%v", err)
 	}
@@ -132,7 +136,6 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 
 	out := &syncWriter{w: stdout}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	opts := []weir.Option{weir.WithLogger(log)}
 	if failpoint != nil {
 		opts = append(opts, failpoint)
