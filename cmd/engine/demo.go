@@ -277,6 +277,7 @@ func runInProcess(ctx context.Context, c demoConfig, spec weir.JobSpec, gen *ver
 		return demoRun{}, err
 	}
 	log := slog.New(h)
+	routeClientLogs(log)
 	job, err := weir.NewJob(spec, weir.WithLogger(log))
 	if err != nil {
 		return demoRun{}, err

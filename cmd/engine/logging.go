@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/weirstream/weir/internal/kafkaconf"
 )
 
 // logFlags are the --log-level and --log-format flags of a command.
@@ -45,4 +50,22 @@ func logHandler(w io.Writer, format string, lvl slog.Level) (slog.Handler, error
 		return slog.NewJSONHandler(w, opts), nil
 	}
 	return nil, fmt.Errorf("--log-format %s: use text or json", quoteArg(format))
+}
+
+// routeClientLogs sends the Kafka clients' own log (librdkafka's, with
+// secret values redacted) to log, in its format and at its level: syslog
+// levels 0-3 are errors, 4 warnings, 5-6 info, 7 debug.
+func routeClientLogs(log *slog.Logger) {
+	kafkaconf.SetClientLogHandler(func(ev kafka.LogEvent) {
+		lvl := slog.LevelDebug
+		switch {
+		case ev.Level <= 3:
+			lvl = slog.LevelError
+		case ev.Level == 4:
+			lvl = slog.LevelWarn
+		case ev.Level <= 6:
+			lvl = slog.LevelInfo
+		}
+		log.Log(context.Background(), lvl, "kafka client", "client", ev.Name, "tag", ev.Tag, "log", ev.Message)
+	})
 }

@@ -106,6 +106,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return bad("%v", err)
 	}
+	routeClientLogs(log)
 	var flagLimit int64 // 0: --memory-limit not given
 	if *memLimit != "" {
 		if flagLimit, err = weir.ParseMemoryLimit(*memLimit); err != nil {

@@ -142,34 +142,51 @@ func (r redactingWriter) Write(p []byte) (int, error) {
 // The client's own log (librdkafka's, which prints its whole configuration
 // with the debug property) goes through Go, so that secret values are
 // redacted before it is written: every client Config builds sends its log
-// events to clientLogs, and one goroutine writes them to clientLogOut.
+// events to clientLogs, and one goroutine hands them, redacted, to the
+// client log handler (SetClientLogHandler), by default a line on stderr.
 var (
 	clientLogs     = make(chan kafka.LogEvent, 1024)
 	clientLogsOnce sync.Once
 	clientLogMu    sync.Mutex
-	clientLogOut   io.Writer = os.Stderr
+	clientLog      func(ev kafka.LogEvent)
 )
 
 // SetClientLogOutput sends the Kafka clients' own log lines (librdkafka's,
-// redacted) to w instead of stderr; nil: back to stderr.
+// redacted) to w, in librdkafka's format; nil: to stderr (the default).
 func SetClientLogOutput(w io.Writer) {
-	clientLogMu.Lock()
-	defer clientLogMu.Unlock()
 	if w == nil {
 		w = os.Stderr
 	}
-	clientLogOut = w
+	SetClientLogHandler(func(ev kafka.LogEvent) {
+		_, _ = fmt.Fprintf(w, "%%%d|%s|%s|%s| %s\n", ev.Level,
+			ev.Timestamp.Format("2006-01-02T15:04:05.000Z07:00"), ev.Tag, ev.Name, ev.Message)
+	})
 }
 
-// startClientLogs starts the goroutine writing the clients' log lines, once.
+// SetClientLogHandler hands every log event of the Kafka clients, its
+// Message redacted, to f (one at a time), e.g. to log it with slog.
+func SetClientLogHandler(f func(ev kafka.LogEvent)) {
+	clientLogMu.Lock()
+	defer clientLogMu.Unlock()
+	clientLog = f
+}
+
+// startClientLogs starts the goroutine handling the clients' log events,
+// once.
 func startClientLogs() {
 	clientLogsOnce.Do(func() {
+		clientLogMu.Lock()
+		if clientLog == nil {
+			clientLogMu.Unlock()
+			SetClientLogOutput(nil)
+		} else {
+			clientLogMu.Unlock()
+		}
 		go func() { // lives as long as the process: every client may log
 			for ev := range clientLogs {
-				line := fmt.Sprintf("%%%d|%s|%s|%s| %s\n", ev.Level,
-					ev.Timestamp.Format("2006-01-02T15:04:05.000Z07:00"), ev.Tag, ev.Name, Redact(ev.Message))
+				ev.Message = Redact(ev.Message)
 				clientLogMu.Lock()
-				_, _ = io.WriteString(clientLogOut, line)
+				clientLog(ev)
 				clientLogMu.Unlock()
 			}
 		}()
