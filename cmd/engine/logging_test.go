@@ -45,6 +45,9 @@ func TestRunLogFormat(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("exit %d; stderr:\n%s", r.code, r.stderr)
 			}
+			if strings.Contains(r.stderr, "\r") {
+				t.Errorf("a progress bar (\\r) on a stderr that is not a terminal:\n%q", r.stderr)
+			}
 			ls := lines(r.stderr)
 			records := 0
 			for _, l := range ls {

@@ -89,7 +89,11 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	// Everything the command writes goes through the redaction of secret
 	// property values (weir.IsSecretProperty), known once the job file is
 	// parsed.
+	// A bounded job on a terminal gets a progress bar on stderr, kept
+	// below the log and the status lines (bar.writer).
+	term := stderr
 	stdout, stderr = weir.RedactingWriter(stdout), weir.RedactingWriter(stderr)
+	bar := &progressBar{term: stderr}
 	bad := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "engine run: "+format+"\n", a...)
 		return exitBadInput
@@ -102,7 +106,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	case *statusEvery < 0:
 		return bad("--status-interval %v: must not be negative (0 disables status lines)", *statusEvery)
 	}
-	log, _, err := logs.logger(stderr)
+	log, _, err := logs.logger(bar.writer(stderr))
 	if err != nil {
 		return bad("%v", err)
 	}
@@ -136,7 +140,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	out := &syncWriter{w: stdout}
+	out := &syncWriter{w: bar.writer(stdout)}
 	opts := []weir.Option{weir.WithLogger(log)}
 	if failpoint != nil {
 		opts = append(opts, failpoint)
@@ -214,11 +218,20 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	stopStatus := make(chan struct{})
 	statusDone := every(*statusEvery, stopStatus, statusLine(out, job, start))
+	showBar := wantProgress(spec, term, stderrIsTerminal)
+	sampler := &progressSampler{start: start, last: start}
+	barDone := every(progressInterval(showBar), stopStatus, func(now time.Time) {
+		bar.draw(barLine(sampler.sample(job.Stats(), now, false)))
+	})
 	ctl.setJob(job)
 	err = job.Run(ctl.ctx)
 	ctl.release()
 	close(stopStatus)
 	<-statusDone
+	<-barDone
+	if showBar {
+		bar.finish(barLine(sampler.sample(job.Stats(), time.Now(), err == nil && ctl.stopSignal() == "")))
+	}
 
 	st := job.Stats()
 	summary := fmt.Sprintf("records in=%d results out=%d late dropped=%d after %v",
