@@ -109,6 +109,9 @@ func (e *Env) Build(opts ...Option) (*Job, error) {
 		return nil, err
 	}
 	j.graph = g
+	if err := j.initObs(); err != nil {
+		return nil, err
+	}
 	return j, nil
 }
 

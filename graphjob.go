@@ -54,7 +54,7 @@ func (j *Job) dataflowPlan(closed *sync.WaitGroup, state *stateSetup) supervisor
 					Transactional: tx, Failpoint: j.opts.failpoint, MaxPendingBytes: sk.MaxPendingBytes,
 					Checkpoint: state.checkpointing(task),
 					Brokers:    s.Brokers, Topic: sk.Topic, Properties: merge(s.Kafka, sk.Properties),
-					Metrics: &j.metrics, Done: closed, Log: log,
+					Metrics: &j.metrics, Stats: j.obs.stats(n.uid, i), Done: closed, Log: log,
 				})
 			},
 		}
@@ -109,7 +109,7 @@ func (j *Job) sourceStage(n *node, closed *sync.WaitGroup, state *stateSetup) su
 					b := &buildCtx{index: i, parallelism: p, wm: math.MinInt64, now: func() int64 { return time.Now().UnixMilli() }}
 					return wireTask(relay, b, targets, send, batch)
 				},
-				Metrics: &j.metrics, Done: closed, Log: j.opts.log.With("job", s.Name),
+				Metrics: &j.metrics, Stats: j.obs.stats(n.uid, i), Done: closed, Log: j.opts.log.With("job", s.Name),
 				HoldUntilStarted: true,
 			})
 		},
@@ -174,7 +174,7 @@ func (j *Job) taskStage(t *task, state *stateSetup) supervisor.Stage {
 			return actors.NewTask(actors.TaskConfig{
 				Task: task, Index: i, Inputs: len(inputOf), InputOf: inputOf,
 				Targets: pids, InputIndexes: inIdx, Credits: j.opts.credits,
-				Checkpoint: cp, Metrics: &j.metrics, Log: j.opts.log.With("job", j.spec.Name),
+				Checkpoint: cp, Metrics: &j.metrics, Stats: j.obs.stats(t.name(), i), Log: j.opts.log.With("job", j.spec.Name),
 				NewOperator: func(send func(int, any, int)) (operator.Operator, func(), error) {
 					b := &buildCtx{index: i, parallelism: p, checkpoints: cp.Enabled(), metrics: &j.metrics, wm: math.MinInt64, now: func() int64 { return time.Now().UnixMilli() }}
 					return wireTask(t, b, targets, send, batch)

@@ -13,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weirstream/weir/actors"
 	"github.com/weirstream/weir/internal/kafkaconf"
@@ -30,9 +31,11 @@ type Job struct {
 	lastCheckpoint atomic.Uint64
 	restoredFrom   atomic.Uint64
 
-	// graph is the dataflow graph of a job built with NewEnv, nil for a
-	// job-file kind (window, passthrough).
+	// graph is the dataflow graph of the job: built with NewEnv, or from
+	// a job-file kind (window, passthrough).
 	graph *graphPlan
+	// obs is the job's status and metrics (Status, Gatherer).
+	obs *jobObs
 
 	mu      sync.Mutex
 	handle  *supervisor.Handle
@@ -58,6 +61,9 @@ type options struct {
 	// memoryLimit is the soft memory limit Run sets (WithMemoryLimit); 0:
 	// none.
 	memoryLimit int64
+	// registry receives the job's metrics (WithMetricsRegistry); nil: a
+	// registry of the job's own.
+	registry *prometheus.Registry
 }
 
 // Option configures a Job.
@@ -120,6 +126,9 @@ func NewJob(spec JobSpec, opts ...Option) (*Job, error) {
 		return nil, err
 	}
 	if j.graph, err = kindGraph(spec); err != nil {
+		return nil, err
+	}
+	if err := j.initObs(); err != nil {
 		return nil, err
 	}
 	return j, nil
@@ -189,6 +198,9 @@ func (j *Job) Stats() Stats {
 		Lag:                  j.metrics.Lag(),
 	}
 }
+
+// onCheckpoint records a checkpoint event in the job's status.
+func (j *Job) onCheckpoint(e supervisor.CheckpointEvent) { j.obs.checkpoint(e) }
 
 func (j *Job) onComplete(id uint64, savepoint bool) {
 	j.checkpoints.Add(1)
@@ -269,26 +281,38 @@ func (j *Job) Run(ctx context.Context) error {
 		defer setMemoryLimit(n)()
 		j.opts.log.Info("soft memory limit set (WithMemoryLimit)", "job", j.spec.Name, "limit", FormatMemoryLimit(n))
 	}
+	j.obs.running(time.Now())
+	stopSampler, sampled := make(chan struct{}), make(chan struct{})
+	go j.obs.sampler(stopSampler, sampled)
+	defer func() { close(stopSampler); <-sampled }()
 	policy := supervisor.NewRestartPolicy(j.spec.Restart, time.Now().UnixNano())
 	for {
 		started := time.Now()
+		j.obs.setState("running")
 		err := j.runOnce(ctx)
 		var setup *setupError
 		switch {
 		case err == nil:
+			j.obs.ended("finished", "")
 			return nil
 		case ctx.Err() != nil:
+			j.obs.ended("finished", "the job was stopped")
 			return fmt.Errorf("job %s: %w", j.spec.Name, ctx.Err())
 		case errors.As(err, &setup):
+			j.obs.failure(setup.err, time.Now())
+			j.obs.ended("failed", "")
 			return fmt.Errorf("job %s: %w", j.spec.Name, setup.err)
 		}
+		j.obs.failure(err, time.Now())
 		delay, ok, why := policy.OnFailure(time.Now(), started)
 		if !ok {
+			j.obs.ended("failed", "")
 			if policy.Restarts() > 0 {
 				return fmt.Errorf("job %s: %w (gave up after %d restarts: %s)", j.spec.Name, err, policy.Restarts(), why)
 			}
 			return fmt.Errorf("job %s: %w", j.spec.Name, err)
 		}
+		j.obs.setState("restarting")
 		j.metrics.Restarts.Add(1)
 		j.opts.log.Error("job failed; restarting from the latest complete checkpoint",
 			"job", j.spec.Name, "err", err, "restart", policy.Restarts(), "strategy", policy.Config().Strategy, "delay", delay.Round(time.Millisecond))
@@ -435,7 +459,7 @@ func (j *Job) checkpointPlan(state *stateSetup) *supervisor.CheckpointPlan {
 		Interval: c.Interval, Timeout: c.Timeout, MinPause: c.MinPause,
 		MaxConcurrent: c.MaxConcurrent, TolerableFailures: c.TolerableFailures,
 		FS: state.fs, Root: state.root, JobName: s.Name, Fingerprint: j.fingerprint(),
-		Retain: c.Retain, After: state.after, OnComplete: j.onComplete,
+		Retain: c.Retain, After: state.after, OnComplete: j.onComplete, OnEvent: j.onCheckpoint,
 		// The exactly-once sinks commit their last epoch on the first
 		// checkpoint after every source finished: take it at once.
 		CheckpointWhenSourcesFinish: s.Delivery == ExactlyOnce,

@@ -365,6 +365,9 @@ func jobFileSchema(s *JobSpec) []field {
 		{name: "memory", kind: kindSection, sub: []field{
 			{name: "limit", kind: kindMemory, example: "2GiB", size: &s.Memory.Limit},
 		}},
+		{name: "http", kind: kindSection, sub: []field{
+			{name: "addr", kind: kindString, example: "127.0.0.1:8081", str: &s.HTTP.Addr},
+		}},
 		{name: "kafka", kind: kindProps, example: "security.protocol: SASL_SSL", props: &s.Kafka},
 	}
 }

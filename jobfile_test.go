@@ -268,6 +268,7 @@ func TestJobFileExample(t *testing.T) {
 		"window.slide":             `(?m)^\s*#\s*slide: 5s`,
 		"window.gap":               `(?m)^\s*#\s*gap: 30s`,
 		"memory.limit":             `(?m)^\s*#\s*limit: 2GiB`,
+		"http.addr":                `(?m)^\s*#\s*addr: 127.0.0.1:8081`,
 	}
 	for _, k := range jobFileKeys() {
 		if re, ok := commented[k]; ok {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weirstream/weir/internal/obs"
 	"github.com/weirstream/weir/operator/window"
 	"github.com/weirstream/weir/snapshot"
 	"github.com/weirstream/weir/supervisor"
@@ -88,6 +89,11 @@ type JobSpec struct {
 	// WithMemoryLimit instead.
 	Memory MemorySpec
 
+	// HTTP is where `engine run` serves the job's status and metrics (job
+	// file: http); a program embedding weir serves Job.Status and
+	// Job.Gatherer itself.
+	HTTP HTTPSpec
+
 	// Kafka holds librdkafka properties passed through to both the consumer
 	// and the producer (job file: kafka), for example security settings.
 	// Properties the engine manages itself are refused by Validate.
@@ -97,6 +103,15 @@ type JobSpec struct {
 	// it returns the key, the event time in milliseconds and the value that
 	// is summed. An error makes the record a bad record.
 	Extract func(value []byte) (key []byte, tsMillis int64, v float64, err error) `yaml:"-"`
+}
+
+// HTTPSpec is the HTTP listener of `engine run` (job file: http).
+type HTTPSpec struct {
+	// Addr is host:port to serve GET /metrics (Prometheus) and the REST
+	// status (/api/job, /api/checkpoints, /api/operators/{id}) on; a bare
+	// port or ":port" binds 127.0.0.1. Empty: no listener. engine run
+	// --http wins over it.
+	Addr string
 }
 
 // JobKind says what a job does.
@@ -588,6 +603,11 @@ func (s JobSpec) Validate() error {
 	}
 	if err := validMemoryLimit(s.Memory.Limit); err != nil {
 		return specErr("memory.limit", "%v", err)
+	}
+	if s.HTTP.Addr != "" {
+		if _, err := obs.ListenAddr(s.HTTP.Addr); err != nil {
+			return specErr("http.addr", "%v", err)
+		}
 	}
 	if err := s.Restart.Validate("restart"); err != nil {
 		key, msg, _ := strings.Cut(err.Error(), ": ")

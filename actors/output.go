@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"time"
+
 	"github.com/asynkron/protoactor-go/actor"
 )
 
@@ -28,6 +30,10 @@ type Output struct {
 	credits []int
 	queue   [][]any
 	sent    int64
+	// stats counts what leaves (per batch) and the time spent waiting
+	// for credits; never nil.
+	stats *TaskStats
+	now   func() time.Time
 }
 
 // NewOutput returns an output to targets; self is this task's index on each
@@ -42,11 +48,31 @@ func NewOutput(targets []*actor.PID, self int, selfPID *actor.PID, credits int) 
 		selfPID: selfPID,
 		credits: make([]int, len(targets)),
 		queue:   make([][]any, len(targets)),
+		stats:   NewTaskStats(),
+		now:     time.Now,
 	}
 	for i := range o.credits {
 		o.credits[i] = credits
 	}
+	o.stats.QueueCap.Store(int64(credits * len(targets)))
 	return o
+}
+
+// SetStats makes the output count into s (nil: into nothing anyone reads):
+// records, batches and batches in flight out, and the time spent waiting
+// for credits.
+func (o *Output) SetStats(s *TaskStats) {
+	if s == nil {
+		return
+	}
+	total := int64(0)
+	for _, c := range o.credits {
+		total += int64(c)
+	}
+	s.QueueCap.Store(total)
+	s.InFlight.Store(0)
+	s.blockEnd(o.now())
+	o.stats = s
 }
 
 // SetInputIndexes sets this task's index on each target's input side,
@@ -90,27 +116,42 @@ func (o *Output) OnCredit(ctx actor.SenderContext, c *Credit) {
 		return
 	}
 	o.credits[c.Out] += c.N
+	o.stats.InFlight.Add(-int64(c.N))
 	o.pump(ctx, c.Out)
+	if o.stats.blockedSince.Load() != 0 && !o.Blocked() {
+		o.stats.blockEnd(o.now())
+	}
 }
 
 func (o *Output) pump(ctx actor.SenderContext, t int) {
 	q := o.queue[t]
 	i := 0
+	var recs, batches int64
 	for ; i < len(q); i++ {
 		if b, ok := q[i].(*Batch); ok {
 			if o.credits[t] <= 0 {
 				break
 			}
 			o.credits[t]--
-			o.sent += int64(b.Len())
+			recs += int64(b.Len())
+			batches++
 		}
 		ctx.Send(o.targets[t], q[i])
 		q[i] = nil
+	}
+	if batches > 0 {
+		o.sent += recs
+		o.stats.RecordsOut.Add(recs)
+		o.stats.BatchesOut.Add(batches)
+		o.stats.InFlight.Add(batches)
 	}
 	if i == len(q) {
 		o.queue[t] = q[:0]
 	} else {
 		o.queue[t] = q[i:]
+		if o.stats.blockedSince.Load() == 0 {
+			o.stats.blockStart(o.now())
+		}
 	}
 }
 

@@ -47,8 +47,11 @@ type SinkConfig struct {
 	// arm it to crash the process there).
 	Failpoint func(name string)
 	Metrics   *Metrics
-	Done      *sync.WaitGroup
-	Log       *slog.Logger
+	// Stats, when set, receives the subtask's figures (see TaskStats):
+	// records and bytes in and written, transactions, commit latency.
+	Stats *TaskStats
+	Done  *sync.WaitGroup
+	Log   *slog.Logger
 }
 
 type deliveryFailed struct{ err error }
@@ -78,6 +81,8 @@ type Sink struct {
 	barrierAt map[uint64]time.Time
 	// deliveryErr is set by the delivery report reader; flush checks it.
 	deliveryErr atomic.Pointer[error]
+	// txSeen are the transaction counts of tx already added to Stats.
+	txSeen txsink.Counts
 }
 
 // NewSink returns the producer of a sink actor.
@@ -91,6 +96,7 @@ func NewSink(cfg SinkConfig) actor.Producer {
 	if cfg.Metrics == nil {
 		cfg.Metrics = &Metrics{}
 	}
+	cfg.Stats = cfg.Stats.orNew()
 	return func() actor.Actor { return &Sink{cfg: cfg} }
 }
 
@@ -123,6 +129,7 @@ func (s *Sink) Receive(ctx actor.Context) {
 			s.fail(ctx, err)
 			return
 		}
+		s.count(raw)
 		ctx.Send(m.From, &Credit{Out: m.Out, N: 1})
 	case *EndOfInput:
 		s.ended++
@@ -170,8 +177,14 @@ func (s *Sink) Receive(ctx actor.Context) {
 		}
 		s.failpoint("after-complete-before-commit")
 		octx, cancel := s.opContext()
+		began := time.Now()
 		err := s.tx.Commit(octx, m.ID)
+		took := time.Since(began)
 		cancel()
+		s.syncTx()
+		if err == nil && s.cfg.Stats.OnCommit != nil {
+			s.cfg.Stats.OnCommit(took)
+		}
 		if err != nil {
 			s.fail(ctx, fmt.Errorf("sink %s: commit up to checkpoint %d: %w", s.cfg.Task, m.ID, err))
 			return
@@ -196,6 +209,7 @@ func (s *Sink) Receive(ctx actor.Context) {
 			if err := s.tx.Close(); err != nil {
 				s.cfg.Log.Warn("close transactional sink", "task", s.cfg.Task, "err", err)
 			}
+			s.syncTx()
 			s.tx = nil
 			if s.cfg.Done != nil {
 				s.cfg.Done.Done()
@@ -268,11 +282,15 @@ func (s *Sink) startTx() error {
 		}
 		states = append(states, cp.OpStates...)
 	}
-	if err := tx.Recover(octx, states...); err != nil {
+	err = tx.Recover(octx, states...)
+	s.tx = tx
+	s.syncTx()
+	if err != nil {
 		tx.Close()
+		s.syncTx()
+		s.tx = nil
 		return fmt.Errorf("sink %s: recover transactions: %w", s.cfg.Task, err)
 	}
-	s.tx = tx
 	if s.cfg.Done != nil {
 		s.cfg.Done.Add(1)
 	}
@@ -464,4 +482,33 @@ func (s *Sink) flush() error {
 		return *e
 	}
 	return nil
+}
+
+// count adds a written batch to the subtask's figures: one atomic add per
+// figure per batch.
+func (s *Sink) count(raw []RawRecord) {
+	var n int64
+	for i := range raw {
+		n += int64(len(raw[i].Key) + len(raw[i].Value))
+	}
+	st := s.cfg.Stats
+	st.RecordsIn.Add(int64(len(raw)))
+	st.BatchesIn.Add(1)
+	st.BytesIn.Add(n)
+	st.RecordsOut.Add(int64(len(raw)))
+	st.BytesOut.Add(n)
+}
+
+// syncTx adds the transactions of tx since the last call to the
+// subtask's figures.
+func (s *Sink) syncTx() {
+	if s.tx == nil {
+		return
+	}
+	c := s.tx.Counts()
+	st := s.cfg.Stats
+	st.TxCommitted.Add(c.Committed - s.txSeen.Committed)
+	st.TxAborted.Add(c.Aborted - s.txSeen.Aborted)
+	st.TxReplayed.Add(c.Replayed - s.txSeen.Replayed)
+	s.txSeen = c
 }

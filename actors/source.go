@@ -97,6 +97,9 @@ type SourceConfig struct {
 	Targets         []*actor.PID
 	Credits         int
 	Metrics         *Metrics
+	// Stats, when set, receives the subtask's figures (see TaskStats),
+	// with its partitions' positions and ends.
+	Stats *TaskStats
 	// Checkpoint is nil when checkpoints are off.
 	Checkpoint *Checkpointing
 	// Done, when set, is marked done when the consumer is closed.
@@ -118,6 +121,7 @@ func (c *SourceConfig) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.Stats = c.Stats.orNew()
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -151,6 +155,7 @@ type Decoder interface {
 type polled struct {
 	data  any // decoded records (NewDecoder)
 	n     int
+	bytes int64 // keys and values read
 	parts []partProgress
 	added []partProgress // partitions discovered and assigned, with their start
 	done  bool
@@ -220,6 +225,7 @@ func (s *Source) Receive(ctx actor.Context) {
 		if s.cfg.InputIndexes != nil {
 			s.out.SetInputIndexes(s.cfg.InputIndexes)
 		}
+		s.out.SetStats(s.cfg.Stats)
 		if s.cfg.Chain != nil {
 			op, flush, err := s.cfg.Chain(func(t int, data any, n int) { s.out.EmitData(s.ctx, t, data, n) })
 			if err == nil {
@@ -408,6 +414,12 @@ func (s *Source) handle(ctx actor.Context, p *polled) {
 		s.out.EmitData(ctx, 0, p.data, p.n)
 		s.cfg.Metrics.RecordsIn.Add(int64(p.n))
 	}
+	if p.n > 0 {
+		st := s.cfg.Stats
+		st.RecordsIn.Add(int64(p.n))
+		st.BytesIn.Add(p.bytes)
+		st.BatchesIn.Add(1)
+	}
 	for _, pp := range p.parts {
 		st := s.parts[pp.partition]
 		if st == nil {
@@ -460,6 +472,7 @@ func (s *Source) advanceWatermark(ctx actor.Context, now time.Time) {
 		s.idle = false
 		if wm > s.wm {
 			s.wm = wm
+			s.cfg.Stats.SetWatermark(wm)
 		}
 		w := s.wm
 		if s.chain != nil {

@@ -327,7 +327,14 @@ func (p *poller) updateLag() {
 	for _, part := range p.parts {
 		_, hi, err := p.cons.GetWatermarkOffsets(p.cfg.Topic, part)
 		n, ok := p.next[part]
-		if err != nil || hi < 0 || !ok || n < 0 {
+		if !ok || n < 0 {
+			n = -1
+		}
+		if err != nil || hi < 0 {
+			hi = -1
+		}
+		p.cfg.Stats.SetPartition(PartitionStats{Partition: part, Offset: n, End: hi})
+		if hi < 0 || n < 0 {
 			continue
 		}
 		p.cfg.Metrics.SetLag(part, max(hi-n, 0))
@@ -387,6 +394,7 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 			part := e.Partition
 			switch e.Kind {
 			case rdk.Record:
+				b.bytes += int64(len(e.Key) + len(e.Value))
 				off := e.Offset
 				if end, ok := targets[part]; ok && off >= end {
 					// Past the end: the position is the end.

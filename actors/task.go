@@ -34,7 +34,9 @@ type TaskConfig struct {
 	// Checkpoint is nil when checkpoints are off.
 	Checkpoint *Checkpointing
 	Metrics    *Metrics
-	Log        *slog.Logger
+	// Stats, when set, receives the subtask's figures (see TaskStats).
+	Stats *TaskStats
+	Log   *slog.Logger
 	// Now is the processing-time clock (default time.Now).
 	Now func() time.Time
 }
@@ -85,6 +87,7 @@ func NewTask(cfg TaskConfig) actor.Producer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.Stats = cfg.Stats.orNew()
 	return func() actor.Actor {
 		t := &Task{cfg: cfg, wm: math.MinInt64}
 		t.inputs = make([]inputState, cfg.Inputs)
@@ -104,6 +107,7 @@ func (t *Task) Receive(ctx actor.Context) {
 		if t.cfg.InputIndexes != nil {
 			t.out.SetInputIndexes(t.cfg.InputIndexes)
 		}
+		t.out.SetStats(t.cfg.Stats)
 		if err := t.start(); err != nil {
 			t.fail(err)
 			return
@@ -313,6 +317,8 @@ func (t *Task) process(item any) {
 			in = t.cfg.InputOf[m.In]
 		}
 		err := t.op.Process(in, m.Data)
+		t.cfg.Stats.RecordsIn.Add(int64(m.N))
+		t.cfg.Stats.BatchesIn.Add(1)
 		t.ctx.Send(m.From, &Credit{Out: m.Out, N: 1})
 		t.call(err)
 	case *Watermark:
@@ -358,6 +364,7 @@ func (t *Task) advance() {
 	t.idleOut = false
 	if wm > t.wm {
 		t.wm = wm
+		t.cfg.Stats.SetWatermark(wm)
 		if err := t.op.Watermark(wm); err != nil {
 			t.call(err)
 			return

@@ -38,11 +38,35 @@ type CheckpointPlan struct {
 	// OnComplete, if set, is called (on the supervisor's goroutine) when a
 	// checkpoint completes.
 	OnComplete func(id uint64, savepoint bool)
+	// OnEvent, if set, is told (on the supervisor's goroutine; it must
+	// return quickly) when a checkpoint is triggered, completes, or ends
+	// without completing.
+	OnEvent func(CheckpointEvent)
 	// CheckpointWhenSourcesFinish triggers a checkpoint as soon as every
 	// source task has finished (bounded input read, or drained), instead of
 	// waiting for the next periodic one: exactly-once sinks commit their
 	// last epoch on it, so a bounded job ends right after its data.
 	CheckpointWhenSourcesFinish bool
+}
+
+// CheckpointEvent is a step in a checkpoint's life (CheckpointPlan.OnEvent).
+type CheckpointEvent struct {
+	ID        uint64
+	Savepoint bool
+	// State is "in_progress" (triggered), "completed", "failed" (timed
+	// out, declined by a task, metadata write failed) or "aborted"
+	// (subsumed by a newer one, or the job stopped).
+	State string
+	// Triggered is when it was triggered; Duration, once it ended, how
+	// long it took from then.
+	Triggered time.Time
+	Duration  time.Duration
+	// SizeBytes is what the tasks wrote for it (completed only): the sum
+	// of their snapshot handles' new bytes; files shared with earlier
+	// checkpoints are not counted.
+	SizeBytes int64
+	// Reason says why it failed or was aborted.
+	Reason string
 }
 
 type tick struct{}
@@ -204,6 +228,7 @@ func (j *jobSupervisor) act(ctx actor.Context, acts []coordinator.Action) {
 		switch a.Kind {
 		case coordinator.KindTrigger:
 			c.times[id] = c.plan.Now()
+			c.event(CheckpointEvent{ID: id, Savepoint: a.Savepoint, State: "in_progress", Triggered: c.times[id]})
 			if a.Savepoint && len(c.queuedSavepoints) > 0 {
 				c.savepoints[id] = append(c.savepoints[id], c.queuedSavepoints...)
 				c.queuedSavepoints = nil
@@ -229,8 +254,10 @@ func (j *jobSupervisor) act(ctx actor.Context, acts []coordinator.Action) {
 			for _, h := range c.handles[id] {
 				size += h.NewBytes
 			}
+			took := c.plan.Now().Sub(c.times[id])
 			j.log.Info("checkpoint complete", "checkpoint", id, "savepoint", a.Savepoint,
-				"took", c.plan.Now().Sub(c.times[id]).Round(time.Millisecond), "new_bytes", size)
+				"took", took.Round(time.Millisecond), "new_bytes", size)
+			c.event(CheckpointEvent{ID: id, Savepoint: a.Savepoint, State: "completed", Triggered: c.times[id], Duration: took, SizeBytes: size})
 			for _, pid := range j.tasks {
 				ctx.Send(pid, &actors.CheckpointComplete{ID: id})
 			}
@@ -253,6 +280,13 @@ func (j *jobSupervisor) act(ctx actor.Context, acts []coordinator.Action) {
 			}
 		case coordinator.KindNotifyAbort:
 			j.log.Warn("checkpoint aborted", "checkpoint", id, "reason", a.Reason)
+			state := "failed"
+			if a.Cause == coordinator.CauseSubsumed || a.Cause == coordinator.CauseSuspended {
+				state = "aborted"
+			}
+			if at, ok := c.times[id]; ok {
+				c.event(CheckpointEvent{ID: id, Savepoint: a.Savepoint, State: state, Triggered: at, Duration: c.plan.Now().Sub(at), Reason: a.Reason})
+			}
 			for _, pid := range j.tasks {
 				ctx.Send(pid, &actors.CheckpointAbort{ID: id, Reason: a.Reason})
 			}
@@ -268,6 +302,13 @@ func (j *jobSupervisor) act(ctx actor.Context, acts []coordinator.Action) {
 		case coordinator.KindIgnored, coordinator.KindQueued:
 			j.log.Debug("checkpoint coordinator", "action", a.String())
 		}
+	}
+}
+
+// event tells the plan's OnEvent, if any.
+func (c *ckpt) event(e CheckpointEvent) {
+	if c.plan.OnEvent != nil {
+		c.plan.OnEvent(e)
 	}
 }
 

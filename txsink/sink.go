@@ -133,7 +133,25 @@ type Sink struct {
 	ready  bool
 	err    error // first failure; sticky
 	closed bool
+	counts Counts
 }
+
+// Counts are a Sink's transactions so far.
+type Counts struct {
+	// Committed counts the transactions committed, replayed ones included.
+	Committed int64
+	// Aborted counts the open or pre-committed transactions aborted by
+	// Abort or Close (their epochs are replayed by a later Recover).
+	Aborted int64
+	// Replayed counts the epochs written again in a fresh transaction
+	// and committed: by Recover (their transaction was lost with a
+	// restart), or by Commit (the epoch never had a slot).
+	Replayed int64
+}
+
+// Counts returns the transactions so far. Like every method, it must be
+// called from the Sink's goroutine.
+func (s *Sink) Counts() Counts { return s.counts }
 
 // New returns a sink over b. Recover must run before anything else.
 func New(b Backend, cfg Config) (*Sink, error) {
@@ -256,7 +274,11 @@ func (s *Sink) replay(ctx context.Context, e *epochBuf, owner string) error {
 	if err := s.prepare(ctx, e, owner); err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
-	return s.commit(ctx, e)
+	if err := s.commit(ctx, e); err != nil {
+		return err
+	}
+	s.counts.Replayed++
+	return nil
 }
 
 // Write adds recs to the open epoch. It writes them to the epoch's
@@ -397,6 +419,7 @@ func (s *Sink) Abort(ctx context.Context) error {
 		}
 		err := s.call(ctx, e.txn.Abort)
 		e.txn = nil
+		s.counts.Aborted++
 		if err != nil && first == nil {
 			first = fmt.Errorf("txsink: abort %s epoch %d: %w", s.cfg.Owner, e.epoch, err)
 		}
@@ -493,6 +516,7 @@ func (s *Sink) commit(ctx context.Context, e *epochBuf) error {
 	e.txn = nil
 	s.free = append(s.free, e.slot)
 	slices.Sort(s.free)
+	s.counts.Committed++
 	return nil
 }
 

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -227,6 +229,12 @@ func TestRunBadInput(t *testing.T) {
 	unknownKey := write("unknown.yaml", "name: t\nbrokers: 127.0.0.1:9092\nsourc:\n  topic: in\n")
 	badDuration := write("duration.yaml", strings.Replace(mustRead(t, valid), "size: 1s", "size: 10x", 1))
 	badMemory := write("memory.yaml", mustRead(t, valid)+"memory:\n  limit: lots\n")
+	badHTTP := write("http.yaml", mustRead(t, valid)+"http:\n  addr: 127.0.0.1:port\n")
+	inUse, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inUse.Close()
 	exactlyOnce := write("eo.yaml", mustRead(t, valid)+"delivery: exactly-once\ncheckpoint:\n  interval: 1s\n  dir: "+dir+"\n")
 
 	for _, tc := range []struct {
@@ -244,6 +252,9 @@ func TestRunBadInput(t *testing.T) {
 		{"bad flag value", []string{"run", "--config", valid, "--check-timeout", "soon"}, []string{"engine run:", "check-timeout"}},
 		{"memory limit without unit", []string{"run", "--config", valid, "--memory-limit", "512"}, []string{"engine run: --memory-limit \"512\": 512 is below the least, 64MiB", "2GiB, or off"}},
 		{"memory limit in MB", []string{"run", "--config", valid, "--memory-limit", "2GB"}, []string{"engine run: --memory-limit", "write a binary unit, e.g. 2GiB"}},
+		{"bad --http", []string{"run", "--config", valid, "--http", "localhost:http"}, []string{"engine run: --http:", `port "http" is not a number`, "127.0.0.1:8081"}},
+		{"bad http.addr", []string{"run", "--config", badHTTP}, []string{"engine: job file", "http.addr", `port "port" is not a number`}},
+		{"--http in use", []string{"run", "--config", valid, "--http", inUse.Addr().String()}, []string{"engine: --http " + inUse.Addr().String(), "pick another with --http"}},
 		{"bad memory.limit", []string{"run", "--config", badMemory}, []string{"engine: job file", "memory.limit: ", `"lots" is not a size`, "or off"}},
 		// Refused by NewJob after the broker check; the broker is
 		// unreachable here, so the check reports first.
@@ -703,5 +714,83 @@ func produceNotJSON(t *testing.T, ctx context.Context, brokers string) {
 	defer cl.Close()
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "in", Partition: 0, Value: []byte("not json")}).FirstErr(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunServesStatus runs a job on kfake with --http and, once the job
+// has read every record, reads /api/job and /metrics from it; the bound
+// address is logged. The flag wins over the job file's http.addr.
+func TestRunServesStatus(t *testing.T) {
+	brokers := startKfake(t)
+	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
+	defer cancel()
+	events, err := verify.Generate(verify.GenConfig{Seed: 3, Keys: 20, Partitions: 2, Events: 2000,
+		Start: 1_700_000_000_000, Step: 10 * time.Millisecond, OutOfOrderness: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verify.Produce(ctx, brokers, "in", events, 2); err != nil {
+		t.Fatal(err)
+	}
+	// The job file names another address: the flag wins.
+	addr := closedPort(t)
+	job := writeJobFile(t, brokers, "http:\n  addr: "+closedPort(t)+"\n")
+	cmd, out, stderr := startRun(t, ctx, "run", "--config", job, "--status-interval", "100ms", "--http", addr)
+	defer cmd.Process.Kill()
+	found := false
+	for l := range out {
+		if m := statusRE.FindStringSubmatch(l); m != nil && m[1] == strconv.Itoa(len(events)) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		t.Fatalf("no status line with records in=%d (ctx %v)", len(events), ctx.Err())
+	}
+	get := func(path string) []byte {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s %v\n%s", path, resp.Status, err, body)
+		}
+		return body
+	}
+	var js struct {
+		Name      string `json:"name"`
+		State     string `json:"state"`
+		Operators []struct {
+			ID        string `json:"id"`
+			RecordsIn int64  `json:"records_in"`
+		} `json:"operators"`
+	}
+	if err := json.Unmarshal(get("/api/job"), &js); err != nil {
+		t.Fatal(err)
+	}
+	if js.Name != "t" || js.State != "running" || len(js.Operators) == 0 || js.Operators[0].ID != "source" || js.Operators[0].RecordsIn != int64(len(events)) {
+		t.Fatalf("/api/job: %+v; want job t running, its source with %d records in", js, len(events))
+	}
+	want := `weir_operator_records_in_total{job="t",operator="source",subtask="0"}`
+	if m := string(get("/metrics")); !strings.Contains(m, want) || !strings.Contains(m, "weir_checkpoints_completed_total") {
+		t.Fatalf("/metrics does not hold %s:\n%s", want, m)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for range out {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("engine run after SIGTERM: %v; stderr:\n%s", err, stderr)
+	}
+	if want := "status and metrics at http://" + addr + "/"; !strings.Contains(stderr.String(), want) {
+		t.Fatalf("stderr does not log %q:\n%s", want, stderr)
 	}
 }

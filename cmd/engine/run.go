@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/internal/obs"
 )
 
 var runAbout = `Runs the job described by a job file (docs/jobfile.md, examples/job.yaml)
@@ -47,6 +48,14 @@ Signals:
            keeps running.
 A second SIGINT or SIGTERM kills the process.
 
+Status and metrics: with --http ADDR (or the job file's http.addr; the flag
+wins) the engine serves GET /metrics (Prometheus text format, docs/metrics.md)
+and the REST status /api/job, /api/checkpoints, /api/operators/{id},
+/api/throughput (JSON, docs/rest.md) on ADDR, host:port; a bare port binds
+127.0.0.1, port 0 picks a free one. The bound address is logged at start
+("status and metrics at http://..."). A malformed address, or one that
+cannot be bound, is one line and exit code 2, before the brokers are asked.
+
 Memory: the process's soft memory limit (the Go runtime's GOMEMLIMIT) is
 --memory-limit, else the GOMEMLIMIT environment variable, else the job
 file's memory.limit, else 75% of the memory available to the process (its
@@ -67,6 +76,19 @@ Exit codes: 0 stopped by a signal or ended normally, 1 failed at run time
 or an internal error (a panic: its stack, then a last line "engine:
 internal error ..."), 2 bad input.`
 
+// httpListen picks the address of the --http listener: the flag wins over
+// the job file's http.addr. key names where it came from, for errors; ""
+// addr: no listener.
+func httpListen(flag, file string) (addr, key string) {
+	if flag != "" {
+		return flag, "--http"
+	}
+	if file != "" {
+		return file, "http.addr"
+	}
+	return "", ""
+}
+
 // savepointTimeoutMax caps the time a signal's savepoint may take.
 const savepointTimeoutMax = 2 * time.Minute
 
@@ -81,6 +103,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	statusEvery := fs.Duration("status-interval", 5*time.Second, "time between status lines on stdout; 0 disables them")
 	freshStart := fs.Bool("allow-fresh-start", false, "start from the start position when checkpoint.dir holds checkpoints but none can be\nrestored (corrupt, truncated); without it such a start is refused")
 	memLimit := fs.String("memory-limit", "", "the Go runtime's soft memory limit (GOMEMLIMIT) of the process: a size such as 2GiB (units B, KiB,\nMiB, GiB; at least 64MiB), or off. Wins over GOMEMLIMIT, which wins over the job file's\nmemory.limit; without any, 75% of the cgroup's memory limit, or of the machine's memory")
+	httpAddr := fs.String("http", "", "serve the job's status and Prometheus metrics on host:port (a bare port binds 127.0.0.1;\nport 0 picks a free one): GET /metrics, /api/job, /api/checkpoints, /api/operators/{id};\nwins over the job file's http.addr")
 	fromSavepoint := fs.String("from-savepoint", "", "restore this checkpoint or savepoint (a chk-<N> directory, as printed by engine savepoint\nor engine checkpoints) instead of the newest checkpoint in checkpoint.dir")
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
@@ -115,6 +138,11 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if *memLimit != "" {
 		if flagLimit, err = weir.ParseMemoryLimit(*memLimit); err != nil {
 			return bad("--memory-limit %s: %s", quoteArg(*memLimit), oneLine(err.Error()))
+		}
+	}
+	if *httpAddr != "" {
+		if _, err := obs.ListenAddr(*httpAddr); err != nil {
+			return bad("--http: %s", oneLine(err.Error()))
 		}
 	}
 	failpoint, err := weir.FailpointFromEnv()
@@ -194,6 +222,18 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, dirInUse(root))
 			return exitBadInput
 		}
+	}
+
+	// The listener is bound before anything runs: an address in use is
+	// one line and exit code 2.
+	if addr, key := httpListen(*httpAddr, spec.HTTP.Addr); addr != "" {
+		srv, err := serveStatus(addr, job)
+		if err != nil {
+			fmt.Fprintf(stderr, "engine: %s %s: %s\n", key, addr, oneLine(err.Error()))
+			return exitBadInput
+		}
+		defer srv.Close()
+		log.Info("status and metrics at http://"+srv.Addr+"/", "metrics", "http://"+srv.Addr+"/metrics", "api", "http://"+srv.Addr+"/api/job")
 	}
 
 	ctl := startController(log, out, checkpoints, min(spec.Checkpoint.Timeout, savepointTimeoutMax))

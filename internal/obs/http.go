@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -97,6 +98,9 @@ func ListenAddr(addr string) (string, error) {
 	}
 	if port == "" {
 		return "", fmt.Errorf("%q has no port: give host:port, e.g. 127.0.0.1:8081 (port 0 picks a free one)", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", fmt.Errorf("%q: port %q is not a number from 0 to 65535: give host:port, e.g. 127.0.0.1:8081 (port 0 picks a free one)", addr, port)
 	}
 	return net.JoinHostPort(host, port), nil
 }

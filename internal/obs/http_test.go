@@ -68,7 +68,7 @@ func TestListenAddrDefaultsToLoopback(t *testing.T) {
 			t.Errorf("ListenAddr(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "host:", "a:b:c"} {
+	for _, bad := range []string{"", "host:", "a:b:c", "localhost:http", "abc", "127.0.0.1:70000", "127.0.0.1:-1"} {
 		if _, err := ListenAddr(bad); err == nil {
 			t.Errorf("ListenAddr(%q): no error", bad)
 		}
