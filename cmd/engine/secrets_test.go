@@ -3,7 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"io/fs"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,7 +78,8 @@ func noSecretsInDir(t *testing.T, dir string, values []string) int {
 // TestSecretsNeverShown feeds secret Kafka properties through every path:
 // engine validate; engine run (exactly-once, checkpoints, a SIGUSR1
 // savepoint, SIGTERM's savepoint) at debug level with json logs and
-// librdkafka's configuration dump; engine checkpoints; a run with other
+// librdkafka's configuration dump, and its status API and metrics (--http);
+// engine checkpoints; a run with other
 // passwords and text logs that restores the checkpoints (passwords are not
 // part of a checkpoint, so changing them keeps it usable); and bad input
 // (a property the client refuses, a YAML error after a secret). No value
@@ -101,7 +106,8 @@ func TestSecretsNeverShown(t *testing.T) {
 	}
 	noSecrets(t, "validate's output", r.stdout+r.stderr, values)
 
-	cmd, out, stderr := startRun(t, ctx, "run", "--config", job, "--status-interval", "100ms", "--log-level", "debug", "--log-format", "json")
+	addr := closedPort(t)
+	cmd, out, stderr := startRun(t, ctx, "run", "--config", job, "--status-interval", "100ms", "--log-level", "debug", "--log-format", "json", "--http", addr)
 	exited := false
 	t.Cleanup(func() {
 		if !exited {
@@ -118,6 +124,37 @@ func TestSecretsNeverShown(t *testing.T) {
 			break
 		}
 	}
+	// The status API and the metrics.
+	get := func(path string) string {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s, %v", path, resp.Status, err)
+		}
+		return string(b)
+	}
+	var status struct {
+		Operators []struct{ ID string } `json:"operators"`
+	}
+	api := get("/api/job")
+	if err := json.Unmarshal([]byte(api), &status); err != nil || len(status.Operators) == 0 {
+		t.Fatalf("/api/job: %v, %d operators:\n%s", err, len(status.Operators), api)
+	}
+	for _, op := range status.Operators {
+		api += get("/api/operators/" + url.PathEscape(op.ID))
+	}
+	api += get("/api/checkpoints") + get("/api/throughput") + get("/metrics") + get("/")
+	noSecrets(t, "the status API", api, values)
+
 	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
@@ -167,10 +204,14 @@ func TestSecretsNeverShown(t *testing.T) {
 
 	// Bad input that shows configuration.
 	refused := writeJobFile(t, brokers, "kafka:\n  my.token: S3cr3t-mytoken-4a6f\n  sasl.password: S3cr3t-sasl-9f1c\n")
+	// librdkafka names a refused value: a password pasted as the mechanism.
+	echoed := writeJobFile(t, brokers, "kafka:\n  security.protocol: SASL_PLAINTEXT\n  sasl.password: S3cr3t-sasl-9f1c\n  sasl.mechanisms: S3cr3t-sasl-9f1c\n")
 	badYAML := writeJobFile(t, brokers, "kafka:\n  sasl.password: S3cr3t-sasl-9f1c\n  my.token: [S3cr3t-mytoken-4a6f\n")
 	for _, args := range [][]string{
 		{"validate", "--config", refused},
 		{"run", "--config", refused, "--log-level", "debug", "--log-format", "json"},
+		{"validate", "--config", echoed},
+		{"run", "--config", echoed, "--log-level", "debug"},
 		{"validate", "--config", badYAML},
 		{"run", "--config", badYAML},
 	} {
