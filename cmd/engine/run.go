@@ -23,7 +23,9 @@ brokers are asked for the source topic; a problem with either is one line
 on stderr and exit code 2, before anything runs. The log goes to stderr; a
 status line (records in, results out, late dropped, rate, total lag of the
 source partitions, checkpoints completed) goes to stdout every
---status-interval.
+--status-interval. A bounded job (source.bounded) whose stderr is a
+terminal also gets a progress bar with the ETA on stderr. Secret property
+values (names with password, secret or token) are shown as [redacted].
 
 With checkpoints on (checkpoint.interval and checkpoint.dir), the job
 restores the newest complete checkpoint in checkpoint.dir, or the one given
