@@ -114,6 +114,7 @@ var ErrNotYet = errors.New("weir: not implemented in this version")
 // NewJob checks spec (filling in defaults) and returns a job that Run runs.
 func NewJob(spec JobSpec, opts ...Option) (*Job, error) {
 	spec = spec.WithDefaults()
+	RegisterSecrets(spec)
 	if spec.Kind == KindDataflow {
 		return nil, ErrDataflowNeedsEnv
 	}

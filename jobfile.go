@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -167,6 +168,7 @@ func ParseJobFile(data []byte) (JobSpec, error) {
 		return JobSpec{}, err
 	}
 	s := p.spec.WithDefaults()
+	RegisterSecrets(s)
 	err = s.Validate()
 	if err == nil && s.Kind == KindDataflow {
 		err = specErr("kind", "dataflow jobs are Go programs built with weir.NewEnv; a job file uses kind window or passthrough")
@@ -923,18 +925,51 @@ func editDistance(a, b string) int {
 //
 // The client's logs are collected, not printed; the last error it logged is
 // given as the cause. The client is closed before CheckBrokers returns.
+//
+// Secret property values (IsSecretProperty) that the client's messages
+// echo are Redacted in the error.
 func CheckBrokers(ctx context.Context, s JobSpec, timeout time.Duration) error {
+	_, err := InspectBrokers(ctx, s, timeout)
+	return err
+}
+
+// BrokerReport is what InspectBrokers learnt from the brokers' metadata.
+type BrokerReport struct {
+	// Brokers is the number of brokers in the cluster's metadata.
+	Brokers int
+	// SourcePartitions are the partitions of source.topic, in order.
+	SourcePartitions []int32
+	// SinkPartitions and ProgressPartitions are the partition counts of
+	// sink.topic and sink.progress_topic; 0 when the topic does not exist
+	// (the progress topic of an exactly-once job is created at start; a
+	// missing sink topic is created by the brokers on the first write only
+	// if they allow it, auto.create.topics.enable).
+	SinkPartitions     int
+	ProgressPartitions int
+}
+
+// InspectBrokers makes CheckBrokers' check and, when it passes, returns
+// what the metadata says of the job's topics. Like CheckBrokers it writes
+// nothing: no topic is created, no offset committed.
+func InspectBrokers(ctx context.Context, s JobSpec, timeout time.Duration) (BrokerReport, error) {
+	RegisterSecrets(s)
+	r, err := inspectBrokers(ctx, s, timeout)
+	return r, redactError(err)
+}
+
+func inspectBrokers(ctx context.Context, s JobSpec, timeout time.Duration) (BrokerReport, error) {
+	var none BrokerReport
 	if strings.TrimSpace(s.Brokers) == "" {
-		return specErr("brokers", "required: set the Kafka bootstrap list, e.g. brokers: 127.0.0.1:9092")
+		return none, specErr("brokers", "required: set the Kafka bootstrap list, e.g. brokers: 127.0.0.1:9092")
 	}
 	if s.Source.Topic == "" {
-		return specErr("source.topic", "required: name the topic to read")
+		return none, specErr("source.topic", "required: name the topic to read")
 	}
 	if timeout <= 0 {
-		return fmt.Errorf("weir: CheckBrokers: timeout must be positive, got %v", timeout)
+		return none, fmt.Errorf("weir: CheckBrokers: timeout must be positive, got %v", timeout)
 	}
 	if err := ctx.Err(); err != nil {
-		return &checkError{spec: &SpecError{Key: "brokers", Msg: fmt.Sprintf("check of %s not started: %v", s.Brokers, err)}, cause: err}
+		return none, &checkError{spec: &SpecError{Key: "brokers", Msg: fmt.Sprintf("check of %s not started: %v", s.Brokers, err)}, cause: err}
 	}
 	start := time.Now()
 	deadline, budget := start.Add(timeout), timeout
@@ -954,7 +989,7 @@ func CheckBrokers(ctx context.Context, s JobSpec, timeout time.Duration) error {
 		"go.produce.channel.size":  1,
 	})
 	if err != nil {
-		return &checkError{spec: &SpecError{Key: "kafka",
+		return none, &checkError{spec: &SpecError{Key: "kafka",
 			Msg: fmt.Sprintf("the Kafka client refused the properties: %s; fix or remove that property", oneLine(err.Error()))}, cause: err}
 	}
 
@@ -1025,31 +1060,48 @@ func CheckBrokers(ctx context.Context, s JobSpec, timeout time.Duration) error {
 			why = context.DeadlineExceeded
 		}
 		if err := ctx.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return &checkError{spec: &SpecError{Key: "brokers",
+			return none, &checkError{spec: &SpecError{Key: "brokers",
 				Msg: fmt.Sprintf("check of %s stopped: %v", s.Brokers, err)}, cause: err}
 		}
 		if key, hint, msg := cause.refusal(); key != "" {
-			return &checkError{spec: &SpecError{Key: key,
+			return none, &checkError{spec: &SpecError{Key: key,
 				Msg: fmt.Sprintf("%s refused the client: %s; %s", s.Brokers, oneLine(msg), hint)}, cause: why}
 		}
 		msg := cause.get()
 		if msg == "" {
 			msg = why.Error()
 		}
-		return &checkError{spec: &SpecError{Key: "brokers",
+		return none, &checkError{spec: &SpecError{Key: "brokers",
 			Msg: fmt.Sprintf("cannot reach %s within %v: %s; check that Kafka is running and brokers is right",
 				s.Brokers, budget, oneLine(msg))}, cause: why}
 	}
 	t, ok := md.Topics[s.Source.Topic]
 	if !ok || t.Error.Code() == kafka.ErrUnknownTopicOrPart || t.Error.Code() == kafka.ErrUnknownTopic {
-		return specErr("source.topic", "topic %q does not exist on %s; create it (e.g. kafka-topics.sh --create --topic %s) or fix source.topic",
+		return none, specErr("source.topic", "topic %q does not exist on %s; create it (e.g. kafka-topics.sh --create --topic %s) or fix source.topic",
 			s.Source.Topic, s.Brokers, s.Source.Topic)
 	}
 	if t.Error.Code() != kafka.ErrNoError {
-		return &checkError{spec: &SpecError{Key: "source.topic",
+		return none, &checkError{spec: &SpecError{Key: "source.topic",
 			Msg: fmt.Sprintf("topic %q on %s: %s; check the topic and its access rights", s.Source.Topic, s.Brokers, oneLine(t.Error.Error()))}, cause: t.Error}
 	}
-	return nil
+	r := BrokerReport{Brokers: len(md.Brokers)}
+	for _, p := range t.Partitions {
+		r.SourcePartitions = append(r.SourcePartitions, p.ID)
+	}
+	slices.Sort(r.SourcePartitions)
+	count := func(topic string) int {
+		if tm, ok := md.Topics[topic]; ok && tm.Error.Code() == kafka.ErrNoError {
+			return len(tm.Partitions)
+		}
+		return 0
+	}
+	if s.Sink.Topic != "" {
+		r.SinkPartitions = count(s.Sink.Topic)
+	}
+	if s.Sink.ProgressTopic != "" {
+		r.ProgressPartitions = count(s.Sink.ProgressTopic)
+	}
+	return r, nil
 }
 
 // checkError is a *SpecError that also wraps the cause of a failed check.

@@ -221,8 +221,11 @@ func (o *jobObs) ended(state, why string) {
 func (o *jobObs) failure(err error, now time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.lastFailure, o.failedAt = err.Error(), now
-	o.endInProgress("the job failed: " + err.Error())
+	// Errors may echo the Kafka client's configuration: secret values
+	// never reach the status API.
+	msg := RedactSecrets(err.Error())
+	o.lastFailure, o.failedAt = msg, now
+	o.endInProgress("the job failed: " + msg)
 }
 
 // endInProgress marks the checkpoints in progress aborted (their run
@@ -241,7 +244,7 @@ func (o *jobObs) checkpoint(e supervisor.CheckpointEvent) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	c := obs.CheckpointStatus{ID: e.ID, Time: e.Triggered, DurationMs: e.Duration.Milliseconds(),
-		SizeBytes: e.SizeBytes, State: e.State, Savepoint: e.Savepoint, Error: e.Reason}
+		SizeBytes: e.SizeBytes, State: e.State, Savepoint: e.Savepoint, Error: RedactSecrets(e.Reason)}
 	switch e.State {
 	case "completed":
 		o.completed++

@@ -133,7 +133,7 @@ func runChaos(ctx context.Context, c demoConfig, spec weir.JobSpec, dir string, 
 		default:
 		}
 		f := pickFault(rng)
-		if cur, err = startWorker(bin, run.restarts, jobFile, f.env(), c.logLevelName, out, stderr); err != nil {
+		if cur, err = startWorker(bin, run.restarts, jobFile, f.env(), c.logLevelName, c.logFormat, out, stderr); err != nil {
 			return fail(err)
 		}
 		wait := chaosFailpointWait
@@ -185,7 +185,7 @@ func runChaos(ctx context.Context, c demoConfig, spec weir.JobSpec, dir string, 
 	}
 
 	fmt.Fprintf(out, "chaos: generator done; the last worker reads to the end offsets (source.bounded: latest), commits and exits (restart %d)\n", run.restarts)
-	if cur, err = startWorker(bin, run.restarts, boundedFile, "", c.logLevelName, out, stderr); err != nil {
+	if cur, err = startWorker(bin, run.restarts, boundedFile, "", c.logLevelName, c.logFormat, out, stderr); err != nil {
 		return fail(err)
 	}
 	drainTimeout := 2*c.duration + 2*time.Minute
@@ -235,9 +235,9 @@ type worker struct {
 // startWorker starts `engine run --config jobFile` with WEIR_FAILPOINT set
 // to failpoint (unset when empty). Its stdout and stderr lines are copied
 // to out and stderr, prefixed with "worker N: ".
-func startWorker(bin string, n int, jobFile, failpoint, logLevel string, out, stderr io.Writer) (*worker, error) {
+func startWorker(bin string, n int, jobFile, failpoint, logLevel, logFormat string, out, stderr io.Writer) (*worker, error) {
 	cmd := exec.Command(bin, "run", "--config", jobFile, "--status-interval", "1s",
-		"--log-level", logLevel, "--check-timeout", chaosCheckTimeout.String())
+		"--log-level", logLevel, "--log-format", logFormat, "--check-timeout", chaosCheckTimeout.String())
 	cmd.Env = workerEnv(os.Environ(), failpoint)
 	stdoutPipe, err := cmd.StdoutPipe()
 	if err != nil {

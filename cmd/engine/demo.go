@@ -94,6 +94,7 @@ type demoConfig struct {
 	seed           int64
 	logLevel       slog.Level
 	logLevelName   string
+	logFormat      string        // text or json
 	checkpoint     time.Duration // checkpoint interval
 	chaos          bool
 	http           string // status page address; "" when off
@@ -112,7 +113,8 @@ func demoCmd(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.window, "window", time.Second, "tumbling window size, whole milliseconds")
 	fs.DurationVar(&c.outOfOrderness, "out-of-orderness", 200*time.Millisecond, "how late events are generated and allowed by the job")
 	fs.Int64Var(&c.seed, "seed", 0, "generator seed; a new one is picked and printed when not given")
-	level := fs.String("log-level", "warn", "job log level on stderr: debug, info, warn or error")
+	logs := addLogFlags(fs, "warn", "job log level on stderr: debug, info, warn or error")
+	level := logs.level
 	fs.DurationVar(&c.checkpoint, "checkpoint-interval", 500*time.Millisecond, "time between checkpoints; each one commits the job's Kafka transactions")
 	fs.BoolVar(&c.chaos, "chaos", false, "run the job as child processes, kill them at random protocol steps and restart them")
 	fs.StringVar(&c.http, "http", "127.0.0.1:0", `serve the job's status page, REST status and /metrics on this address (port 0: a free one; a bare port binds 127.0.0.1); "off" or "" disables`)
@@ -127,8 +129,11 @@ func demoCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	c.logLevelName = strings.ToLower(*level)
+	c.logFormat = strings.ToLower(*logs.format)
 	if c.logLevel, err = logLevel(*level); err == nil {
-		err = c.validate()
+		if _, err = logHandler(io.Discard, c.logFormat, c.logLevel); err == nil {
+			err = c.validate()
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "engine demo: %v\n", err)
@@ -305,7 +310,12 @@ type demoRun struct {
 // runInProcess runs the job in this process while the generator produces,
 // then drains it.
 func runInProcess(ctx context.Context, c demoConfig, spec weir.JobSpec, gen *verify.Generator, start time.Time, out, stderr io.Writer) (demoRun, error) {
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
+	h, err := logHandler(stderr, c.logFormat, c.logLevel)
+	if err != nil { // checked with the flags
+		return demoRun{}, err
+	}
+	log := slog.New(h)
+	routeClientLogs(log)
 	job, err := weir.NewJob(spec, weir.WithLogger(log))
 	if err != nil {
 		return demoRun{}, err

@@ -5,6 +5,7 @@
 // Commands:
 //
 //	engine run --config job.yaml [--from-savepoint DIR]   run the job described by a job file
+//	engine validate --config job.yaml                     check the job file, brokers, topics, checkpoint.dir; write nothing
 //	engine checkpoints --config job.yaml [--verify]       list the job's checkpoints and savepoints
 //	engine savepoint --config job.yaml [--timeout 2m]     take a savepoint of the running job
 //	engine status [--http ADDR] [--json]                  print the status of a running engine (engine run --http)
@@ -68,6 +69,18 @@
 //     verifies its files' checksums before any task starts: run tells a
 //     corrupt one from a run-time failure by the job having no restored
 //     checkpoint (Stats().RestoredFrom is 0), and exits 2.
+//
+// engine validate makes run's checks, in run's order and with its code (the
+// job file, NewJob, checkpoint.dir with access(2) only, the brokers with
+// weir.InspectBrokers) and prints a short summary; it creates no
+// directory, file, topic or consumer group offset (docs/cli.md).
+//
+// Logs: --log-level and --log-format text|json (run and demo) choose the
+// slog handler on stderr; the Kafka clients' own log goes through the same
+// logger. Secret property values (weir.IsSecretProperty) never reach the
+// output: run and validate write through weir.RedactingWriter. A bounded
+// job whose stderr is a terminal gets a progress bar with the ETA
+// (progress.go), kept below the log and status lines.
 //
 // Crash tests: with WEIR_FAILPOINT=NAME[@N] in its environment, engine run
 // arms the failpoint NAME (one of weir.Failpoints: mid-epoch,

@@ -28,6 +28,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"run", "run the job described by a job file (--config job.yaml) until SIGINT/SIGTERM or failure", runCmd},
+		{"validate", "check a job file, its brokers, topics and checkpoint.dir (--config job.yaml); writes nothing", validateCmd},
 		{"checkpoints", "list the checkpoints and savepoints in a job's checkpoint.dir (--config job.yaml)", checkpointsCmd},
 		{"savepoint", "take a savepoint of the running job (--config job.yaml) and print its directory", savepointCmd},
 		{"status", "print the status of a running engine (--http ADDR of engine run): operators, lag, checkpoints", statusCmd},

@@ -100,7 +100,7 @@ func runEngine(t *testing.T, args ...string) result {
 func TestHelp(t *testing.T) {
 	commandsListed := func(t *testing.T, out string) {
 		t.Helper()
-		for _, c := range []string{"run", "checkpoints", "savepoint", "status", "demo", "help"} {
+		for _, c := range []string{"run", "validate", "checkpoints", "savepoint", "status", "demo", "help"} {
 			if !regexp.MustCompile(`(?m)^  ` + c + ` +\S`).MatchString(out) {
 				t.Errorf("command %s not listed on its own line in:\n%s", c, out)
 			}
@@ -132,9 +132,12 @@ func TestHelp(t *testing.T) {
 		{[]string{"run", "-h"}, []string{"-config"}},
 		{[]string{"help", "run"}, []string{"-config"}},
 		{[]string{"demo", "--help"}, []string{"-duration", "-rate", "-keys", "-partitions", "-parallelism", "-window", "-out-of-orderness", "-seed", "-checkpoint-interval", "-chaos", "-http", "-hold"}},
-		{[]string{"help", "demo"}, []string{"-rate"}},
+		{[]string{"help", "demo"}, []string{"-rate", "-log-level", "-log-format"}},
 		{[]string{"status", "--help"}, []string{"-http", "-json", "-timeout"}},
 		{[]string{"help", "status"}, []string{"-http"}},
+		{[]string{"run", "--help"}, []string{"-log-format"}},
+		{[]string{"validate", "--help"}, []string{"-config", "-check-timeout"}},
+		{[]string{"help", "validate"}, []string{"-config"}},
 	} {
 		r := runEngine(t, tc.args...)
 		if r.code != 0 || r.stderr != "" {

@@ -23,7 +23,9 @@ brokers are asked for the source topic; a problem with either is one line
 on stderr and exit code 2, before anything runs. The log goes to stderr; a
 status line (records in, results out, late dropped, rate, total lag of the
 source partitions, checkpoints completed) goes to stdout every
---status-interval.
+--status-interval. A bounded job (source.bounded) whose stderr is a
+terminal also gets a progress bar with the ETA on stderr. Secret property
+values (names with password, secret or token) are shown as [redacted].
 
 With checkpoints on (checkpoint.interval and checkpoint.dir), the job
 restores the newest complete checkpoint in checkpoint.dir, or the one given
@@ -100,7 +102,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("run", runAbout)
 	config := fs.String("config", "", "the job file (YAML, a regular file: a FIFO, device or directory is refused) to run; required")
 	checkTimeout := fs.Duration("check-timeout", 10*time.Second, "how long to wait for the brokers to answer before giving up")
-	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	logs := addLogFlags(fs, "info", "log level: debug, info, warn or error")
 	statusEvery := fs.Duration("status-interval", 5*time.Second, "time between status lines on stdout; 0 disables them")
 	freshStart := fs.Bool("allow-fresh-start", false, "start from the start position when checkpoint.dir holds checkpoints but none can be\nrestored (corrupt, truncated); without it such a start is refused")
 	memLimit := fs.String("memory-limit", "", "the Go runtime's soft memory limit (GOMEMLIMIT) of the process: a size such as 2GiB (units B, KiB,\nMiB, GiB; at least 64MiB), or off. Wins over GOMEMLIMIT, which wins over the job file's\nmemory.limit; without any, 75% of the cgroup's memory limit, or of the machine's memory")
@@ -110,6 +112,14 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	testPanic("run")
+	// Everything the command writes goes through the redaction of secret
+	// property values (weir.IsSecretProperty), known once the job file is
+	// parsed.
+	// A bounded job on a terminal gets a progress bar on stderr, kept
+	// below the log and the status lines (bar.writer).
+	term := stderr
+	stdout, stderr = weir.RedactingWriter(stdout), weir.RedactingWriter(stderr)
+	bar := &progressBar{term: stderr}
 	bad := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "engine run: "+format+"\n", a...)
 		return exitBadInput
@@ -122,10 +132,11 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	case *statusEvery < 0:
 		return bad("--status-interval %v: must not be negative (0 disables status lines)", *statusEvery)
 	}
-	lvl, err := logLevel(*level)
+	log, _, err := logs.logger(bar.writer(stderr))
 	if err != nil {
 		return bad("%v", err)
 	}
+	routeClientLogs(log)
 	var flagLimit int64 // 0: --memory-limit not given
 	if *memLimit != "" {
 		if flagLimit, err = weir.ParseMemoryLimit(*memLimit); err != nil {
@@ -160,8 +171,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	out := &syncWriter{w: stdout}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	out := &syncWriter{w: bar.writer(stdout)}
 	opts := []weir.Option{weir.WithLogger(log)}
 	if failpoint != nil {
 		opts = append(opts, failpoint)
@@ -251,11 +261,20 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	stopStatus := make(chan struct{})
 	statusDone := every(*statusEvery, stopStatus, statusLine(out, job, start))
+	showBar := wantProgress(spec, term, stderrIsTerminal)
+	sampler := &progressSampler{start: start, last: start}
+	barDone := every(progressInterval(showBar), stopStatus, func(now time.Time) {
+		bar.draw(barLine(sampler.sample(job.Stats(), now, false)))
+	})
 	ctl.setJob(job)
 	err = job.Run(ctl.ctx)
 	ctl.release()
 	close(stopStatus)
 	<-statusDone
+	<-barDone
+	if showBar {
+		bar.finish(barLine(sampler.sample(job.Stats(), time.Now(), err == nil && ctl.stopSignal() == "")))
+	}
 
 	st := job.Stats()
 	summary := fmt.Sprintf("records in=%d results out=%d late dropped=%d after %v",

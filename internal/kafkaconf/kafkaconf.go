@@ -35,8 +35,16 @@ const logLevel = 3
 // Config returns the configuration of a client of the cluster at brokers:
 // defaults, then props, then managed (see the package doc). Neither map is
 // changed.
+//
+// The client's own log goes through Go with secret values redacted (see
+// IsSecret, RegisterSecrets): the secret values of props are registered,
+// and the client sends its log events to a channel whose lines are written
+// to stderr (SetClientLogOutput), unless defaults or managed route them
+// elsewhere (go.logs.channel).
 func Config(brokers string, defaults kafka.ConfigMap, props map[string]string, managed kafka.ConfigMap) kafka.ConfigMap {
-	conf := kafka.ConfigMap{"log_level": logLevel}
+	RegisterSecrets(props)
+	startClientLogs()
+	conf := kafka.ConfigMap{"log_level": logLevel, "go.logs.channel.enable": true, "go.logs.channel": clientLogs}
 	for k, v := range defaults {
 		conf[k] = v
 	}
@@ -102,9 +110,15 @@ func NewProducer(brokers string, defaults kafka.ConfigMap, props map[string]stri
 }
 
 // NewAdmin makes an admin client for the cluster at brokers with the
-// job's properties props (its security settings).
+// job's properties props (its security settings). An admin client cannot
+// send its log through Go (see Config), so it logs errors only and without
+// the debug property, whose configuration dump could show secret values.
 func NewAdmin(brokers string, props map[string]string) (*kafka.AdminClient, error) {
 	conf := Config(brokers, nil, props, nil)
+	delete(conf, "go.logs.channel.enable")
+	delete(conf, "go.logs.channel")
+	delete(conf, "debug")
+	conf["log_level"] = logLevel
 	a, err := kafka.NewAdminClient(&conf)
 	if err != nil {
 		return nil, fmt.Errorf("kafka admin client: %w", err)

@@ -21,7 +21,11 @@ func TestConfigLayers(t *testing.T) {
 		map[string]string{"linger.ms": "20", "security.protocol": "SASL_SSL", "bootstrap.servers": "user:1"},
 		kafka.ConfigMap{"acks": "1", "transactional.id": "t"})
 	want := map[string]any{"linger.ms": "20", "acks": "1", "security.protocol": "SASL_SSL",
-		"transactional.id": "t", "bootstrap.servers": "b:9092", "log_level": logLevel}
+		"transactional.id": "t", "bootstrap.servers": "b:9092", "log_level": logLevel, "go.logs.channel.enable": true}
+	if conf["go.logs.channel"] != clientLogs {
+		t.Errorf("go.logs.channel = %v, want the redacting channel", conf["go.logs.channel"])
+	}
+	delete(conf, "go.logs.channel")
 	if len(conf) != len(want) {
 		t.Fatalf("config %v, want %v", conf, want)
 	}
