@@ -365,7 +365,7 @@ func (o *jobObs) Job() obs.JobStatus {
 		Name: o.j.spec.Name, State: o.state, StartedAt: o.startedAt,
 		Restarts: o.j.metrics.Restarts.Load(), LastFailure: o.lastFailure,
 		Operators: make([]obs.Operator, 0, len(o.ops)), Edges: slices.Clone(o.edges),
-		Partitions: o.partitions(), Progress: -1,
+		Partitions: o.partitions(), Progress: o.progress(),
 	}
 	if s.Edges == nil {
 		s.Edges = []obs.Edge{}
@@ -404,6 +404,37 @@ func (o *jobObs) partitions() []obs.PartitionStatus {
 		out = append(out, ps...)
 	}
 	return out
+}
+
+// progress is the share of a bounded job's input read, in [0,1]: over
+// every source partition, the records from its first offset to its stop
+// that are read. -1 when a source is unbounded or no partition is known.
+func (o *jobObs) progress() float64 {
+	var done, total int64
+	seen := false
+	for _, op := range o.ops {
+		if !op.source {
+			continue
+		}
+		for _, st := range op.subtasks {
+			for _, p := range st.Partitions() {
+				if p.Stop < 0 || p.Start < 0 || p.Offset < 0 {
+					return -1
+				}
+				seen = true
+				span := max(p.Stop-p.Start, 0)
+				total += span
+				done += min(max(p.Offset-p.Start, 0), span)
+			}
+		}
+	}
+	switch {
+	case !seen:
+		return -1
+	case total == 0:
+		return 1
+	}
+	return float64(done) / float64(total)
 }
 
 // Checkpoints implements obs.Provider.

@@ -231,13 +231,14 @@ func TestMetricsMove(t *testing.T) {
 		LastCheckpoint *struct {
 			ID uint64 `json:"id"`
 		} `json:"last_checkpoint"`
+		Progress float64 `json:"progress"`
 	}
 	if code, body := get("api/job"); code != http.StatusOK || json.Unmarshal(body, &job) != nil {
 		t.Fatalf("GET /api/job: %d\n%s", code, body)
 	}
 	if job.Name != name || job.State != "running" || len(job.Operators) != 2 || job.Operators[0].ID != "source" || job.Operators[1].ID != "sink" ||
 		job.Operators[0].Parallelism != 2 || job.Operators[0].RecordsIn != first+second || len(job.Edges) != 1 || job.Edges[0].From != "source" ||
-		len(job.Partitions) != partitions || job.LastCheckpoint == nil {
+		len(job.Partitions) != partitions || job.LastCheckpoint == nil || job.Progress != -1 {
 		t.Fatalf("/api/job: %+v", job)
 	}
 	var cps []struct {
