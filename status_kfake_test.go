@@ -78,7 +78,31 @@ func TestStatusPassthroughOnKfake(t *testing.T) {
 	if js := st.Job(); js.State != "created" || len(js.Operators) != 2 || js.Progress != -1 {
 		t.Fatalf("before Run: %+v, want state created, 2 operators, progress unknown (-1)", js)
 	}
-	if err := job.Run(f.ctx); err != nil {
+	// Readers while the job runs (the page polls; go test -race checks
+	// them against the tasks).
+	stop, readers := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(readers)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			st.Job()
+			st.Operator("sink")
+			st.Checkpoints()
+			st.Throughput()
+			if _, err := job.Gatherer().Gather(); err != nil {
+				t.Errorf("gather while running: %v", err)
+				return
+			}
+		}
+	}()
+	err = job.Run(f.ctx)
+	close(stop)
+	<-readers
+	if err != nil {
 		t.Fatal(err)
 	}
 	n := int64(len(f.events))
