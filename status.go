@@ -242,6 +242,16 @@ func (o *jobObs) checkpoint(e supervisor.CheckpointEvent) {
 	defer o.mu.Unlock()
 	c := obs.CheckpointStatus{ID: e.ID, Time: e.Triggered, DurationMs: e.Duration.Milliseconds(),
 		SizeBytes: e.SizeBytes, State: e.State, Savepoint: e.Savepoint, Error: e.Reason}
+	at := -1
+	for i := len(o.history) - 1; i >= 0; i-- {
+		if o.history[i].ID == e.ID {
+			at = i
+			break
+		}
+	}
+	if at >= 0 && o.history[at].State != "in_progress" {
+		return // ended already (a run that ended marks its checkpoints aborted)
+	}
 	switch e.State {
 	case "completed":
 		o.completed++
@@ -254,11 +264,9 @@ func (o *jobObs) checkpoint(e supervisor.CheckpointEvent) {
 	case "aborted":
 		o.aborted++
 	}
-	for i := len(o.history) - 1; i >= 0; i-- {
-		if o.history[i].ID == e.ID {
-			o.history[i] = c
-			return
-		}
+	if at >= 0 {
+		o.history[at] = c
+		return
 	}
 	o.history = append(o.history, c)
 	if n := len(o.history) - obs.HistoryLimit; n > 0 {
