@@ -245,6 +245,16 @@ func (o *jobObs) checkpoint(e supervisor.CheckpointEvent) {
 	defer o.mu.Unlock()
 	c := obs.CheckpointStatus{ID: e.ID, Time: e.Triggered, DurationMs: e.Duration.Milliseconds(),
 		SizeBytes: e.SizeBytes, State: e.State, Savepoint: e.Savepoint, Error: RedactSecrets(e.Reason)}
+	at := -1
+	for i := len(o.history) - 1; i >= 0; i-- {
+		if o.history[i].ID == e.ID {
+			at = i
+			break
+		}
+	}
+	if at >= 0 && o.history[at].State != "in_progress" {
+		return // ended already (a run that ended marks its checkpoints aborted)
+	}
 	switch e.State {
 	case "completed":
 		o.completed++
@@ -257,11 +267,9 @@ func (o *jobObs) checkpoint(e supervisor.CheckpointEvent) {
 	case "aborted":
 		o.aborted++
 	}
-	for i := len(o.history) - 1; i >= 0; i-- {
-		if o.history[i].ID == e.ID {
-			o.history[i] = c
-			return
-		}
+	if at >= 0 {
+		o.history[at] = c
+		return
 	}
 	o.history = append(o.history, c)
 	if n := len(o.history) - obs.HistoryLimit; n > 0 {
@@ -368,7 +376,7 @@ func (o *jobObs) Job() obs.JobStatus {
 		Name: o.j.spec.Name, State: o.state, StartedAt: o.startedAt,
 		Restarts: o.j.metrics.Restarts.Load(), LastFailure: o.lastFailure,
 		Operators: make([]obs.Operator, 0, len(o.ops)), Edges: slices.Clone(o.edges),
-		Partitions: o.partitions(), Progress: -1,
+		Partitions: o.partitions(), Progress: o.progress(),
 	}
 	if s.Edges == nil {
 		s.Edges = []obs.Edge{}
@@ -407,6 +415,37 @@ func (o *jobObs) partitions() []obs.PartitionStatus {
 		out = append(out, ps...)
 	}
 	return out
+}
+
+// progress is the share of a bounded job's input read, in [0,1]: over
+// every source partition, the records from its first offset to its stop
+// that are read. -1 when a source is unbounded or no partition is known.
+func (o *jobObs) progress() float64 {
+	var done, total int64
+	seen := false
+	for _, op := range o.ops {
+		if !op.source {
+			continue
+		}
+		for _, st := range op.subtasks {
+			for _, p := range st.Partitions() {
+				if p.Stop < 0 || p.Start < 0 || p.Offset < 0 {
+					return -1
+				}
+				seen = true
+				span := max(p.Stop-p.Start, 0)
+				total += span
+				done += min(max(p.Offset-p.Start, 0), span)
+			}
+		}
+	}
+	switch {
+	case !seen:
+		return -1
+	case total == 0:
+		return 1
+	}
+	return float64(done) / float64(total)
 }
 
 // Checkpoints implements obs.Provider.

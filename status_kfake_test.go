@@ -1,7 +1,10 @@
 package weir
 
 import (
+	"errors"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,10 +75,34 @@ func TestStatusPassthroughOnKfake(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := job.Status()
-	if js := st.Job(); js.State != "created" || len(js.Operators) != 2 {
-		t.Fatalf("before Run: %+v, want state created and 2 operators", js)
+	if js := st.Job(); js.State != "created" || len(js.Operators) != 2 || js.Progress != -1 {
+		t.Fatalf("before Run: %+v, want state created, 2 operators, progress unknown (-1)", js)
 	}
-	if err := job.Run(f.ctx); err != nil {
+	// Readers while the job runs (the page polls; go test -race checks
+	// them against the tasks).
+	stop, readers := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(readers)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			st.Job()
+			st.Operator("sink")
+			st.Checkpoints()
+			st.Throughput()
+			if _, err := job.Gatherer().Gather(); err != nil {
+				t.Errorf("gather while running: %v", err)
+				return
+			}
+		}
+	}()
+	err = job.Run(f.ctx)
+	close(stop)
+	<-readers
+	if err != nil {
 		t.Fatal(err)
 	}
 	n := int64(len(f.events))
@@ -111,6 +138,9 @@ func TestStatusPassthroughOnKfake(t *testing.T) {
 	}
 	if read != n {
 		t.Fatalf("partition offsets sum to %d, want the %d records produced", read, n)
+	}
+	if js.Progress != 1 {
+		t.Fatalf("progress %v after the bounded input was read, want 1", js.Progress)
 	}
 	if js.LastCheckpoint == nil || js.LastCheckpoint.State != "completed" {
 		t.Fatalf("last checkpoint %+v, want a completed one", js.LastCheckpoint)
@@ -235,5 +265,45 @@ func TestStatusDataflowGraphOnKfake(t *testing.T) {
 	// A second job of the same name cannot register on the same registry.
 	if _, err := sumsEnv(f, t.TempDir(), true, "sum-per-second", nil).Build(WithMetricsRegistry(reg)); err == nil {
 		t.Fatal("a second job named sums registered on the same registry")
+	}
+}
+
+// TestStatusRestartOnKfake: a job that fails once and restarts shows the
+// restart and the failure's message in its status and metrics.
+func TestStatusRestartOnKfake(t *testing.T) {
+	f := newFixture(t, verify.GenConfig{Seed: 9, Keys: 20, Partitions: 2, Events: 2000})
+	spec := f.spec("status-restart")
+	spec.Source.Bounded = BoundLatest
+	spec.Restart = RestartSpec{Strategy: "fixed-delay", Attempts: 2, Delay: 10 * time.Millisecond}
+	spec.Checkpoint = CheckpointSpec{Interval: 20 * time.Millisecond, Dir: t.TempDir()}
+	extract := JSONExtract("user", "ts", "amount")
+	var failed atomic.Bool
+	spec.Extract = func(v []byte) ([]byte, int64, float64, error) {
+		if !failed.Swap(true) {
+			return nil, 0, 0, errors.New("injected failure")
+		}
+		return extract(v)
+	}
+	job, err := NewJob(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.Run(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	js := job.Status().Job()
+	if js.State != "finished" || js.Restarts != 1 || !strings.Contains(js.LastFailure, "injected failure") {
+		t.Fatalf("status %+v: want finished after 1 restart, the last failure naming the injected one", js)
+	}
+	for _, c := range job.Status().Checkpoints() {
+		if c.State == "in_progress" {
+			t.Fatalf("checkpoint %+v in progress after Run", c)
+		}
+	}
+	if v, found := metricSum(t, job.Gatherer(), "weir_job_restarts_total", nil); !found || v != 1 {
+		t.Fatalf("weir_job_restarts_total = %v (found %v), want 1", v, found)
+	}
+	if v, found := metricSum(t, job.Gatherer(), "weir_job_last_failure_timestamp_seconds", nil); !found || v < float64(js.StartedAt.Unix()) {
+		t.Fatalf("weir_job_last_failure_timestamp_seconds = %v (found %v), want a time after the start %v", v, found, js.StartedAt)
 	}
 }

@@ -333,7 +333,11 @@ func (p *poller) updateLag() {
 		if err != nil || hi < 0 {
 			hi = -1
 		}
-		p.cfg.Stats.SetPartition(PartitionStats{Partition: part, Offset: n, End: hi})
+		stop := int64(-1)
+		if end, ok := p.stop0[part]; ok {
+			stop = end
+		}
+		p.cfg.Stats.SetPartition(PartitionStats{Partition: part, Offset: n, End: hi, Stop: stop})
 		if hi < 0 || n < 0 {
 			continue
 		}

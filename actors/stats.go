@@ -48,8 +48,12 @@ type TaskStats struct {
 // PartitionStats is a source partition's position and end.
 type PartitionStats struct {
 	Partition int32
-	Offset    int64 // next offset to read
-	End       int64 // end (high watermark) the consumer last saw
+	Offset    int64 // next offset to read; -1 unknown
+	End       int64 // end (high watermark) the consumer last saw; -1 unknown
+	// Start is the first offset recorded for the partition (kept across
+	// restarts), Stop the offset a bounded source stops before (-1:
+	// unbounded): together the progress of a bounded job.
+	Start, Stop int64
 }
 
 // NewTaskStats returns zero stats with no watermark yet.
@@ -94,12 +98,17 @@ func (s *TaskStats) blockEnd(now time.Time) {
 	}
 }
 
-// SetPartition records a source partition's position and end.
+// SetPartition records a source partition's position, end and stop (its
+// Start is set by the first call with a known offset).
 func (s *TaskStats) SetPartition(p PartitionStats) {
 	s.partMu.Lock()
 	defer s.partMu.Unlock()
 	if s.parts == nil {
 		s.parts = map[int32]PartitionStats{}
+	}
+	p.Start = p.Offset
+	if old, ok := s.parts[p.Partition]; ok && old.Start >= 0 {
+		p.Start = old.Start
 	}
 	s.parts[p.Partition] = p
 }

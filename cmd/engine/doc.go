@@ -5,6 +5,7 @@
 // Commands:
 //
 //	engine run --config job.yaml [--from-savepoint DIR]   run the job described by a job file
+//	           [--http ADDR]                              serving /metrics and /api/... (docs/rest.md)
 //	engine validate --config job.yaml                     check the job file, brokers, topics, checkpoint.dir; write nothing
 //	engine checkpoints --config job.yaml [--verify]       list the job's checkpoints and savepoints
 //	engine savepoint --config job.yaml [--timeout 2m]     take a savepoint of the running job
