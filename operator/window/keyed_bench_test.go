@@ -20,37 +20,11 @@ func BenchmarkKeyedSliding(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const batch = 1024
-	keys := make([]string, 1000)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("u%d", i)
-	}
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	before := ms.Mallocs
-	b.ResetTimer()
 	ts := int64(1_700_000_000_000)
-	for i := 0; i < b.N; i++ {
-		for j := 0; j < batch; j++ {
-			ts++
-			st.SetCurrentKey(keys[(i*batch+j)%len(keys)])
-			if _, err := k.Element(ts, int64(j)); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := st.AdvanceWatermark(ts-200, k.Timer); err != nil {
-			b.Fatal(err)
-		}
-		if i%16 == 15 {
-			if _, err := st.Capture()(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	b.StopTimer()
-	runtime.ReadMemStats(&ms)
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/record")
-	b.ReportMetric(float64(ms.Mallocs-before)/float64(b.N*batch), "allocs/record")
+	runKeyed(b, st, k, func(i, j int) (string, int64) {
+		ts++
+		return keyNames[(i*keyedBatch+j)%len(keyNames)], ts
+	}, func() int64 { return ts - 200 })
 }
 
 // BenchmarkKeyedSession: the bench's session workload through the general
@@ -60,34 +34,51 @@ func BenchmarkKeyedSliding(b *testing.B) {
 // and a capture every 16 batches; it reports ns/record and allocs/record.
 func BenchmarkKeyedSession(b *testing.B) {
 	st := operator.NewKeyedState(operator.KeyedStateConfig{Track: true, Now: func() int64 { return 0 }})
-	fired := 0
 	k, err := NewKeyed(st, Config[int64, acc]{Assigner: SessionAssigner(1_000), Agg: testAgg,
-		AccCodec: operator.JSONCodec[acc](), Name: "w"}, func(string, TimeWindow, acc) error { fired++; return nil })
+		AccCodec: operator.JSONCodec[acc](), Name: "w"}, func(string, TimeWindow, acc) error { return nil })
 	if err != nil {
 		b.Fatal(err)
 	}
-	const batch = 1024
+	rng := rand.New(rand.NewPCG(1, 2))
+	n := int64(0)
+	const start = int64(1_700_000_000_000)
+	runKeyed(b, st, k, func(int, int) (string, int64) {
+		n++
+		return keyNames[min(rng.IntN(len(keyNames)), rng.IntN(len(keyNames)))], start + n/10
+	}, func() int64 { return start + n/10 - 200 })
+	b.ReportMetric(float64(st.Len())/float64(len(keyNames)), "entries/key")
+}
+
+// keyedBatch is the batch size of the keyed window benchmarks.
+const keyedBatch = 1024
+
+// keyNames are the benchmarks' 1000 keys.
+var keyNames = func() []string {
 	keys := make([]string, 1000)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("u%d", i)
 	}
-	rng := rand.New(rand.NewPCG(1, 2))
+	return keys
+}()
+
+// runKeyed runs b.N batches of keyedBatch records through k, the key and
+// event time of record j of batch i from next, a watermark from wm after
+// each batch and a capture every 16 batches; it reports ns/record and
+// allocs/record.
+func runKeyed(b *testing.B, st *operator.KeyedState, k *Keyed[int64, acc], next func(i, j int) (string, int64), wm func() int64) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	before := ms.Mallocs
 	b.ResetTimer()
-	n := int64(0)
-	const start = int64(1_700_000_000_000)
 	for i := 0; i < b.N; i++ {
-		for j := 0; j < batch; j++ {
-			n++
-			ts := start + n/10
-			st.SetCurrentKey(keys[min(rng.IntN(len(keys)), rng.IntN(len(keys)))])
+		for j := 0; j < keyedBatch; j++ {
+			key, ts := next(i, j)
+			st.SetCurrentKey(key)
 			if _, err := k.Element(ts, int64(j)); err != nil {
 				b.Fatal(err)
 			}
 		}
-		if err := st.AdvanceWatermark(start+n/10-200, k.Timer); err != nil {
+		if err := st.AdvanceWatermark(wm(), k.Timer); err != nil {
 			b.Fatal(err)
 		}
 		if i%16 == 15 {
@@ -98,7 +89,6 @@ func BenchmarkKeyedSession(b *testing.B) {
 	}
 	b.StopTimer()
 	runtime.ReadMemStats(&ms)
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/record")
-	b.ReportMetric(float64(ms.Mallocs-before)/float64(b.N*batch), "allocs/record")
-	b.ReportMetric(float64(st.Len())/float64(len(keys)), "entries/key")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*keyedBatch), "ns/record")
+	b.ReportMetric(float64(ms.Mallocs-before)/float64(b.N*keyedBatch), "allocs/record")
 }
