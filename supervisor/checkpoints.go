@@ -99,6 +99,9 @@ type ckpt struct {
 	core    *coordinator.Core
 	handles map[uint64]map[string]snapshot.Handle
 	times   map[uint64]time.Time
+	// lastAck is, per checkpoint in progress, the task that acked last
+	// and when: what a slow checkpoint waited for (logged at completion).
+	lastAck map[uint64]taskAck
 	// waiting savepoint requests: before their trigger (queued) and by id.
 	queuedSavepoints []chan SavepointResult
 	savepoints       map[uint64][]chan SavepointResult
@@ -109,6 +112,12 @@ type ckpt struct {
 	retainReq  chan struct{}
 	retainDone chan struct{}
 	stopped    bool
+}
+
+// taskAck is one task's ack of a checkpoint.
+type taskAck struct {
+	task string
+	at   time.Time
 }
 
 // retainStopTimeout bounds how long the end of a job waits for a
@@ -187,6 +196,10 @@ func (j *jobSupervisor) checkpointMessage(ctx actor.Context, m any) bool {
 			}
 			if _, dup := hs[m.Task]; !dup {
 				hs[m.Task] = m.Handle
+				if c.lastAck == nil {
+					c.lastAck = map[uint64]taskAck{}
+				}
+				c.lastAck[m.ID] = taskAck{task: m.Task, at: c.plan.Now()}
 			}
 			j.act(ctx, c.core.Ack(c.plan.Now(), coordinator.TaskID(m.Task), coordinator.CheckpointID(m.ID), ""))
 		}
@@ -255,8 +268,10 @@ func (j *jobSupervisor) act(ctx actor.Context, acts []coordinator.Action) {
 				size += h.NewBytes
 			}
 			took := c.plan.Now().Sub(c.times[id])
+			last := c.lastAck[id]
 			j.log.Info("checkpoint complete", "checkpoint", id, "savepoint", a.Savepoint,
-				"took", took.Round(time.Millisecond), "new_bytes", size)
+				"took", took.Round(time.Millisecond), "new_bytes", size,
+				"last_ack", last.task, "last_ack_after", last.at.Sub(c.times[id]).Round(time.Millisecond))
 			c.event(CheckpointEvent{ID: id, Savepoint: a.Savepoint, State: "completed", Triggered: c.times[id], Duration: took, SizeBytes: size})
 			for _, pid := range j.tasks {
 				ctx.Send(pid, &actors.CheckpointComplete{ID: id})
@@ -265,6 +280,7 @@ func (j *jobSupervisor) act(ctx actor.Context, acts []coordinator.Action) {
 				if done <= id {
 					delete(c.handles, done)
 					delete(c.times, done)
+					delete(c.lastAck, done)
 				}
 			}
 			for _, r := range c.savepoints[id] {
@@ -292,6 +308,7 @@ func (j *jobSupervisor) act(ctx actor.Context, acts []coordinator.Action) {
 			}
 			delete(c.handles, id)
 			delete(c.times, id)
+			delete(c.lastAck, id)
 			for _, r := range c.savepoints[id] {
 				r <- SavepointResult{ID: id, Err: fmt.Errorf("supervisor: savepoint %d aborted: %s", id, a.Reason)}
 			}
