@@ -44,6 +44,12 @@ type SinkConfig struct {
 	// txsink.DefaultMaxPendingBytes). It must leave room under the cap of
 	// a task's operator state (snapshot.MaxOpStateBytes), which holds them.
 	MaxPendingBytes int64
+	// AllowReplayCommitted lets an exactly-once sink start from a
+	// checkpoint older than the newest epoch its progress markers show
+	// committed (or fresh over markers of an earlier run), writing those
+	// epochs' results again; without it Recover refuses with a
+	// *txsink.ReplayCommittedError (crash-matrix row 9).
+	AllowReplayCommitted bool
 	// Failpoint, when set, is called at the named protocol steps (tests
 	// arm it to crash the process there).
 	Failpoint func(name string)
@@ -276,6 +282,7 @@ func (s *Sink) startTx() error {
 		// Each epoch's records wait for their commit in a spill file
 		// under checkpoint.dir, not on the heap and in the checkpoint.
 		txc.SpillFS, txc.SpillDir = cp.FS, filepath.Join(cp.Root, SpillDir)
+		txc.CheckCommitted, txc.Restored = !s.cfg.AllowReplayCommitted, cp.RestoredFrom
 	}
 	tx, err := txsink.New(k, txc)
 	if err != nil {

@@ -242,6 +242,9 @@ func (k *Kafka) brokerMaxTimeout(ctx context.Context, a *kafka.AdminClient, id i
 // TransactionTimeout returns the transaction.timeout.ms in use.
 func (k *Kafka) TransactionTimeout() time.Duration { return k.tt }
 
+// ProgressName returns the progress topic (for errors).
+func (k *Kafka) ProgressName() string { return k.cfg.ProgressTopic }
+
 // IDs implements Backend.
 func (k *Kafka) IDs() []string { return append([]string(nil), k.ids...) }
 

@@ -113,7 +113,20 @@ type Config struct {
 	SpillDir string
 	// SpillFS is the file system of SpillDir; default vfs.Default.
 	SpillFS vfs.FS
+	// CheckCommitted makes Recover refuse to start (a
+	// *ReplayCommittedError) when the progress shows an epoch newer than
+	// Restored committed by Owner or by an owner of the restored states:
+	// the records after checkpoint Restored are committed already and the
+	// job would write them again (crash-matrix row 9).
+	CheckCommitted bool
+	// Restored is the checkpoint whose states Recover is given (epochs
+	// <= Restored are in it); 0 for none, a fresh start.
+	Restored uint64
 }
+
+// progressNamer is a Backend that can say where its progress markers are
+// (for errors).
+type progressNamer interface{ ProgressName() string }
 
 // epochBuf is an epoch's records and, once it has a slot, its transaction.
 type epochBuf struct {
@@ -250,7 +263,10 @@ func (s *Sink) Recover(ctx context.Context, states ...[]byte) error {
 		return s.fail(fmt.Errorf("txsink: recover %s: fence %d transactional ids: %w", s.cfg.Owner, len(fence), err))
 	}
 	var committed map[string]uint64
-	if len(pending) > 0 {
+	if s.cfg.CheckCommitted {
+		owners[s.cfg.Owner] = true
+	}
+	if len(pending) > 0 || s.cfg.CheckCommitted {
 		names := make([]string, 0, len(owners))
 		for o := range owners {
 			names = append(names, o)
@@ -262,6 +278,11 @@ func (s *Sink) Recover(ctx context.Context, states ...[]byte) error {
 		})
 		if err != nil {
 			return s.fail(fmt.Errorf("txsink: recover %s: read progress: %w", s.cfg.Owner, err))
+		}
+	}
+	if s.cfg.CheckCommitted {
+		if err := s.checkCommitted(committed); err != nil {
+			return s.fail(err)
 		}
 	}
 	slices.SortFunc(pending, func(a, b PendingEpoch) int {
@@ -313,6 +334,26 @@ func (s *Sink) Recover(ctx context.Context, states ...[]byte) error {
 		s.removeOwnSpills()
 	}
 	s.ready = true
+	return nil
+}
+
+// checkCommitted refuses a restore of checkpoint Restored when an owner
+// committed a newer epoch.
+func (s *Sink) checkCommitted(committed map[string]uint64) error {
+	owners := make([]string, 0, len(committed))
+	for o := range committed {
+		owners = append(owners, o)
+	}
+	slices.Sort(owners)
+	for _, o := range owners {
+		if e := committed[o]; e > s.cfg.Restored {
+			re := &ReplayCommittedError{Owner: o, Checkpoint: s.cfg.Restored, Committed: e}
+			if n, ok := s.b.(progressNamer); ok {
+				re.Progress = n.ProgressName()
+			}
+			return re
+		}
+	}
 	return nil
 }
 
