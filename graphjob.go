@@ -58,8 +58,8 @@ func (j *Job) dataflowPlan(closed *sync.WaitGroup, state *stateSetup) supervisor
 					Task: task, Index: i, Inputs: 1,
 					Transactional: tx, Failpoint: j.opts.failpoint, MaxPendingBytes: sk.MaxPendingBytes,
 					AllowReplayCommitted: j.opts.allowReplayCommitted || (j.opts.allowFreshStart && (state == nil || state.restored == nil)),
-					Checkpoint: state.checkpointing(task),
-					Brokers:    s.Brokers, Topic: sk.Topic, Properties: merge(s.Kafka, sk.Properties),
+					Checkpoint:           state.checkpointing(task),
+					Brokers:              s.Brokers, Topic: sk.Topic, Properties: merge(s.Kafka, sk.Properties),
 					Metrics: &j.metrics, Stats: j.obs.stats(n.uid, i), Done: closed, Log: log,
 				})
 			},
