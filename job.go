@@ -173,6 +173,10 @@ type Stats struct {
 	ResultsOut  int64 // results acknowledged by Kafka
 	LateDropped int64 // records that came after their window had fired
 	BadRecords  int64 // records that could not be read
+	// DeadLettered counts the bad records sent to the dead-letter topic
+	// (bad_records: dead-letter, weir.DeadLetter); BadRecords counts them
+	// too.
+	DeadLettered int64
 	// Checkpoints completed by this run, and the id of the newest.
 	Checkpoints    int64
 	LastCheckpoint uint64
@@ -196,10 +200,11 @@ type Stats struct {
 // Stats returns the job's counters; safe to call while it runs.
 func (j *Job) Stats() Stats {
 	return Stats{
-		RecordsIn:   j.metrics.RecordsIn.Load(),
-		ResultsOut:  j.metrics.ResultsOut.Load(),
-		LateDropped: j.metrics.LateDropped.Load(),
-		BadRecords:  j.metrics.BadRecords.Load(),
+		RecordsIn:    j.metrics.RecordsIn.Load(),
+		ResultsOut:   j.metrics.ResultsOut.Load(),
+		LateDropped:  j.metrics.LateDropped.Load(),
+		BadRecords:   j.metrics.BadRecords.Load(),
+		DeadLettered: j.metrics.DeadLettered.Load(),
 
 		Checkpoints:    j.checkpoints.Load(),
 		LastCheckpoint: j.lastCheckpoint.Load(),
