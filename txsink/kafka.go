@@ -551,7 +551,34 @@ func (k *Kafka) Committed(ctx context.Context, owners []string) (map[string]uint
 }
 
 // listEnds returns the end offset of every partition at isolation.
+// A partition whose leader is not known yet (a progress topic created a
+// moment ago) is asked again until ctx ends.
 func (k *Kafka) listEnds(ctx context.Context, a *kafka.AdminClient, parts []kafka.PartitionMetadata, iso kafka.IsolationLevel) (map[int32]int64, error) {
+	for {
+		out, err := k.listEndsOnce(ctx, a, parts, iso)
+		var ke kafka.Error
+		if err == nil || !errors.As(err, &ke) || !leaderUnknown(ke.Code()) {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// leaderUnknown reports whether code says a partition's leader is not
+// known (yet) to the broker asked.
+func leaderUnknown(code kafka.ErrorCode) bool {
+	switch code {
+	case kafka.ErrNotLeaderForPartition, kafka.ErrLeaderNotAvailable, kafka.ErrUnknownTopicOrPart, kafka.ErrNotCoordinator:
+		return true
+	}
+	return false
+}
+
+func (k *Kafka) listEndsOnce(ctx context.Context, a *kafka.AdminClient, parts []kafka.PartitionMetadata, iso kafka.IsolationLevel) (map[int32]int64, error) {
 	rctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
 	defer cancel()
 	topic := k.cfg.ProgressTopic
