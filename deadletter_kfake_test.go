@@ -1,10 +1,12 @@
 package weir
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -20,9 +22,9 @@ type badRecord struct {
 }
 
 // produceBad produces n records the window job cannot read (not JSON, or
-// without the timestamp field) to topic, spread over its partitions, and
-// returns where each landed.
-func produceBad(f *fixture, topic, tag string, n int) []badRecord {
+// without the timestamp field; only cut-short JSON with jsonOnly) to
+// topic, spread over its partitions, and returns where each landed.
+func produceBad(f *fixture, topic, tag string, n int, jsonOnly ...bool) []badRecord {
 	f.t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
@@ -32,7 +34,7 @@ func produceBad(f *fixture, topic, tag string, n int) []badRecord {
 	var out []badRecord
 	for i := range n {
 		v := fmt.Sprintf(`{"user":"u%d","amount":1`, i) // cut short
-		if i%2 == 1 {
+		if i%2 == 1 && len(jsonOnly) == 0 {
 			v = fmt.Sprintf(`{"user":"u%d","amount":1}`, i) // no ts
 		}
 		r := &kgo.Record{Topic: topic, Partition: int32(i % f.partitions), Key: []byte(fmt.Sprintf("%s-%d", tag, i)), Value: []byte(v)}
@@ -155,5 +157,63 @@ func TestDeadLetterSpecErrors(t *testing.T) {
 	s.BadRecords, s.DeadLetter.Topic = BadRecordsDeadLetter, "dlq"
 	if _, err := NewJob(s); err != nil {
 		t.Errorf("a valid dead-letter spec: %v", err)
+	}
+}
+
+// TestDeadLetterDataflow: weir.DeadLetter on a dataflow source whose JSON
+// format fails on the bad records; the job has two sinks, the one marked
+// weir.DeadLetterSink writes the dead letters (exactly once, in its
+// transactions; and at least once). Without the mark, with two marks, or
+// with a dead-letter topic that is the source's or a sink's, building the
+// job is one line naming the fix.
+func TestDeadLetterDataflow(t *testing.T) {
+	for _, g := range []Delivery{AtLeastOnce, ExactlyOnce} {
+		t.Run(string(g), func(t *testing.T) {
+			f := dataflowFixtureHeld(t, verify.GenConfig{Seed: 29, Keys: 50, Partitions: 2, Events: 4000}, true, "out", "small", "dlq")
+			bad := produceBad(f, "in", "mid", 8, true)
+			if err := f.produceHeld(); err != nil {
+				t.Fatal(err)
+			}
+			opts := []EnvOption{Brokers(f.brokers), Parallelism(2), Guarantee(g)}
+			if g == ExactlyOnce {
+				opts = append(opts, Checkpoints(30*time.Millisecond, t.TempDir()))
+			}
+			env := NewEnv("dlq-dataflow", opts...)
+			in := FromKafka(env, "in", JSON[ev](), FromEarliest(), BoundedAtLatest(), DeadLetter("dlq"))
+			ToKafka(Filter(in, func(e ev) bool { return e.Amount >= 50 }), "out", JSON[ev](), SinkUID("big"), DeadLetterSink())
+			ToKafka(Filter(in, func(e ev) bool { return e.Amount < 50 }), "small", JSON[ev](), SinkUID("small"))
+			if err := env.Run(f.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(readJSON[ev](f, "out")) + len(readJSON[ev](f, "small")); n != len(f.events) {
+				t.Fatalf("out and small hold %d records, want the %d good ones", n, len(f.events))
+			}
+			checkDeadLetters(f, f.brokers, "dlq", "in", bad)
+		})
+	}
+
+	for _, tc := range []struct {
+		name string
+		sink []SinkOption
+		dl   string
+		want string
+	}{
+		{"no mark", nil, "dlq", "has a dead-letter topic and job dlq-bad has 2 sinks; mark the one that writes the dead letters with weir.DeadLetterSink()"},
+		{"two marks", []SinkOption{DeadLetterSink()}, "dlq", "2 sinks are marked weir.DeadLetterSink"},
+		{"source topic", []SinkOption{DeadLetterSink()}, "in", `the dead-letter topic "in" is the topic it reads`},
+	} {
+		env := NewEnv("dlq-bad", Brokers("127.0.0.1:9"))
+		in := FromKafka(env, "in", JSON[ev](), DeadLetter(tc.dl))
+		ToKafka(in, "out", JSON[ev](), append([]SinkOption{SinkUID("a")}, tc.sink...)...)
+		ToKafka(in, "small", JSON[ev](), append([]SinkOption{SinkUID("b")}, tc.sink...)...)
+		err := env.Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.ContainsAny(err.Error(), "\r\n") {
+			t.Errorf("%s: %v; want one line with %q", tc.name, err, tc.want)
+		}
+	}
+	env := NewEnv("dlq-bad", Brokers("127.0.0.1:9"))
+	ToKafka(FromKafka(env, "in", JSON[ev](), DeadLetter("out")), "out", JSON[ev]())
+	if err := env.Run(context.Background()); err == nil || !strings.Contains(err.Error(), `the dead-letter topic "out" is the topic of sink`) {
+		t.Errorf("dead-letter topic = sink topic: %v", err)
 	}
 }
