@@ -108,7 +108,32 @@ type sourceNode struct {
 	// default, NoMaxFuture: none); maxFutureSetting names what raises it.
 	maxFuture        time.Duration
 	maxFutureSetting string
+	// deadLetter is the dead-letter topic ("": bad records fail the job).
+	deadLetter string
 }
+
+// DeadLetter makes a record of this source that cannot be read (its
+// format's Decode fails, or its event time is beyond MaxFuture) go to
+// topic instead of stopping the job (the job file's bad_records:
+// dead-letter with dead_letter.topic): with its original key and value and
+// the headers weir.source.topic, weir.source.partition, weir.source.offset
+// and weir.error (what is wrong with it). It is counted in
+// Stats().BadRecords and Stats().DeadLettered, and the job goes on. The
+// dead letters are written by the job's sink (the one marked
+// DeadLetterSink when the job has several): with exactly-once delivery in
+// the same Kafka transactions as the results of their epoch, so each is
+// written exactly once; with at-least-once by its producer. The topic must
+// exist (checked at start) and be neither the source's nor the sink's
+// topic.
+func DeadLetter(topic string) SourceOption { return func(s *sourceNode) { s.deadLetter = topic } }
+
+// Dead-letter record headers (see DeadLetter).
+const (
+	HeaderSourceTopic     = actors.HeaderSourceTopic
+	HeaderSourcePartition = actors.HeaderSourcePartition
+	HeaderSourceOffset    = actors.HeaderSourceOffset
+	HeaderError           = actors.HeaderError
+)
 
 // FromEarliest reads every partition from its first offset.
 func FromEarliest() SourceOption {
@@ -293,6 +318,9 @@ type SinkOption func(*sinkNode)
 type sinkNode struct {
 	spec SinkSpec
 	opts []OpOption
+	// deadLetters: this sink writes the dead letters of the sources with
+	// DeadLetter (DeadLetterSink).
+	deadLetters bool
 	// writer builds the exchange that encodes records for the sink.
 	writer func(send func(int, any, int), target int, onErr func(error)) (em any, flush func())
 }
@@ -327,6 +355,11 @@ func TransactionTimeout(d time.Duration) SinkOption {
 // DefaultMaxPendingBytes. A larger epoch fails the job with an error
 // naming the limit; raise it or checkpoint more often.
 func MaxPendingBytes(n int64) SinkOption { return func(s *sinkNode) { s.spec.MaxPendingBytes = n } }
+
+// DeadLetterSink makes this sink write the dead letters of the job's
+// sources with DeadLetter, in its transactions; needed only when the job
+// has several sinks (with one, it writes them).
+func DeadLetterSink() SinkOption { return func(s *sinkNode) { s.deadLetters = true } }
 
 // SinkUID sets the sink's stable id (see UID); default "sink-N". With
 // exactly-once delivery it is part of the transactional ids.

@@ -282,6 +282,65 @@ type graphPlan struct {
 	taskOf  map[*node]*task
 	// stageOf names the stage that receives an edge's records.
 	order []string // stage names in data-flow order
+	// dlSink writes the dead letters of the sources with a dead-letter
+	// topic, each its own input of the sink: dlInput (1, 2, ...; the
+	// results are input 0). nil: no source has one.
+	dlSink  *node
+	dlInput map[*node]int
+}
+
+// planDeadLetters picks the sink of the dead letters and checks the
+// dead-letter topics.
+func (g *graphPlan) planDeadLetters(job string) error {
+	var marked []*node
+	for _, n := range g.sinks {
+		if n.sink.deadLetters {
+			marked = append(marked, n)
+		}
+	}
+	for _, n := range g.sources {
+		dl := n.source.deadLetter
+		if dl == "" {
+			continue
+		}
+		if dl == n.source.spec.Topic {
+			return fmt.Errorf("weir: source %s: the dead-letter topic %q is the topic it reads; name another topic in weir.DeadLetter", n.uid, dl)
+		}
+		if g.dlSink == nil {
+			switch {
+			case len(marked) > 1:
+				return fmt.Errorf("weir: job %s: %d sinks are marked weir.DeadLetterSink (%s, %s); mark one", job, len(marked), marked[0].uid, marked[1].uid)
+			case len(marked) == 1:
+				g.dlSink = marked[0]
+			case len(g.sinks) == 1:
+				g.dlSink = g.sinks[0]
+			default:
+				return fmt.Errorf("weir: source %s has a dead-letter topic and job %s has %d sinks; mark the one that writes the dead letters with weir.DeadLetterSink()", n.uid, job, len(g.sinks))
+			}
+			g.dlInput = map[*node]int{}
+		}
+		for _, sk := range g.sinks {
+			if dl == sk.sink.spec.Topic || dl == sk.sink.spec.ProgressTopic {
+				return fmt.Errorf("weir: source %s: the dead-letter topic %q is the topic of sink %s; name another topic in weir.DeadLetter", n.uid, dl, sk.uid)
+			}
+		}
+		g.dlInput[n] = len(g.dlInput) + 1
+	}
+	return nil
+}
+
+// deadLetterTopics returns the dead-letter topics sink n writes.
+func (g *graphPlan) deadLetterTopics(n *node) []string {
+	if g.dlSink != n {
+		return nil
+	}
+	var out []string
+	for _, src := range g.sources {
+		if _, ok := g.dlInput[src]; ok && !slices.Contains(out, src.source.deadLetter) {
+			out = append(out, src.source.deadLetter)
+		}
+	}
+	return out
 }
 
 func (e *Env) plan() (*graphPlan, error) {
@@ -324,6 +383,9 @@ func (e *Env) plan() (*graphPlan, error) {
 	}
 	if len(g.sinks) == 0 {
 		return nil, fmt.Errorf("weir: job %s has no sink; write a stream with weir.ToKafka", e.spec.Name)
+	}
+	if err := g.planDeadLetters(e.spec.Name); err != nil {
+		return nil, err
 	}
 	for _, t := range g.tasks {
 		for _, m := range t.members {

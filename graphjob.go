@@ -45,9 +45,10 @@ func (j *Job) dataflowPlan(closed *sync.WaitGroup, state *stateSetup) supervisor
 			Producer: func(i int, _ []*actor.PID) actor.Producer {
 				task := supervisor.TaskName(n.uid, i)
 				var tx *txsink.KafkaConfig
+				dl := g.deadLetterTopics(n)
 				if s.Delivery == ExactlyOnce {
 					tx = &txsink.KafkaConfig{
-						Brokers: s.Brokers, Topic: sk.Topic, ProgressTopic: sk.ProgressTopic,
+						Brokers: s.Brokers, Topic: sk.Topic, ProgressTopic: sk.ProgressTopic, DeadLetterTopics: dl,
 						TransactionalIDPrefix: sk.TransactionalIDPrefix, Job: s.Name, Sink: n.uid, Subtask: i,
 						TransactionTimeout: sk.TransactionTimeout,
 						CheckpointInterval: s.Checkpoint.Interval, CheckpointTimeout: s.Checkpoint.Timeout,
@@ -55,10 +56,11 @@ func (j *Job) dataflowPlan(closed *sync.WaitGroup, state *stateSetup) supervisor
 					}
 				}
 				return actors.NewSink(actors.SinkConfig{
-					Task: task, Index: i, Inputs: 1,
+					Task: task, Index: i, Inputs: 1 + len(g.dlInputsOf(n)), DeadLetterTopics: dl,
 					Transactional: tx, Failpoint: j.opts.failpoint, MaxPendingBytes: sk.MaxPendingBytes,
-					Checkpoint: state.checkpointing(task),
-					Brokers:    s.Brokers, Topic: sk.Topic, Properties: merge(s.Kafka, sk.Properties),
+					AllowReplayCommitted: j.opts.allowReplayCommitted || (j.opts.allowFreshStart && (state == nil || state.restored == nil)),
+					Checkpoint:           state.checkpointing(task),
+					Brokers:              s.Brokers, Topic: sk.Topic, Properties: merge(s.Kafka, sk.Properties),
 					Metrics: &j.metrics, Stats: j.obs.stats(n.uid, i), Done: closed, Log: log,
 				})
 			},
@@ -89,11 +91,24 @@ func (j *Job) sourceStage(n *node, closed *sync.WaitGroup, state *stateSetup) su
 	// The operators behind the source run in its actor (source chaining):
 	// the source sends where its relay task would.
 	relay := j.graph.taskOf[n.ports[0].consumers[0].to]
+	downstream := j.graph.downstream(relay)
+	dlIn, dlOK := j.graph.dlInput[n]
+	if dlOK {
+		// Dead letters go straight to subtask i of the sink that writes
+		// them, on an input of their own.
+		downstream = append(downstream, j.graph.dlSink.uid)
+	}
 	return supervisor.Stage{
-		Name: n.uid, Parallelism: p, Source: true, Downstream: j.graph.downstream(relay),
+		Name: n.uid, Parallelism: p, Source: true, Downstream: downstream,
 		Producer: func(i int, all []*actor.PID) actor.Producer {
 			task := supervisor.TaskName(n.uid, i)
 			pids, inIdx, targets := j.graph.subtaskOutputs(relay, i, all, p)
+			dlTarget, dlTopic := -1, ""
+			if dlOK {
+				dlTarget, dlTopic = len(pids), src.deadLetter
+				pids = append(pids, all[len(relay.out)*p+i])
+				inIdx = append(inIdx, dlIn)
+			}
 			batch := j.opts.batchRecords
 			if batch <= 0 {
 				batch = actors.DefaultBatchRecords
@@ -106,6 +121,7 @@ func (j *Job) sourceStage(n *node, closed *sync.WaitGroup, state *stateSetup) su
 				CommitOnCheckpoint: !sp.DisableOffsetCommit, DiscoveryInterval: discovery,
 				Properties: merge(s.Kafka, sp.Properties),
 				NewDecoder: src.decoder, EventTime: src.eventTime, BadRecordHint: src.badHint,
+				DeadLetterTopic: dlTopic, DeadLetterTarget: dlTarget,
 				OutOfOrderness: src.bound, IdleTimeout: src.idle,
 				MaxFuture: src.maxFutureBound(), MaxFutureSetting: src.maxFutureSetting,
 				Targets: pids, InputIndexes: inIdx, Credits: j.opts.credits,
@@ -119,6 +135,20 @@ func (j *Job) sourceStage(n *node, closed *sync.WaitGroup, state *stateSetup) su
 			})
 		},
 	}
+}
+
+// dlInputsOf returns the sources whose dead letters sink n writes.
+func (g *graphPlan) dlInputsOf(n *node) []*node {
+	if g.dlSink != n {
+		return nil
+	}
+	var out []*node
+	for _, src := range g.sources {
+		if _, ok := g.dlInput[src]; ok {
+			out = append(out, src)
+		}
+	}
+	return out
 }
 
 // downstream names the stages t sends to, one per out edge.

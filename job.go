@@ -56,6 +56,9 @@ type options struct {
 	// allowFreshStart lets the job start from its start position when
 	// checkpoint.dir holds only checkpoints that cannot be restored.
 	allowFreshStart bool
+	// allowReplayCommitted lets exactly-once sinks start from a checkpoint
+	// older than what their progress markers show committed.
+	allowReplayCommitted bool
 	// onLocked is called once checkpoint.dir's lock is held (WithOnLocked).
 	onLocked func(dir string) error
 	// memoryLimit is the soft memory limit Run sets (WithMemoryLimit); 0:
@@ -106,6 +109,17 @@ func AllowNonRestoredState() Option { return func(o *options) { o.allowDrop = tr
 // BrokenCheckpointsError); their state is discarded. Without it such a
 // start is refused.
 func WithAllowFreshStart() Option { return func(o *options) { o.allowFreshStart = true } }
+
+// WithAllowReplayCommitted lets an exactly-once job start from a
+// checkpoint older than the newest epoch its sinks' progress markers show
+// committed, or from no checkpoint over markers of an earlier run of the
+// same job (engine run --allow-replay-committed): the results of those
+// epochs are written again (duplicates downstream). Without it such a
+// start is refused with a *txsink.ReplayCommittedError naming the
+// checkpoint and the committed epoch (crash-matrix row 9), and Run returns
+// it without restarting. WithAllowFreshStart accepts it too when no
+// checkpoint is restored.
+func WithAllowReplayCommitted() Option { return func(o *options) { o.allowReplayCommitted = true } }
 
 // ErrNotYet is returned for settings that are accepted in job files but not
 // implemented by this version of the engine.
@@ -159,6 +173,10 @@ type Stats struct {
 	ResultsOut  int64 // results acknowledged by Kafka
 	LateDropped int64 // records that came after their window had fired
 	BadRecords  int64 // records that could not be read
+	// DeadLettered counts the bad records sent to the dead-letter topic
+	// (bad_records: dead-letter, weir.DeadLetter); BadRecords counts them
+	// too.
+	DeadLettered int64
 	// Checkpoints completed by this run, and the id of the newest.
 	Checkpoints    int64
 	LastCheckpoint uint64
@@ -182,10 +200,11 @@ type Stats struct {
 // Stats returns the job's counters; safe to call while it runs.
 func (j *Job) Stats() Stats {
 	return Stats{
-		RecordsIn:   j.metrics.RecordsIn.Load(),
-		ResultsOut:  j.metrics.ResultsOut.Load(),
-		LateDropped: j.metrics.LateDropped.Load(),
-		BadRecords:  j.metrics.BadRecords.Load(),
+		RecordsIn:    j.metrics.RecordsIn.Load(),
+		ResultsOut:   j.metrics.ResultsOut.Load(),
+		LateDropped:  j.metrics.LateDropped.Load(),
+		BadRecords:   j.metrics.BadRecords.Load(),
+		DeadLettered: j.metrics.DeadLettered.Load(),
 
 		Checkpoints:    j.checkpoints.Load(),
 		LastCheckpoint: j.lastCheckpoint.Load(),
@@ -302,6 +321,15 @@ func (j *Job) Run(ctx context.Context) error {
 			j.obs.failure(setup.err, time.Now())
 			j.obs.ended("failed", "")
 			return fmt.Errorf("job %s: %w", j.spec.Name, setup.err)
+		case errors.Is(err, txsink.ErrReplayCommitted):
+			// A restart restores the same checkpoint: refused again.
+			var rc *txsink.ReplayCommittedError
+			if errors.As(err, &rc) {
+				err = rc
+			}
+			j.obs.failure(err, time.Now())
+			j.obs.ended("failed", "")
+			return fmt.Errorf("job %s: %w", j.spec.Name, err)
 		}
 		j.obs.failure(err, time.Now())
 		delay, ok, why := policy.OnFailure(time.Now(), started)

@@ -362,6 +362,9 @@ func jobFileSchema(s *JobSpec) []field {
 			{name: "max_failures", kind: kindInt, bound: nonNegative, example: "1", num: &s.Restart.MaxFailures},
 		}},
 		{name: "bad_records", kind: kindString, example: "fail", str: (*string)(&s.BadRecords)},
+		{name: "dead_letter", kind: kindSection, sub: []field{
+			{name: "topic", kind: kindString, example: "events.dead-letter", str: &s.DeadLetter.Topic},
+		}},
 		{name: "memory", kind: kindSection, sub: []field{
 			{name: "limit", kind: kindMemory, example: "2GiB", size: &s.Memory.Limit},
 		}},
@@ -1100,6 +1103,10 @@ func inspectBrokers(ctx context.Context, s JobSpec, timeout time.Duration) (Brok
 	}
 	if s.Sink.ProgressTopic != "" {
 		r.ProgressPartitions = count(s.Sink.ProgressTopic)
+	}
+	if s.BadRecords == BadRecordsDeadLetter && s.DeadLetter.Topic != "" && count(s.DeadLetter.Topic) == 0 {
+		return none, specErr("dead_letter.topic", "topic %q does not exist on %s; create it (e.g. kafka-topics.sh --create --topic %s) or fix dead_letter.topic",
+			s.DeadLetter.Topic, s.Brokers, s.DeadLetter.Topic)
 	}
 	return r, nil
 }

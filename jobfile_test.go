@@ -269,6 +269,7 @@ func TestJobFileExample(t *testing.T) {
 		"window.gap":               `(?m)^\s*#\s*gap: 30s`,
 		"memory.limit":             `(?m)^\s*#\s*limit: 2GiB`,
 		"http.addr":                `(?m)^\s*#\s*addr: 127.0.0.1:8081`,
+		"dead_letter.topic":        `(?m)^\s*#\s*topic: clicks-dead-letter`,
 	}
 	for _, k := range jobFileKeys() {
 		if re, ok := commented[k]; ok {

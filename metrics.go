@@ -37,6 +37,7 @@ type jobDescs struct {
 	txCommitted, txAborted, txReplayed                                metricDesc
 	restarts, lastFailure, uptime, running                            metricDesc
 	late, bad, offsetCommits, offsetCommitFailures, discovered        metricDesc
+	deadLettered                                                      metricDesc
 }
 
 func (c *collector) d() *jobDescs { return c.descs }
@@ -77,6 +78,7 @@ func newJobDescs(l prometheus.Labels) *jobDescs {
 		running:              newDesc("weir_job_running", "1 while the job runs (restarts included), 0 otherwise.", gauge, l),
 		late:                 newDesc("weir_records_late_dropped_total", "Records dropped because their window had fired.", counter, l),
 		bad:                  newDesc("weir_records_bad_total", "Records a source could not read.", counter, l),
+		deadLettered:         newDesc("weir_records_dead_lettered_total", "Bad records sent to the dead-letter topic (counted in weir_records_bad_total too).", counter, l),
 		offsetCommits:        newDesc("weir_source_offset_commits_total", "Source offset commits to the consumer group that succeeded.", counter, l),
 		offsetCommitFailures: newDesc("weir_source_offset_commit_failures_total", "Source offset commits to the consumer group that failed (never fails the job).", counter, l),
 		discovered:           newDesc("weir_source_partitions_discovered_total", "Source partitions assigned after the start (partition discovery).", counter, l),
@@ -90,7 +92,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		d.queue, d.queueCap, d.blocked, d.watermark, d.partOffset, d.partEnd, d.partLag,
 		d.ckCompleted, d.ckFailed, d.ckAborted, d.ckLastID, d.ckLastTime, d.ckLastAge,
 		d.txCommitted, d.txAborted, d.txReplayed, d.restarts, d.lastFailure, d.uptime, d.running,
-		d.late, d.bad, d.offsetCommits, d.offsetCommitFailures, d.discovered} {
+		d.late, d.bad, d.deadLettered, d.offsetCommits, d.offsetCommitFailures, d.discovered} {
 		ch <- m.d
 	}
 	c.o.ckDuration.Describe(ch)
@@ -172,6 +174,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	emit(d.late, float64(m.LateDropped.Load()))
 	emit(d.bad, float64(m.BadRecords.Load()))
+	emit(d.deadLettered, float64(m.DeadLettered.Load()))
 	emit(d.offsetCommits, float64(m.OffsetCommits.Load()))
 	emit(d.offsetCommitFailures, float64(m.OffsetCommitFailures.Load()))
 	emit(d.discovered, float64(m.PartitionsDiscovered.Load()))

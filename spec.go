@@ -78,6 +78,9 @@ type JobSpec struct {
 	// Window.MaxFuture ahead of the processing clock (job file:
 	// bad_records). Default fail.
 	BadRecords BadRecordPolicy
+	// DeadLetter is where BadRecordsDeadLetter sends bad records (job
+	// file: dead_letter).
+	DeadLetter DeadLetterSpec
 
 	// Restart says how the job restarts after a failure, from the latest
 	// complete checkpoint (job file: restart). Default: exponential-delay
@@ -397,7 +400,22 @@ const (
 	// BadRecordsFail stops the job with an error naming the topic,
 	// partition and offset of the record.
 	BadRecordsFail BadRecordPolicy = "fail"
+	// BadRecordsDeadLetter writes the record to DeadLetter.Topic, with its
+	// key and value and headers naming its source topic, partition, offset
+	// and what is wrong with it (see weir.DeadLetter), counts it
+	// (Stats().BadRecords, Stats().DeadLettered), and goes on. With
+	// exactly-once delivery the dead letters are written in the same Kafka
+	// transactions as the results of their epoch: each exactly once.
+	BadRecordsDeadLetter BadRecordPolicy = "dead-letter"
 )
+
+// DeadLetterSpec configures the dead-letter topic (job file: dead_letter).
+type DeadLetterSpec struct {
+	// Topic receives the records the job cannot read (job file:
+	// dead_letter.topic). It must exist and differ from the source, sink
+	// and progress topics.
+	Topic string
+}
 
 // CheckpointSpec configures checkpoints (job file: checkpoint).
 type CheckpointSpec struct {
@@ -592,8 +610,15 @@ func (s JobSpec) Validate() error {
 	}
 	switch s.BadRecords {
 	case BadRecordsFail:
+		if s.DeadLetter.Topic != "" {
+			return specErr("dead_letter.topic", "is set but bad_records is fail; set bad_records: dead-letter to use it, or remove dead_letter")
+		}
+	case BadRecordsDeadLetter:
+		if err := s.validateDeadLetter(); err != nil {
+			return err
+		}
 	default:
-		return specErr("bad_records", "%q is not a policy; use fail", s.BadRecords)
+		return specErr("bad_records", "%q is not a policy; use fail or dead-letter", s.BadRecords)
 	}
 	if s.Parallelism < 1 || s.Parallelism > MaxParallelism {
 		return specErr("parallelism", "must be between 1 and %d, got %d", MaxParallelism, s.Parallelism)
@@ -674,6 +699,23 @@ func (s JobSpec) validateIO() error {
 	}
 	if s.Sink.Topic == s.Source.Topic {
 		return specErr("sink.topic", "is the same topic as source.topic (%q); write results to another topic", s.Sink.Topic)
+	}
+	return nil
+}
+
+// validateDeadLetter checks dead_letter with bad_records: dead-letter.
+func (s JobSpec) validateDeadLetter() error {
+	t := s.DeadLetter.Topic
+	if t == "" {
+		return specErr("dead_letter.topic", "required with bad_records: dead-letter: name an existing topic for the records the job cannot read")
+	}
+	if err := validTopic("dead_letter.topic", t); err != nil {
+		return err
+	}
+	for _, o := range []struct{ key, topic string }{{"source.topic", s.Source.Topic}, {"sink.topic", s.Sink.Topic}, {"sink.progress_topic", s.Sink.ProgressTopic}} {
+		if t == o.topic {
+			return specErr("dead_letter.topic", "%q is also %s; dead letters need a topic of their own", t, o.key)
+		}
 	}
 	return nil
 }

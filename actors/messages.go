@@ -6,12 +6,17 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/weirstream/weir/snapshot"
+	"github.com/weirstream/weir/txsink"
 )
 
 // RawRecord is a record as a sink writes it: its key (nil for none) and
 // value. Batches to a sink carry []RawRecord.
 type RawRecord struct {
 	Key, Value []byte
+	// Topic, when set, is where the sink writes the record instead of its
+	// topic (a dead letter), with Headers.
+	Topic   string
+	Headers []txsink.Header
 }
 
 // Batch carries records from one sender to one receiver. In is the index of

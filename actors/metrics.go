@@ -12,7 +12,10 @@ type Metrics struct {
 	ResultsOut  atomic.Int64 // results acknowledged by Kafka
 	LateDropped atomic.Int64 // records that arrived after their window fired
 	BadRecords  atomic.Int64 // records that could not be read
-	Restarts    atomic.Int64 // job restarts
+	// DeadLettered counts the bad records sent to a dead-letter topic
+	// (counted in BadRecords too).
+	DeadLettered atomic.Int64
+	Restarts     atomic.Int64 // job restarts
 
 	// OffsetCommits counts the source offset commits to the consumer group
 	// that succeeded, OffsetCommitFailures those that failed (a failed

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +23,12 @@ import (
 
 // SinkConfig configures one Kafka sink subtask.
 type SinkConfig struct {
-	Task       string
-	Index      int
+	Task  string
+	Index int
+	// Inputs are the senders: input 0 the results, inputs 1.. the sources
+	// whose dead letters this sink writes. With more than one, barriers
+	// are aligned (exactly-once: an input's records after barrier N wait
+	// until barrier N arrived on every input).
 	Inputs     int
 	Brokers    string
 	Topic      string
@@ -44,6 +49,16 @@ type SinkConfig struct {
 	// txsink.DefaultMaxPendingBytes). It must leave room under the cap of
 	// a task's operator state (snapshot.MaxOpStateBytes), which holds them.
 	MaxPendingBytes int64
+	// AllowReplayCommitted lets an exactly-once sink start from a
+	// checkpoint older than the newest epoch its progress markers show
+	// committed (or fresh over markers of an earlier run), writing those
+	// epochs' results again; without it Recover refuses with a
+	// *txsink.ReplayCommittedError (crash-matrix row 9).
+	AllowReplayCommitted bool
+	// DeadLetterTopics are the topics the dead letters sent to this sink
+	// go to (RawRecord.Topic); they must exist (checked at start). With
+	// exactly-once delivery they are written in the epochs' transactions.
+	DeadLetterTopics []string
 	// Failpoint, when set, is called at the named protocol steps (tests
 	// arm it to crash the process there).
 	Failpoint func(name string)
@@ -84,6 +99,15 @@ type Sink struct {
 	deliveryErr atomic.Pointer[error]
 	// txSeen are the transaction counts of tx already added to Stats.
 	txSeen txsink.Counts
+	// Barrier alignment over several inputs: the inputs that delivered
+	// barrier aligning (or ended), and the messages of blocked inputs held
+	// until it is complete (exactly-once only).
+	arrivals  map[uint64]map[int]bool // barrier -> inputs it arrived on
+	alignedTo uint64                  // the newest barrier acted on
+	aligning  uint64                  // exactly-once: the barrier whose inputs are held
+	arrived   map[int]bool            // its arrivals
+	inEnded   map[int]bool
+	held      []any
 }
 
 // NewSink returns the producer of a sink actor.
@@ -111,67 +135,25 @@ func (s *Sink) Receive(ctx actor.Context) {
 		}
 		ctx.Send(ctx.Parent(), &SinkReady{Task: s.cfg.Task})
 	case *Batch:
-		if s.failed {
+		if s.hold(m.In, m) {
 			return
 		}
-		// Records come encoded by the operator before the sink.
-		raw, ok := m.Data.([]RawRecord)
-		if !ok {
-			s.fail(ctx, fmt.Errorf("sink %s: got a batch of %T, not encoded records", s.cfg.Task, m.Data))
-			return
-		}
-		var err error
-		if s.tx != nil {
-			err = s.writeTxRaw(raw)
-		} else {
-			err = s.writeRaw(raw)
-		}
-		if err != nil {
-			s.fail(ctx, err)
-			return
-		}
-		s.count(raw)
-		ctx.Send(m.From, &Credit{Out: m.Out, N: 1})
+		s.batch(ctx, m)
 	case *EndOfInput:
-		s.ended++
-		if s.ended == s.cfg.Inputs && !s.failed {
-			if s.tx != nil {
-				// The last epoch is committed by the next checkpoint (the
-				// supervisor keeps triggering them): finished tasks ack
-				// with their final state.
-				s.allEnded = true
-				s.prepareFinal(ctx)
-				return
-			}
-			if err := s.flush(); err != nil {
-				s.fail(ctx, err)
-				return
-			}
-			ctx.Send(ctx.Parent(), &Finished{Task: s.cfg.Task})
+		if s.hold(m.In, m) {
+			return
 		}
+		s.endOfInput(ctx, m)
+	case *Barrier:
+		if s.hold(m.In, m) {
+			return
+		}
+		s.barrier(ctx, m)
 	case *TriggerCheckpoint:
 		if m.ID > s.triggered {
 			s.triggered = m.ID
 		}
 		s.prepareFinal(ctx)
-	case *Barrier:
-		if m.ID > s.triggered {
-			s.triggered = m.ID
-		}
-		if s.failed || !s.cfg.Checkpoint.Enabled() {
-			return
-		}
-		if s.tx != nil {
-			s.preCommit(ctx, m.ID)
-			return
-		}
-		// At least once: everything before the barrier must be in Kafka
-		// before this task acks the checkpoint.
-		if err := s.flush(); err != nil {
-			ctx.Send(ctx.Parent(), &CheckpointDecline{Task: s.cfg.Task, ID: m.ID, Reason: err.Error()})
-			return
-		}
-		s.cfg.Checkpoint.snapshot(ctx, s.cfg.Task, m.ID, nil, []byte("{}"))
 	case *CheckpointComplete:
 		if s.tx == nil || s.failed {
 			return
@@ -233,6 +215,177 @@ func (s *Sink) Receive(ctx actor.Context) {
 	}
 }
 
+// batch writes a batch of records (the results or dead letters).
+func (s *Sink) batch(ctx actor.Context, m *Batch) {
+	if s.failed {
+		return
+	}
+	// Records come encoded by the operator before the sink.
+	raw, ok := m.Data.([]RawRecord)
+	if !ok {
+		s.fail(ctx, fmt.Errorf("sink %s: got a batch of %T, not encoded records", s.cfg.Task, m.Data))
+		return
+	}
+	var err error
+	if s.tx != nil {
+		err = s.writeTxRaw(raw)
+	} else {
+		err = s.writeRaw(raw)
+	}
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	s.count(raw)
+	ctx.Send(m.From, &Credit{Out: m.Out, N: 1})
+}
+
+// endOfInput counts an input that ended.
+func (s *Sink) endOfInput(ctx actor.Context, m *EndOfInput) {
+	if s.cfg.Inputs > 1 {
+		if s.inEnded == nil {
+			s.inEnded = map[int]bool{}
+		}
+		s.inEnded[m.In] = true
+		// A barrier that waited only for this input is complete now.
+		var ids []uint64
+		for id := range s.arrivals {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			if id > s.alignedTo && s.complete(id) {
+				s.onBarrier(ctx, &Barrier{In: m.In, ID: id})
+				defer s.release(ctx)
+			}
+		}
+	}
+	s.ended++
+	if s.ended == s.cfg.Inputs && !s.failed {
+		if s.tx != nil {
+			// The last epoch is committed by the next checkpoint (the
+			// supervisor keeps triggering them): finished tasks ack
+			// with their final state.
+			s.allEnded = true
+			s.prepareFinal(ctx)
+			return
+		}
+		if err := s.flush(); err != nil {
+			s.fail(ctx, err)
+			return
+		}
+		ctx.Send(ctx.Parent(), &Finished{Task: s.cfg.Task})
+	}
+}
+
+// barrier handles barrier m once it arrived on every input that has not
+// ended (at once with one input).
+func (s *Sink) barrier(ctx actor.Context, m *Barrier) {
+	if s.cfg.Inputs > 1 {
+		if !s.aligned(m) {
+			return
+		}
+		defer s.release(ctx)
+	}
+	s.onBarrier(ctx, m)
+}
+
+// onBarrier ends epoch m.ID: pre-commit (exactly-once) or flush, and the
+// snapshot.
+func (s *Sink) onBarrier(ctx actor.Context, m *Barrier) {
+	if m.ID > s.triggered {
+		s.triggered = m.ID
+	}
+	if s.failed || !s.cfg.Checkpoint.Enabled() {
+		return
+	}
+	if s.tx != nil {
+		s.preCommit(ctx, m.ID)
+		return
+	}
+	// At least once: everything before the barrier must be in Kafka
+	// before this task acks the checkpoint.
+	if err := s.flush(); err != nil {
+		ctx.Send(ctx.Parent(), &CheckpointDecline{Task: s.cfg.Task, ID: m.ID, Reason: err.Error()})
+		return
+	}
+	s.cfg.Checkpoint.snapshot(ctx, s.cfg.Task, m.ID, nil, []byte("{}"))
+}
+
+// hold reports whether a message of input in must wait for the barrier
+// being aligned (exactly-once, several inputs), and holds it then.
+func (s *Sink) hold(in int, m any) bool {
+	if s.aligning == 0 || !s.arrived[in] {
+		return false
+	}
+	s.held = append(s.held, m)
+	return true
+}
+
+// aligned notes barrier m of one of several inputs and reports whether it
+// has now arrived on every input that has not ended. With exactly-once
+// checkpoints the inputs it arrived on are held meanwhile (one barrier is
+// aligned at a time); at least once nothing is held, the arrivals of each
+// barrier are counted, and a barrier older than one acted on is dropped.
+func (s *Sink) aligned(m *Barrier) bool {
+	if m.ID <= s.alignedTo {
+		return false
+	}
+	if s.arrivals == nil {
+		s.arrivals = map[uint64]map[int]bool{}
+	}
+	if s.arrivals[m.ID] == nil {
+		s.arrivals[m.ID] = map[int]bool{}
+	}
+	s.arrivals[m.ID][m.In] = true
+	if s.cfg.Checkpoint.Enabled() && s.cfg.Checkpoint.ExactlyOnce {
+		s.aligning, s.arrived = m.ID, s.arrivals[m.ID]
+	}
+	return s.complete(m.ID)
+}
+
+// complete reports whether barrier id arrived on every input not ended,
+// and then forgets it and every older one.
+func (s *Sink) complete(id uint64) bool {
+	got := s.arrivals[id]
+	for in := range s.cfg.Inputs {
+		if !got[in] && !s.inEnded[in] {
+			return false
+		}
+	}
+	for old := range s.arrivals {
+		if old <= id {
+			delete(s.arrivals, old)
+		}
+	}
+	s.alignedTo = id
+	s.aligning, s.arrived = 0, nil
+	return true
+}
+
+// release handles the messages held while a barrier was aligned, in order
+// (one of them may start the next alignment and be held again).
+func (s *Sink) release(ctx actor.Context) {
+	held := s.held
+	s.held = nil
+	for _, m := range held {
+		switch m := m.(type) {
+		case *Batch:
+			if !s.hold(m.In, m) {
+				s.batch(ctx, m)
+			}
+		case *EndOfInput:
+			if !s.hold(m.In, m) {
+				s.endOfInput(ctx, m)
+			}
+		case *Barrier:
+			if !s.hold(m.In, m) {
+				s.barrier(ctx, m)
+			}
+		}
+	}
+}
+
 func (s *Sink) fail(ctx actor.Context, err error) {
 	if s.failed {
 		return
@@ -270,12 +423,14 @@ func (s *Sink) startTx() error {
 		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
 	}
 	txc := txsink.Config{Owner: txsink.Owner(s.cfg.Transactional.Job, s.cfg.Transactional.Sink, s.cfg.Index),
-		OpTimeout: s.cfg.OpTimeout, MaxPendingBytes: s.cfg.MaxPendingBytes, MaxStateBytes: snapshot.MaxOpStateBytes}
+		OpTimeout: s.cfg.OpTimeout, MaxPendingBytes: s.cfg.MaxPendingBytes, MaxStateBytes: snapshot.MaxOpStateBytes,
+		Routed: len(s.cfg.DeadLetterTopics) > 0}
 	if cp := s.cfg.Checkpoint; cp.Enabled() {
 		txc.FenceIDs = cp.FenceIDs
 		// Each epoch's records wait for their commit in a spill file
 		// under checkpoint.dir, not on the heap and in the checkpoint.
 		txc.SpillFS, txc.SpillDir = cp.FS, filepath.Join(cp.Root, SpillDir)
+		txc.CheckCommitted, txc.Restored = !s.cfg.AllowReplayCommitted, cp.RestoredFrom
 	}
 	tx, err := txsink.New(k, txc)
 	if err != nil {
@@ -348,7 +503,13 @@ func (s *Sink) writeTxRecords(out []txsink.Record) error {
 		}
 		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
 	}
-	s.cfg.Metrics.ResultsOut.Add(int64(len(out)))
+	n := 0
+	for i := range out {
+		if out[i].Topic == "" {
+			n++ // dead letters are not results
+		}
+	}
+	s.cfg.Metrics.ResultsOut.Add(int64(n))
 	return nil
 }
 
@@ -357,7 +518,7 @@ func (s *Sink) writeTxRecords(out []txsink.Record) error {
 func (s *Sink) writeTxRaw(recs []RawRecord) error {
 	out := make([]txsink.Record, len(recs))
 	for i, r := range recs {
-		out[i] = txsink.Record{Key: r.Key, Value: r.Value}
+		out[i] = txsink.Record{Key: r.Key, Value: r.Value, Topic: r.Topic, Headers: r.Headers}
 	}
 	return s.writeTxRecords(out)
 }
@@ -387,6 +548,10 @@ func (s *Sink) start(ctx actor.Context) error {
 	if err != nil {
 		return fmt.Errorf("sink %s: create producer: %w", s.cfg.Task, err)
 	}
+	if err := checkTopics(p, s.cfg.DeadLetterTopics, s.cfg.FlushTimeout); err != nil {
+		p.Close()
+		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
+	}
 	s.prod = p
 	if s.out, err = rdk.AttachTopic(p, s.cfg.Topic); err != nil {
 		s.cfg.Log.Warn("sink: producing records one at a time through the client (the batch writer cannot attach)", "task", s.cfg.Task, "err", err)
@@ -395,7 +560,7 @@ func (s *Sink) start(ctx actor.Context) error {
 		s.cfg.Done.Add(1)
 	}
 	root, self := ctx.ActorSystem().Root, ctx.Self()
-	metrics, task, derr := s.cfg.Metrics, s.cfg.Task, &s.deliveryErr
+	metrics, task, derr, topic := s.cfg.Metrics, s.cfg.Task, &s.deliveryErr, s.cfg.Topic
 	go func() {
 		reported := false
 		for ev := range p.Events() {
@@ -410,7 +575,9 @@ func (s *Sink) start(ctx actor.Context) error {
 					}
 					continue
 				}
-				metrics.ResultsOut.Add(1)
+				if e.TopicPartition.Topic == nil || *e.TopicPartition.Topic == topic {
+					metrics.ResultsOut.Add(1) // dead letters are not results
+				}
 			case kafka.Error:
 				if e.IsFatal() && !reported {
 					reported = true
@@ -422,15 +589,56 @@ func (s *Sink) start(ctx actor.Context) error {
 	return nil
 }
 
+// checkTopics checks that the dead-letter topics exist (with all topics'
+// metadata: a request naming one could create it).
+func checkTopics(p *kafka.Producer, topics []string, timeout time.Duration) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	md, err := p.GetMetadata(nil, true, int(timeout.Milliseconds()))
+	if err != nil {
+		return fmt.Errorf("metadata for the dead-letter topics: %w", err)
+	}
+	for _, t := range topics {
+		if tm, ok := md.Topics[t]; !ok || len(tm.Partitions) == 0 {
+			return fmt.Errorf("dead-letter topic %q does not exist; create it or name another", t)
+		}
+	}
+	return nil
+}
+
 // queueFullWaitMs is how long the sink waits for room when the producer's
 // queue is full before it tries again.
 const queueFullWaitMs = 2
 
-// writeRaw produces records.
+// writeRaw produces records: dead letters (a Topic) one by one, the
+// others many per cgo crossing.
 func (s *Sink) writeRaw(recs []RawRecord) error {
+	for len(recs) > 0 {
+		i := 0
+		for i < len(recs) && recs[i].Topic == "" && len(recs[i].Headers) == 0 {
+			i++
+		}
+		if i == 0 {
+			if err := s.produceTo(recs[0]); err != nil {
+				return err
+			}
+			recs = recs[1:]
+			continue
+		}
+		if err := s.writePlain(recs[:i]); err != nil {
+			return err
+		}
+		recs = recs[i:]
+	}
+	return nil
+}
+
+// writePlain produces records to the sink's topic.
+func (s *Sink) writePlain(recs []RawRecord) error {
 	if s.out == nil {
 		for _, r := range recs {
-			if err := s.produce(r.Key, r.Value); err != nil {
+			if err := s.produceTo(r); err != nil {
 				return err
 			}
 		}
@@ -454,14 +662,21 @@ func (s *Sink) writeRaw(recs []RawRecord) error {
 	return nil
 }
 
-// produce hands one record to the producer, waiting (bounded by
-// FlushTimeout) while its queue is full.
-func (s *Sink) produce(key, value []byte) error {
-	topic := s.cfg.Topic
+// produceTo hands one record to the producer, to its Topic (the sink's
+// when empty) with its headers, waiting (bounded by FlushTimeout) while
+// its queue is full.
+func (s *Sink) produceTo(r RawRecord) error {
+	topic := r.Topic
+	if topic == "" {
+		topic = s.cfg.Topic
+	}
 	msg := &kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
-		Key:            key,
-		Value:          value,
+		Key:            r.Key,
+		Value:          r.Value,
+	}
+	for _, h := range r.Headers {
+		msg.Headers = append(msg.Headers, kafka.Header{Key: h.Key, Value: h.Value})
 	}
 	deadline := time.Now().Add(s.cfg.FlushTimeout)
 	for {

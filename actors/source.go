@@ -68,6 +68,13 @@ type SourceConfig struct {
 	// BadRecordHint says how to fix a record NewDecoder cannot decode (in
 	// the error that stops the job).
 	BadRecordHint string
+	// DeadLetterTopic, when set, makes a record the source cannot take (it
+	// does not decode, or its event time is beyond MaxFuture) a dead
+	// letter instead of an error that stops the job: a RawRecord with its
+	// key and value, Topic DeadLetterTopic and the Header* headers, sent to
+	// Targets[DeadLetterTarget] (a sink) in the epoch it was read in.
+	DeadLetterTopic  string
+	DeadLetterTarget int
 	// EventTime makes a decoding source track event time per partition and
 	// emit watermarks (bounded by OutOfOrderness, IdleTimeout).
 	EventTime bool
@@ -155,7 +162,8 @@ type Decoder interface {
 type polled struct {
 	data  any // decoded records (NewDecoder)
 	n     int
-	bytes int64 // keys and values read
+	dead  []RawRecord // dead letters (DeadLetterTopic)
+	bytes int64       // keys and values read
 	parts []partProgress
 	added []partProgress // partitions discovered and assigned, with their start
 	done  bool
@@ -413,6 +421,9 @@ func (s *Source) handle(ctx actor.Context, p *polled) {
 	default:
 		s.out.EmitData(ctx, 0, p.data, p.n)
 		s.cfg.Metrics.RecordsIn.Add(int64(p.n))
+	}
+	if len(p.dead) > 0 {
+		s.out.EmitData(ctx, s.cfg.DeadLetterTarget, p.dead, len(p.dead))
 	}
 	if p.n > 0 {
 		st := s.cfg.Stats

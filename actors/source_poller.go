@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/weirstream/weir/internal/rdk"
 	"github.com/weirstream/weir/operator"
+	"github.com/weirstream/weir/txsink"
 )
 
 // poller owns the consumer: it polls in its own goroutine (librdkafka's
@@ -413,15 +415,29 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 					kts = e.Timestamp
 				}
 				ts, err := p.dec.Decode(e.Key, e.Value, kts, part, off)
+				var bad error
 				switch {
+				case err != nil && p.cfg.DeadLetterTopic != "":
+					bad = err
 				case err != nil:
 					hint := p.cfg.BadRecordHint
 					if hint == "" {
 						hint = "a record that cannot be decoded stops the job; fix the producer or the source's format"
 					}
-					return nil, p.badRecord(part, off, fmt.Errorf("%w (%s)", err, hint))
+					bad = fmt.Errorf("%w (%s)", err, hint)
 				case ts > limit:
-					return nil, p.badRecord(part, off, p.aheadError(ts, now))
+					bad = p.aheadError(ts, now)
+				}
+				if bad != nil {
+					if err := p.badRecord(part, off, bad); err != nil {
+						return nil, err
+					}
+					b.dead = append(b.dead, p.deadLetter(e, bad))
+					decoded++
+					pp := progress(part)
+					pp.next = off + 1
+					next[part] = off + 1
+					continue
 				}
 				p.dec.Keep()
 				decoded++
@@ -473,13 +489,38 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 
 // badRecord applies the bad-record policy to a record the source cannot
 // take, why saying what is wrong with it and how to fix it: the one place
-// that decides. The record is counted; with the only policy, fail, the
-// error returned stops the job with one line naming the record (a
-// dead-letter policy would route the record here and return nil: the
+// that decides. The record is counted; with policy fail the error returned
+// stops the job with one line naming the record; with a dead-letter topic
+// it returns nil and the caller makes the record a dead letter (the
 // decoder has not kept it).
 func (p *poller) badRecord(part int32, off int64, why error) error {
 	p.cfg.Metrics.BadRecords.Add(1)
+	if p.cfg.DeadLetterTopic != "" {
+		p.cfg.Metrics.DeadLettered.Add(1)
+		return nil
+	}
 	return fmt.Errorf("source %s: bad record at %s/%d offset %d: %w", p.cfg.Task, p.cfg.Topic, part, off, why)
+}
+
+// The headers of a dead letter: where the record was read and why it
+// could not be.
+const (
+	HeaderSourceTopic     = "weir.source.topic"
+	HeaderSourcePartition = "weir.source.partition"
+	HeaderSourceOffset    = "weir.source.offset"
+	HeaderError           = "weir.error"
+)
+
+// deadLetter makes the record of e a dead letter: its key and value (they
+// alias the poll's buffer, which is never reused) for DeadLetterTopic,
+// with headers naming where it was read and why.
+func (p *poller) deadLetter(e *rdk.Entry, why error) RawRecord {
+	return RawRecord{Key: e.Key, Value: e.Value, Topic: p.cfg.DeadLetterTopic, Headers: []txsink.Header{
+		{Key: HeaderSourceTopic, Value: []byte(p.cfg.Topic)},
+		{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(e.Partition), 10)},
+		{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, e.Offset, 10)},
+		{Key: HeaderError, Value: []byte(why.Error())},
+	}}
 }
 
 // aheadError says that event time ts is beyond MaxFuture ahead of now.

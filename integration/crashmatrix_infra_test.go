@@ -664,7 +664,10 @@ func TestInfraDiskFull(t *testing.T) {
 //     not which results) cannot tell the re-emitted windows from the
 //     committed ones: they appear twice. What must hold: nothing missing,
 //     every value right, and a duplicate only for a window run 1 had
-//     committed. The test logs how many.
+//     committed. The test logs how many. Since that would emit committed
+//     results again, run 2 is refused (row 9's limit: one line naming the
+//     checkpoint and the committed epoch) and run 3 is allowed with
+//     WithAllowReplayCommitted.
 func TestInfraCorruptCheckpoint(t *testing.T) {
 	for _, tc := range []struct{ name, failpoint, damage string }{
 		{"uncommitted", "after-complete-before-commit", "bit-flip-metadata"},
@@ -778,8 +781,31 @@ func TestInfraCorruptCheckpoint(t *testing.T) {
 			w := &syncLog{}
 			run2 := infraStart(t, ctx, spec, nil, weir.WithLogger(slog.New(slog.NewTextHandler(w, nil))))
 			run2.job.Drain()
-			if err := run2.waitRun(t); err != nil {
+			err = run2.waitRun(t)
+			var rc *txsink.ReplayCommittedError
+			if errors.As(err, &rc) {
+				// Row 9's limit: restoring a checkpoint older than an epoch
+				// committed is refused, naming both, unless allowed.
+				msg := err.Error()
+				if tc.failpoint != "after-commit" || rc.Committed != committedTo || rc.Checkpoint >= last || strings.ContainsAny(msg, "\r\n") ||
+					!strings.Contains(msg, fmt.Sprintf("checkpoint %d is older than epoch %d", rc.Checkpoint, committedTo)) ||
+					!strings.Contains(msg, "--allow-replay-committed") {
+					t.Fatalf("run 2 refused with %q: want (after-commit only) one line naming the checkpoint restored, epoch %d and --allow-replay-committed", msg, committedTo)
+				}
+				if st := run2.job.Stats(); st.RecordsIn != 0 || st.ResultsOut != 0 {
+					t.Fatalf("the refused run read %d records and wrote %d results", st.RecordsIn, st.ResultsOut)
+				}
+				t.Logf("run 2 refused: %s; run 3 allows the replay", msg)
+				w = &syncLog{}
+				run2 = infraStart(t, ctx, spec, nil, weir.WithAllowReplayCommitted(), weir.WithLogger(slog.New(slog.NewTextHandler(w, nil))))
+				run2.job.Drain()
+				err = run2.waitRun(t)
+			}
+			if err != nil {
 				t.Fatalf("run 2: %v", err)
+			}
+			if st := run2.job.Stats(); tc.failpoint == "after-commit" && committedTo > st.RestoredFrom && rc == nil {
+				t.Fatalf("run 2 restored checkpoint %d although epoch %d is committed, without a refusal", st.RestoredFrom, committedTo)
 			}
 			st2 := run2.job.Stats()
 			t.Logf("run 2: %+v", st2)

@@ -81,6 +81,7 @@ type matrixJob struct {
 	checkpointTimeout  time.Duration // checkpoint.timeout; 0: default
 	txTimeout          time.Duration // sink.transaction_timeout; 0: default
 	restart            string        // the restart: section's keys; default strategy none
+	deadLetter         string        // bad_records: dead-letter to this topic; "": fail
 }
 
 func (j matrixJob) yaml() string {
@@ -97,6 +98,9 @@ func (j matrixJob) yaml() string {
 	b.WriteString("key_field: user\ntimestamp_field: ts\n")
 	fmt.Fprintf(&b, "window:\n  size: %v\n  out_of_orderness: 300ms\n", window)
 	b.WriteString("aggregate:\n  value_field: amount\n")
+	if j.deadLetter != "" {
+		fmt.Fprintf(&b, "bad_records: dead-letter\ndead_letter:\n  topic: %s\n", j.deadLetter)
+	}
 	fmt.Fprintf(&b, "sink:\n  topic: %s\n", j.out)
 	if j.txTimeout > 0 {
 		fmt.Fprintf(&b, "  transaction_timeout: %v\n", j.txTimeout)

@@ -21,8 +21,15 @@
 //     Config.FenceIDs the ids of subtasks that may have run since the
 //     checkpoint but are not in any state). If Recover fails, fail the job:
 //     the next attempt recovers again and never commits anything twice.
+//     With Config.CheckCommitted and Config.Restored (the checkpoint whose
+//     states these are, 0 for none), Recover refuses with a
+//     *ReplayCommittedError when the markers show an epoch newer than
+//     Restored committed (crash-matrix row 9): do not restart then, the
+//     restart would restore the same checkpoint; tell the operator.
 //  3. Write each batch of records (the sink keeps the slices; do not reuse
-//     them).
+//     them). With Config.Routed a record may name another topic and carry
+//     headers (Record.Topic, Record.Headers: a dead-letter topic) and is
+//     written in the same transaction; its state and spill file keep them.
 //  4. At barrier N, call PreCommit(N) and save the returned bytes as the
 //     sink's operator state in checkpoint N before acking it. Checkpoint
 //     ids must increase across restarts and never be reused.

@@ -60,3 +60,39 @@ func (e *PendingFullError) Error() string {
 }
 
 func (e *PendingFullError) Unwrap() error { return ErrPendingFull }
+
+// ErrReplayCommitted: Recover found an epoch committed that is newer than
+// the checkpoint restored (see ReplayCommittedError).
+var ErrReplayCommitted = errors.New("txsink: the restored checkpoint is older than what is committed")
+
+// ReplayCommittedError is returned by Recover with Config.CheckCommitted
+// when the progress markers show an epoch committed after the checkpoint
+// being restored (crash-matrix row 9: an older checkpoint restored, or a
+// fresh start over markers of an earlier run): the records of the epochs
+// after Checkpoint are committed already, and the job would write them
+// again. It wraps ErrReplayCommitted.
+type ReplayCommittedError struct {
+	Owner      string
+	Checkpoint uint64 // the checkpoint restored, 0 for none (a fresh start)
+	Committed  uint64 // the newest epoch of Owner committed
+	Progress   string // where the markers are (the progress topic), "" if unknown
+}
+
+func (e *ReplayCommittedError) Error() string {
+	where := "the sink"
+	if e.Progress != "" {
+		where = fmt.Sprintf("the sink (progress topic %s, owner %s)", e.Progress, e.Owner)
+	} else {
+		where = fmt.Sprintf("the sink (owner %s)", e.Owner)
+	}
+	if e.Checkpoint == 0 {
+		return fmt.Sprintf("no checkpoint is restored (a fresh start) but epoch %d is already committed to %s by an earlier run of the job: "+
+			"starting over would emit committed results again; restore checkpoint %d or newer (--from-savepoint), or pass --allow-replay-committed to accept duplicates",
+			e.Committed, where, e.Committed)
+	}
+	return fmt.Sprintf("checkpoint %d is older than epoch %d already committed to %s: restoring it would emit committed results again; "+
+		"restore checkpoint %d or newer, or pass --allow-replay-committed to accept duplicates",
+		e.Checkpoint, e.Committed, where, e.Committed)
+}
+
+func (e *ReplayCommittedError) Unwrap() error { return ErrReplayCommitted }

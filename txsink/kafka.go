@@ -24,6 +24,9 @@ type KafkaConfig struct {
 	Brokers string
 	// Topic receives the records. Required; it must exist.
 	Topic string
+	// DeadLetterTopics must exist like Topic: the dead-letter topics that
+	// records name in Record.Topic (checked at start).
+	DeadLetterTopics []string
 	// ProgressTopic receives the progress markers (key: owner, value:
 	// epoch in decimal). Required; it must exist and should be compacted
 	// (see CreateProgressTopic).
@@ -169,7 +172,9 @@ func NewKafka(ctx context.Context, cfg KafkaConfig) (*Kafka, error) {
 	if err != nil {
 		return nil, fmt.Errorf("txsink: kafka: metadata: %w", err)
 	}
-	for _, t := range []string{cfg.Topic, cfg.ProgressTopic} {
+	topics := []string{cfg.Topic, cfg.ProgressTopic}
+	topics = append(topics, cfg.DeadLetterTopics...)
+	for _, t := range topics {
 		tm, ok := md.Topics[t]
 		switch {
 		case !ok || len(tm.Partitions) == 0 && tm.Error.Code() == kafka.ErrNoError:
@@ -241,6 +246,9 @@ func (k *Kafka) brokerMaxTimeout(ctx context.Context, a *kafka.AdminClient, id i
 
 // TransactionTimeout returns the transaction.timeout.ms in use.
 func (k *Kafka) TransactionTimeout() time.Duration { return k.tt }
+
+// ProgressName returns the progress topic (for errors).
+func (k *Kafka) ProgressName() string { return k.cfg.ProgressTopic }
 
 // IDs implements Backend.
 func (k *Kafka) IDs() []string { return append([]string(nil), k.ids...) }
@@ -543,7 +551,34 @@ func (k *Kafka) Committed(ctx context.Context, owners []string) (map[string]uint
 }
 
 // listEnds returns the end offset of every partition at isolation.
+// A partition whose leader is not known yet (a progress topic created a
+// moment ago) is asked again until ctx ends.
 func (k *Kafka) listEnds(ctx context.Context, a *kafka.AdminClient, parts []kafka.PartitionMetadata, iso kafka.IsolationLevel) (map[int32]int64, error) {
+	for {
+		out, err := k.listEndsOnce(ctx, a, parts, iso)
+		var ke kafka.Error
+		if err == nil || !errors.As(err, &ke) || !leaderUnknown(ke.Code()) {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (%w)", err, context.Cause(ctx))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// leaderUnknown reports whether code says a partition's leader is not
+// known (yet) to the broker asked.
+func leaderUnknown(code kafka.ErrorCode) bool {
+	switch code {
+	case kafka.ErrNotLeaderForPartition, kafka.ErrLeaderNotAvailable, kafka.ErrUnknownTopicOrPart, kafka.ErrNotCoordinator:
+		return true
+	}
+	return false
+}
+
+func (k *Kafka) listEndsOnce(ctx context.Context, a *kafka.AdminClient, parts []kafka.PartitionMetadata, iso kafka.IsolationLevel) (map[int32]int64, error) {
 	rctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout)
 	defer cancel()
 	topic := k.cfg.ProgressTopic
@@ -628,8 +663,49 @@ func (t *kafkaTxn) produce(ctx context.Context, msg *kafka.Message) error {
 // wait for room in a full queue, however fast the broker acknowledges.
 const flushPollMs = 2
 
-// Write implements Txn.
+// Write implements Txn. Records with a Topic or Headers (a dead-letter
+// topic) are produced one by one, the others many per cgo crossing.
 func (t *kafkaTxn) Write(ctx context.Context, recs []Record) error {
+	for len(recs) > 0 {
+		i := 0
+		for i < len(recs) && !recs[i].routed() {
+			i++
+		}
+		if i > 0 {
+			if err := t.writePlain(ctx, recs[:i]); err != nil {
+				return err
+			}
+			recs = recs[i:]
+			continue
+		}
+		if err := t.writeRouted(ctx, recs[0]); err != nil {
+			return err
+		}
+		recs = recs[1:]
+	}
+	return nil
+}
+
+// writeRouted produces r to its topic (the sink's when empty) with its
+// headers.
+func (t *kafkaTxn) writeRouted(ctx context.Context, r Record) error {
+	topic := r.Topic
+	if topic == "" {
+		topic = t.k.cfg.Topic
+	}
+	msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny}, Key: r.Key, Value: r.Value}
+	for _, h := range r.Headers {
+		msg.Headers = append(msg.Headers, kafka.Header{Key: h.Key, Value: h.Value})
+	}
+	if err := t.produce(ctx, msg); err != nil {
+		return fmt.Errorf("txsink: kafka: produce to %q on %s: %w", topic, t.kp.id, err)
+	}
+	return nil
+}
+
+// writePlain produces records without topic or headers to the sink's
+// topic.
+func (t *kafkaTxn) writePlain(ctx context.Context, recs []Record) error {
 	topic := t.k.cfg.Topic
 	kp := t.kp
 	if kp.out == nil && !kp.noShim {

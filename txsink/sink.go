@@ -15,9 +15,33 @@ import (
 // record's epoch is committed; the caller must not modify them after Write.
 type Record struct {
 	Key, Value []byte
+	// Topic, when set, sends the record to this topic instead of the
+	// sink's (a dead-letter topic), in the same transaction; Headers are
+	// its Kafka headers. Only a sink with Config.Routed takes them.
+	Topic   string
+	Headers []Header
 }
 
+// Header is a Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// routed reports whether r carries a topic or headers.
+func (r Record) routed() bool { return r.Topic != "" || len(r.Headers) > 0 }
+
 func (r Record) size() int { return len(r.Key) + len(r.Value) }
+
+// routeBytes is what r's topic and headers take in the routed encoding
+// (Config.Routed).
+func (r Record) routeBytes() int {
+	n := uvarintLen(uint64(len(r.Topic))) + len(r.Topic) + uvarintLen(uint64(len(r.Headers)))
+	for _, h := range r.Headers {
+		n += uvarintLen(uint64(len(h.Key))) + len(h.Key) + uvarintLen(nullableLen(h.Value)) + len(h.Value)
+	}
+	return n
+}
 
 // stateBytes is what r takes in the encoded sink state: its key and value
 // and their lengths.
@@ -113,7 +137,25 @@ type Config struct {
 	SpillDir string
 	// SpillFS is the file system of SpillDir; default vfs.Default.
 	SpillFS vfs.FS
+	// Routed lets records carry a Topic and Headers (Record), for a
+	// dead-letter topic written in the epochs' transactions: the state and
+	// the spill files then encode them (state magic WTX3; states without
+	// them still restore). Without it such a record fails Write.
+	Routed bool
+	// CheckCommitted makes Recover refuse to start (a
+	// *ReplayCommittedError) when the progress shows an epoch newer than
+	// Restored committed by Owner or by an owner of the restored states:
+	// the records after checkpoint Restored are committed already and the
+	// job would write them again (crash-matrix row 9).
+	CheckCommitted bool
+	// Restored is the checkpoint whose states Recover is given (epochs
+	// <= Restored are in it); 0 for none, a fresh start.
+	Restored uint64
 }
+
+// progressNamer is a Backend that can say where its progress markers are
+// (for errors).
+type progressNamer interface{ ProgressName() string }
 
 // epochBuf is an epoch's records and, once it has a slot, its transaction.
 type epochBuf struct {
@@ -250,7 +292,10 @@ func (s *Sink) Recover(ctx context.Context, states ...[]byte) error {
 		return s.fail(fmt.Errorf("txsink: recover %s: fence %d transactional ids: %w", s.cfg.Owner, len(fence), err))
 	}
 	var committed map[string]uint64
-	if len(pending) > 0 {
+	if s.cfg.CheckCommitted {
+		owners[s.cfg.Owner] = true
+	}
+	if len(pending) > 0 || s.cfg.CheckCommitted {
 		names := make([]string, 0, len(owners))
 		for o := range owners {
 			names = append(names, o)
@@ -262,6 +307,11 @@ func (s *Sink) Recover(ctx context.Context, states ...[]byte) error {
 		})
 		if err != nil {
 			return s.fail(fmt.Errorf("txsink: recover %s: read progress: %w", s.cfg.Owner, err))
+		}
+	}
+	if s.cfg.CheckCommitted {
+		if err := s.checkCommitted(committed); err != nil {
+			return s.fail(err)
 		}
 	}
 	slices.SortFunc(pending, func(a, b PendingEpoch) int {
@@ -316,6 +366,26 @@ func (s *Sink) Recover(ctx context.Context, states ...[]byte) error {
 	return nil
 }
 
+// checkCommitted refuses a restore of checkpoint Restored when an owner
+// committed a newer epoch.
+func (s *Sink) checkCommitted(committed map[string]uint64) error {
+	owners := make([]string, 0, len(committed))
+	for o := range committed {
+		owners = append(owners, o)
+	}
+	slices.Sort(owners)
+	for _, o := range owners {
+		if e := committed[o]; e > s.cfg.Restored {
+			re := &ReplayCommittedError{Owner: o, Checkpoint: s.cfg.Restored, Committed: e}
+			if n, ok := s.b.(progressNamer); ok {
+				re.Progress = n.ProgressName()
+			}
+			return re
+		}
+	}
+	return nil
+}
+
 // removeOwnSpills deletes the spill files of this owner: those of the
 // previous run, all committed or never pre-committed once Recover is done.
 func (s *Sink) removeOwnSpills() {
@@ -363,6 +433,11 @@ func (s *Sink) Write(ctx context.Context, recs []Record) error {
 	}
 	for _, r := range recs {
 		n += r.stateBytes()
+		if s.cfg.Routed {
+			n += int64(r.routeBytes())
+		} else if r.routed() {
+			return s.fail(fmt.Errorf("%w: write %s: a record for topic %q with %d headers, but the sink is not Routed", ErrConfig, s.cfg.Owner, r.Topic, len(r.Headers)))
+		}
 	}
 	if s.bytes+n > s.cfg.MaxPendingBytes {
 		return s.fail(&PendingFullError{Owner: s.cfg.Owner, Held: s.bytes, Open: e.bytes, Adding: n, Limit: s.cfg.MaxPendingBytes})
@@ -371,7 +446,7 @@ func (s *Sink) Write(ctx context.Context, recs []Record) error {
 		if e.spill == nil {
 			s.seq = max(s.seq+1, uint64(time.Now().UnixNano()))
 			name := fmt.Sprintf("%s%016x%s", spillPrefix(s.cfg.Owner), s.seq, spillSuffix)
-			w, err := createSpill(s.cfg.SpillFS, s.cfg.SpillDir, name)
+			w, err := createSpill(s.cfg.SpillFS, s.cfg.SpillDir, name, s.cfg.Routed)
 			if err != nil {
 				return s.fail(fmt.Errorf("txsink: write %s: %w", s.cfg.Owner, err))
 			}
@@ -453,7 +528,7 @@ func (s *Sink) State() State {
 			st.Pending = append(st.Pending, PendingEpoch{Epoch: e.epoch, Owner: s.cfg.Owner, Spill: e.ref})
 			continue
 		}
-		st.Pending = append(st.Pending, PendingEpoch{Epoch: e.epoch, Owner: s.cfg.Owner, Records: e.recs})
+		st.Pending = append(st.Pending, PendingEpoch{Epoch: e.epoch, Owner: s.cfg.Owner, Records: e.recs, Routed: s.cfg.Routed})
 	}
 	return st
 }

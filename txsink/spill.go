@@ -31,12 +31,19 @@ import (
 // the file before the state that names it is saved; a background
 // writeback (SyncTo) every spillSyncBytes keeps that sync short.
 
+// A routed spill file (Config.Routed) has after each record's value its
+// topic (a length-prefixed string, empty for the sink's topic) and its
+// headers (a count, then each key and nullable value); SpillRef.Routed
+// says which kind a file is.
+
 // SpillRef names the spill file of a pre-committed epoch.
 type SpillRef struct {
 	Name    string // file name in Config.SpillDir
 	Records uint64
 	Bytes   uint64
 	CRC     uint32 // CRC-32C of the file's bytes
+	// Routed: the records carry topics and headers (Config.Routed).
+	Routed bool
 }
 
 const (
@@ -78,19 +85,18 @@ type spillWriter struct {
 }
 
 // createSpill creates the file name in dir (which exists).
-func createSpill(fs vfs.FS, dir, name string) (*spillWriter, error) {
+func createSpill(fs vfs.FS, dir, name string, routed bool) (*spillWriter, error) {
 	f, err := fs.Create(fs.PathJoin(dir, name), vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return nil, fmt.Errorf("spill file: %w", err)
 	}
-	return &spillWriter{fs: fs, dir: dir, name: name, f: f, ref: SpillRef{Name: name}}, nil
+	return &spillWriter{fs: fs, dir: dir, name: name, f: f, ref: SpillRef{Name: name, Routed: routed}}, nil
 }
 
 // add appends recs.
 func (w *spillWriter) add(recs []Record) error {
 	for _, r := range recs {
-		w.buf = appendBytes(w.buf, r.Key, true)
-		w.buf = appendBytes(w.buf, r.Value, true)
+		w.buf = appendRecord(w.buf, r, w.ref.Routed)
 	}
 	w.ref.Records += uint64(len(recs))
 	if len(w.buf) >= spillBufBytes {
@@ -198,7 +204,7 @@ func readSpill(fs vfs.FS, dir string, ref SpillRef) ([]Record, error) {
 	d := decoder{b: b}
 	recs := make([]Record, 0, min(ref.Records, uint64(len(b))/2))
 	for len(d.b) > 0 && d.err == nil {
-		recs = append(recs, Record{Key: d.bytes(true), Value: d.bytes(true)})
+		recs = append(recs, d.record(ref.Routed))
 	}
 	if d.err != nil || uint64(len(recs)) != ref.Records {
 		return nil, fmt.Errorf("%w: spill file %s: %d records, the checkpoint says %d (%v)", ErrState, path, len(recs), ref.Records, d.err)
@@ -206,8 +212,39 @@ func readSpill(fs vfs.FS, dir string, ref SpillRef) ([]Record, error) {
 	return recs, nil
 }
 
+// appendRecord appends r as the state and spill files encode it: its
+// nullable key and value and, routed, its topic and headers.
+func appendRecord(b []byte, r Record, routed bool) []byte {
+	b = appendBytes(b, r.Key, true)
+	b = appendBytes(b, r.Value, true)
+	if !routed {
+		return b
+	}
+	b = appendBytes(b, []byte(r.Topic), false)
+	b = binary.AppendUvarint(b, uint64(len(r.Headers)))
+	for _, h := range r.Headers {
+		b = appendBytes(b, []byte(h.Key), false)
+		b = appendBytes(b, h.Value, true)
+	}
+	return b
+}
+
+// record reads what appendRecord wrote.
+func (d *decoder) record(routed bool) Record {
+	r := Record{Key: d.bytes(true), Value: d.bytes(true)}
+	if !routed {
+		return r
+	}
+	r.Topic = string(d.bytes(false))
+	n := d.count()
+	for range n {
+		r.Headers = append(r.Headers, Header{Key: string(d.bytes(false)), Value: d.bytes(true)})
+	}
+	return r
+}
+
 // appendSpillRef and the decoder's spillRef encode a SpillRef in the sink
-// state.
+// state (its Routed flag is the epoch's kind there).
 func appendSpillRef(b []byte, r SpillRef) []byte {
 	b = appendBytes(b, []byte(r.Name), false)
 	b = binary.AppendUvarint(b, r.Records)

@@ -29,13 +29,28 @@ type PendingEpoch struct {
 	// Spill, when set, names the spill file that holds the records
 	// (Config.SpillDir) instead of Records.
 	Spill *SpillRef
+	// Routed: Records carry their topics and headers (Config.Routed).
+	Routed bool
 }
 
 // stateMagic heads a state whose pending epochs hold their records;
-// stateMagicSpill one whose pending epochs each say which they hold.
+// stateMagicSpill one whose pending epochs each say which they hold (kind
+// 0: records, 1: a spill file); stateMagicRouted is stateMagicSpill with
+// two more kinds, whose records carry topics and headers (2: records, 3:
+// a routed spill file). The oldest magic that holds a state is used, so
+// states of a sink without routed epochs read as before.
 const (
-	stateMagic      = "WTX1"
-	stateMagicSpill = "WTX2"
+	stateMagic       = "WTX1"
+	stateMagicSpill  = "WTX2"
+	stateMagicRouted = "WTX3"
+)
+
+// Pending epoch kinds after stateMagicSpill.
+const (
+	kindRecords       = 0
+	kindSpill         = 1
+	kindRoutedRecords = 2
+	kindRoutedSpill   = 3
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -53,8 +68,16 @@ func EncodeState(st State) []byte {
 			n += r.size() + 8
 		}
 		if p.Spill != nil {
-			magic = stateMagicSpill
+			if magic == stateMagic {
+				magic = stateMagicSpill
+			}
 			n += len(p.Spill.Name) + 32
+		}
+		if p.Routed || p.Spill != nil && p.Spill.Routed {
+			magic = stateMagicRouted
+			for _, r := range p.Records {
+				n += r.routeBytes()
+			}
 		}
 	}
 	b := make([]byte, 0, n)
@@ -67,18 +90,26 @@ func EncodeState(st State) []byte {
 	for _, p := range st.Pending {
 		b = binary.AppendUvarint(b, p.Epoch)
 		b = appendBytes(b, []byte(p.Owner), false)
-		if magic == stateMagicSpill {
+		routed := false
+		if magic != stateMagic {
+			switch {
+			case p.Spill != nil && p.Spill.Routed:
+				b = append(b, kindRoutedSpill)
+			case p.Spill != nil:
+				b = append(b, kindSpill)
+			case p.Routed:
+				b, routed = append(b, kindRoutedRecords), true
+			default:
+				b = append(b, kindRecords)
+			}
 			if p.Spill != nil {
-				b = append(b, 1)
 				b = appendSpillRef(b, *p.Spill)
 				continue
 			}
-			b = append(b, 0)
 		}
 		b = binary.AppendUvarint(b, uint64(len(p.Records)))
 		for _, r := range p.Records {
-			b = appendBytes(b, r.Key, true)
-			b = appendBytes(b, r.Value, true)
+			b = appendRecord(b, r, routed)
 		}
 	}
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
@@ -126,8 +157,8 @@ func DecodeState(b []byte) (State, error) {
 		return State{}, fmt.Errorf("%w: no %s header", ErrState, stateMagic)
 	}
 	magic := string(b[:len(stateMagic)])
-	if magic != stateMagic && magic != stateMagicSpill {
-		return State{}, fmt.Errorf("%w: no %s or %s header", ErrState, stateMagic, stateMagicSpill)
+	if magic != stateMagic && magic != stateMagicSpill && magic != stateMagicRouted {
+		return State{}, fmt.Errorf("%w: no %s, %s or %s header", ErrState, stateMagic, stateMagicSpill, stateMagicRouted)
 	}
 	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
 	if crc32.Checksum(body, castagnoli) != sum {
@@ -142,22 +173,29 @@ func DecodeState(b []byte) (State, error) {
 	nPending := d.count()
 	for range nPending {
 		p := PendingEpoch{Epoch: d.uvarint(), Owner: string(d.bytes(false))}
-		if magic == stateMagicSpill {
+		if magic != stateMagic {
+			maxKind := byte(kindSpill)
+			if magic == stateMagicRouted {
+				maxKind = kindRoutedSpill
+			}
 			switch kind := d.byte(); {
 			case d.err != nil:
-			case kind == 1:
+			case kind > maxKind:
+				d.err = fmt.Errorf("pending epoch kind %d", kind)
+			case kind == kindSpill || kind == kindRoutedSpill:
 				r := d.spillRef()
+				r.Routed = kind == kindRoutedSpill
 				p.Spill = &r
 				st.Pending = append(st.Pending, p)
 				continue
-			case kind != 0:
-				d.err = fmt.Errorf("pending epoch kind %d", kind)
+			case kind == kindRoutedRecords:
+				p.Routed = true
 			}
 		}
 		nRecs := d.count()
 		p.Records = make([]Record, 0, nRecs)
 		for range nRecs {
-			p.Records = append(p.Records, Record{Key: d.bytes(true), Value: d.bytes(true)})
+			p.Records = append(p.Records, d.record(p.Routed))
 		}
 		st.Pending = append(st.Pending, p)
 	}

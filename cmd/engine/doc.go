@@ -16,7 +16,8 @@
 // Exit codes: 0 when the command succeeded (for demo: the verdict is OK),
 // 1 when it failed at run time or on an internal error, 2 for bad input
 // (flags, job file, an unreachable broker, a missing source topic, a
-// checkpoint.dir held by another engine, a refused --from-savepoint, no
+// checkpoint.dir held by another engine, a refused --from-savepoint, a
+// restore behind committed output without --allow-replay-committed, no
 // running engine for engine savepoint). A panic is an internal error: main
 // and every goroutine the binary starts itself (goSafe) recover it, print
 // its stack and a last line "engine: internal error ...: panic: ..." and
@@ -69,7 +70,10 @@
 //     this job and graph; else one line and exit code 2. The job then
 //     verifies its files' checksums before any task starts: run tells a
 //     corrupt one from a run-time failure by the job having no restored
-//     checkpoint (Stats().RestoredFrom is 0), and exits 2.
+//     checkpoint (Stats().RestoredFrom is 0), and exits 2. An exactly-once
+//     job whose checkpoint (or, with none, whose fresh start) is older than
+//     the newest epoch its progress topic shows committed is refused with
+//     one line naming both, exit code 2, unless --allow-replay-committed.
 //
 // engine validate makes run's checks, in run's order and with its code (the
 // job file, NewJob, checkpoint.dir with access(2) only, the brokers with

@@ -15,6 +15,7 @@ import (
 
 	"github.com/weirstream/weir"
 	"github.com/weirstream/weir/internal/obs"
+	"github.com/weirstream/weir/txsink"
 )
 
 var runAbout = `Runs the job described by a job file (docs/jobfile.md, examples/job.yaml)
@@ -37,7 +38,13 @@ another job, is one line and exit code 2, before the brokers are asked and
 before anything is written; a savepoint whose files turn out corrupt too.
 So is a checkpoint.dir that holds checkpoints none of which can be
 restored: the job does not start fresh over them unless
---allow-fresh-start.
+--allow-fresh-start. An exactly-once job whose checkpoint is older than
+the newest epoch its progress topic shows committed (an older savepoint
+given, newer checkpoints deleted or broken), or that starts from no
+checkpoint over markers of an earlier run of the same job, would write
+committed results again: that start is refused with one line naming both
+ids, exit code 2, unless --allow-replay-committed (duplicates accepted;
+--allow-fresh-start accepts it too when nothing is restored).
 
 Signals:
   SIGTERM  graceful stop. With checkpoints on: take a savepoint (bounded by
@@ -107,6 +114,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	freshStart := fs.Bool("allow-fresh-start", false, "start from the start position when checkpoint.dir holds checkpoints but none can be\nrestored (corrupt, truncated); without it such a start is refused")
 	memLimit := fs.String("memory-limit", "", "the Go runtime's soft memory limit (GOMEMLIMIT) of the process: a size such as 2GiB (units B, KiB,\nMiB, GiB; at least 64MiB), or off. Wins over GOMEMLIMIT, which wins over the job file's\nmemory.limit; without any, 75% of the cgroup's memory limit, or of the machine's memory")
 	httpAddr := fs.String("http", "", "serve the job's status and Prometheus metrics on host:port (a bare port binds 127.0.0.1;\nport 0 picks a free one): GET /metrics, /api/job, /api/checkpoints, /api/operators/{id};\nwins over the job file's http.addr")
+	replayCommitted := fs.Bool("allow-replay-committed", false, "start an exactly-once job from a checkpoint older than the newest epoch its progress topic\nshows committed (or from none over markers of an earlier run), writing those results again;\nwithout it such a start is refused (one line, exit 2)")
 	fromSavepoint := fs.String("from-savepoint", "", "restore this checkpoint or savepoint (a chk-<N> directory, as printed by engine savepoint\nor engine checkpoints) instead of the newest checkpoint in checkpoint.dir")
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
@@ -182,6 +190,9 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if *freshStart {
 		opts = append(opts, weir.WithAllowFreshStart())
+	}
+	if *replayCommitted {
+		opts = append(opts, weir.WithAllowReplayCommitted())
 	}
 	var root string // checkpoint.dir, absolute; "" with checkpoints off
 	if checkpoints {
@@ -308,7 +319,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		// bad input. A refused savepoint is told by RestoredFrom, which
 		// Run sets once the restore is set up.
 		var broken *weir.BrokenCheckpointsError
-		if errors.As(err, &broken) || (*fromSavepoint != "" && st.RestoredFrom == 0) {
+		if errors.As(err, &broken) || errors.Is(err, txsink.ErrReplayCommitted) || (*fromSavepoint != "" && st.RestoredFrom == 0) {
 			return exitBadInput
 		}
 		return exitFailed

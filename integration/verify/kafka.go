@@ -187,6 +187,7 @@ type record struct {
 	offset    int64
 	key       []byte
 	value     []byte
+	headers   map[string]string
 }
 
 // ReadAll returns the values of every record of topic, partition by
@@ -223,6 +224,8 @@ type Record struct {
 	Offset    int64
 	Key       []byte
 	Value     []byte
+	// Headers are the record's headers by key (nil for none).
+	Headers map[string]string
 }
 
 // ReadRecords reads topic as ReadAll does and returns every record with
@@ -234,7 +237,7 @@ func ReadRecords(ctx context.Context, brokers, topic, isolation string) ([]Recor
 	}
 	out := make([]Record, len(recs))
 	for i, r := range recs {
-		out[i] = Record{Partition: r.partition, Offset: r.offset, Key: r.key, Value: r.value}
+		out[i] = Record{Partition: r.partition, Offset: r.offset, Key: r.key, Value: r.value, Headers: r.headers}
 	}
 	return out, nil
 }
@@ -364,7 +367,14 @@ func readAll(ctx context.Context, brokers, topic, isolation string) ([]record, e
 			if ps == nil || ps.done || off >= ps.end {
 				continue // written after the call, or a partition already read
 			}
-			ps.recs = append(ps.recs, record{partition: tp.Partition, offset: off, key: ev.Key, value: ev.Value})
+			r := record{partition: tp.Partition, offset: off, key: ev.Key, value: ev.Value}
+			for _, h := range ev.Headers {
+				if r.headers == nil {
+					r.headers = map[string]string{}
+				}
+				r.headers[h.Key] = string(h.Value)
+			}
+			ps.recs = append(ps.recs, r)
 			finish(tp.Partition, off+1)
 		case kafka.PartitionEOF:
 			finish(ev.Partition, int64(ev.Offset))
