@@ -207,6 +207,9 @@ type cell[T any] struct {
 	// fresh marks a cell created in its epoch for an entry the store does
 	// not hold: deleting it in the same epoch leaves nothing to write.
 	fresh bool
+	// marked: the dirty set of its epoch holds this cell already, so an
+	// update in place needs no new mark.
+	marked bool
 }
 
 // put stores v for ref and returns the cell that now holds it: old itself
@@ -225,7 +228,10 @@ func put[T any](s *KeyedState, core *stateCore, old *cell[T], ref entryRef, v T)
 		c.exp = AddSat(s.now(), core.ttl)
 		c.ttl = s.touchTTL(c.ttl, ref, c.exp)
 	}
-	s.markDirty(ref, c)
+	if s.track && !c.marked {
+		s.dirty[ref] = c
+		c.marked = true
+	}
 	return c
 }
 
@@ -608,7 +614,14 @@ func (m *MapState[K, V]) Put(k K, v V) {
 		inner = map[K]*cell[V]{}
 		m.data[key] = inner
 	}
-	inner[k] = put(m.s, m.core, inner[k], m.ref(key, k), v)
+	old := inner[k]
+	if old != nil && old.marked && old.epoch == m.s.epoch && m.core.ttl == 0 {
+		// Changed already in this epoch: update it in place (no boxed
+		// map key for a mark it has).
+		old.v = v
+		return
+	}
+	inner[k] = put(m.s, m.core, old, m.ref(key, k), v)
 }
 
 // Remove deletes map key k of the current key.
