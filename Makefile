@@ -9,6 +9,10 @@
 #   make chromium     find headless Chromium for the status page's browser test,
 #                     installing Debian's chromium with apt-get when missing
 #                     (make test does it; the test fails when it cannot start)
+#   make postgres     find PostgreSQL's server binaries for the PostgreSQL sink
+#                     tests, installing Debian's postgresql with apt-get when
+#                     missing (make test does it; the tests start throwaway
+#                     servers from them and fail when one cannot start)
 #   make demo         the demo on the embedded broker
 #
 # Knobs: CRASH_SEEDS (seeds per crash test, default 10), GOTESTFLAGS.
@@ -20,9 +24,9 @@ GOTESTFLAGS ?=
 # Packages share two cores with the Kafka brokers: one package at a time.
 TESTFLAGS   := -p 1 -count=1 -timeout 28m -v $(GOTESTFLAGS)
 
-.PHONY: test check kafka chromium demo build
+.PHONY: test check kafka chromium postgres demo build
 
-test: check kafka chromium
+test: check kafka chromium postgres
 	@start=$$(date +%s); \
 	WEIR_CRASH_SEEDS=$(CRASH_SEEDS) $(GO) test $(TESTFLAGS) ./... 2>&1 | tee .cache/test.log | grep -E '^(=== RUN|--- (PASS|FAIL)|PASS|FAIL|ok|kafka:|panic:)|verdict:|seed|    --- ' ; \
 	rc=$${PIPESTATUS[0]}; \
@@ -42,6 +46,9 @@ kafka:
 
 chromium:
 	@./scripts/chromium.sh
+
+postgres:
+	@./scripts/postgres.sh
 
 build:
 	$(GO) build -o .cache/engine ./cmd/engine
