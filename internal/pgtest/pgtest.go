@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Timeouts of the harness: the script (which may install PostgreSQL),
@@ -50,6 +52,8 @@ type Server struct {
 	logPath string
 	port    int
 	cred    *syscall.Credential
+	// settings are extra "-c" settings.
+	settings []string
 	// Version is what the server reports, e.g. "PostgreSQL 15.18 ...".
 	Version string
 
@@ -58,10 +62,12 @@ type Server struct {
 	done chan struct{}
 }
 
-// Start starts a server for t; it is stopped when t ends.
-func Start(t testing.TB) *Server {
+// Start starts a server for t; it is stopped when t ends. settings are
+// extra server settings ("name=value"), applied after the harness's own
+// (so "max_prepared_transactions=0" overrides its 64).
+func Start(t testing.TB, settings ...string) *Server {
 	t.Helper()
-	s, err := start(t)
+	s, err := start(t, settings)
 	if err != nil {
 		t.Fatalf("pgtest: PostgreSQL did not start: %v", err)
 	}
@@ -70,12 +76,12 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-func start(t testing.TB) (*Server, error) {
+func start(t testing.TB, settings []string) (*Server, error) {
 	bin, version, err := binaries()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{t: t, bin: bin, Version: version}
+	s := &Server{t: t, bin: bin, Version: version, settings: settings}
 	if os.Geteuid() == 0 {
 		if s.cred, err = unprivileged(); err != nil {
 			return nil, err
@@ -135,11 +141,10 @@ func start(t testing.TB) (*Server, error) {
 
 // launch starts the server process and waits until it accepts connections.
 func (s *Server) launch() error {
-	cmd := s.command(context.Background(), filepath.Join(s.bin, "postgres"),
-		"-D", s.dir,
+	args := []string{"-D", s.dir,
 		"-c", "listen_addresses=127.0.0.1",
-		"-c", "port="+strconv.Itoa(s.port),
-		"-c", "unix_socket_directories="+s.sock,
+		"-c", "port=" + strconv.Itoa(s.port),
+		"-c", "unix_socket_directories=" + s.sock,
 		"-c", "max_prepared_transactions=64",
 		"-c", "max_connections=200",
 		"-c", "fsync=off",
@@ -147,7 +152,11 @@ func (s *Server) launch() error {
 		"-c", "full_page_writes=off",
 		"-c", "logging_collector=off",
 		"-c", "log_min_messages=warning",
-	)
+	}
+	for _, kv := range s.settings {
+		args = append(args, "-c", kv)
+	}
+	cmd := s.command(context.Background(), filepath.Join(s.bin, "postgres"), args...)
 	logf, err := os.OpenFile(s.logPath, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
@@ -341,4 +350,22 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Conn connects to the server as postgres; the connection is closed when
+// the test ends.
+func (s *Server) Conn(t testing.TB) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, s.DSN())
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v; log tail: %s", err, s.LogTail(5))
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c.Close(ctx)
+	})
+	return c
 }
