@@ -293,6 +293,8 @@ type SinkOption func(*sinkNode)
 type sinkNode struct {
 	spec SinkSpec
 	opts []OpOption
+	// pg is set for a PostgreSQL sink (spec.Kind SinkPostgres).
+	pg *pgSink
 	// writer builds the exchange that encodes records for the sink.
 	writer func(send func(int, any, int), target int, onErr func(error)) (em any, flush func())
 }

@@ -330,6 +330,9 @@ func (j *Job) ensureProgressTopic(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for _, n := range j.graph.sinks {
+		if n.sink.pg != nil {
+			continue // progress rows go to a table of the database
+		}
 		props := merge(j.spec.Kafka, n.sink.spec.Properties)
 		brokers, err := countBrokers(cctx, j.spec.Brokers, props)
 		if err != nil {

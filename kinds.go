@@ -21,6 +21,9 @@ func kindGraph(spec JobSpec) (*graphPlan, error) {
 	e := &Env{spec: spec, kinds: map[string]int{}}
 	src := &sourceNode{spec: spec.Source, opts: []OpOption{UID("source")}}
 	sk := &sinkNode{spec: spec.Sink, opts: []OpOption{UID("sink")}}
+	if spec.Sink.Kind == SinkPostgres {
+		sk.pg = windowPostgres(spec)
+	}
 	switch spec.Kind {
 	case KindPassthrough:
 		src.decoder = func() actors.Decoder { return &decoder[Record]{format: rawFormat{}} }

@@ -108,6 +108,10 @@ type PostgresConfig struct {
 	UseInsert bool
 	// ConnectTimeout bounds each connection attempt. Default 10s.
 	ConnectTimeout time.Duration
+	// AtLeastOnce is for WriteCommitted only (no prepared transactions):
+	// the preflight does not ask for max_prepared_transactions nor the
+	// progress table.
+	AtLeastOnce bool
 }
 
 // PostgresIDs returns the transactional identities of owner's slots:
@@ -189,6 +193,7 @@ type Postgres struct {
 	ids      []string
 	cols     []string
 	ctl      *pgx.Conn   // Committed, Resume, Discard, Fence
+	plain    *pgx.Conn   // WriteCommitted
 	slots    []*pgx.Conn // by slot; opened by Fence
 	owners   map[string]bool
 	insert   string // upsert statement prefix
@@ -316,6 +321,9 @@ func (b *Postgres) ident(name string) string {
 }
 
 func (b *Postgres) preflight(ctx context.Context) error {
+	if b.cfg.AtLeastOnce {
+		return b.checkTable(ctx)
+	}
 	var mpt int
 	if err := b.ctl.QueryRow(ctx, "SELECT current_setting('max_prepared_transactions')::int").Scan(&mpt); err != nil {
 		return fmt.Errorf("txsink: postgres: %s: read max_prepared_transactions: %w", b.where, err)
@@ -324,6 +332,15 @@ func (b *Postgres) preflight(ctx context.Context) error {
 		return fmt.Errorf("%w: postgres: %s has max_prepared_transactions = %d, and the exactly-once sink prepares up to %d transactions per subtask: set max_prepared_transactions to at least the sink's parallelism x %d (e.g. 64) in postgresql.conf and restart the server",
 			ErrConfig, b.where, mpt, b.cfg.Slots, b.cfg.Slots)
 	}
+	if err := b.checkTable(ctx); err != nil {
+		return err
+	}
+	return b.checkProgress(ctx)
+}
+
+// checkTable checks the target table: it exists, has the columns with
+// types that take their kinds, and the unique constraint of an upsert.
+func (b *Postgres) checkTable(ctx context.Context) error {
 	types, err := b.columnTypes(ctx, b.cfg.Table)
 	if err != nil {
 		return err
@@ -355,14 +372,28 @@ func (b *Postgres) preflight(ctx context.Context) error {
 				ErrConfig, b.cfg.Table, strings.Join(b.cfg.ConflictColumns, ", "), b.ident(b.cfg.Table), strings.Join(b.cfg.ConflictColumns, ", "))
 		}
 	}
-	// The progress table.
+	return nil
+}
+
+// checkProgress checks the progress table, creating it when missing.
+func (b *Postgres) checkProgress(ctx context.Context) error {
 	pt := b.cfg.ProgressTable
-	types, err = b.columnTypes(ctx, pt)
+	types, err := b.columnTypes(ctx, pt)
 	if err != nil {
 		return err
 	}
 	if types == nil {
-		if _, err := b.ctl.Exec(ctx, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (owner text NOT NULL, epoch bigint NOT NULL, PRIMARY KEY (owner, epoch))", b.ident(pt))); err != nil {
+		// Subtasks start together: CREATE TABLE IF NOT EXISTS is not safe
+		// against a concurrent one, so they take turns.
+		create := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (owner text NOT NULL, epoch bigint NOT NULL, PRIMARY KEY (owner, epoch))", b.ident(pt))
+		err := pgx.BeginFunc(ctx, b.ctl, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey("create:"+pt)); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, create)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("%w: postgres: create the progress table %s in %s: %v: create it yourself: CREATE TABLE %s (owner text NOT NULL, epoch bigint NOT NULL, PRIMARY KEY (owner, epoch))",
 				ErrConfig, pt, b.where, err, b.ident(pt))
 		}
@@ -667,7 +698,7 @@ func (b *Postgres) Close() error {
 	b.closed = true
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, c := range b.slots {
+	for _, c := range append(b.slots, b.plain) {
 		if c != nil {
 			c.Close(ctx)
 		}
@@ -802,6 +833,38 @@ func (t *pgTxn) Prepare(ctx context.Context, owner string, epoch uint64) error {
 		return fmt.Errorf("txsink: postgres: PREPARE TRANSACTION %s: %w", gid, fenced(err))
 	}
 	t.prepared, t.gid, t.owner, t.epoch = true, gid, owner, epoch
+	return nil
+}
+
+// WriteCommitted writes recs in one ordinary transaction (BEGIN, the
+// batched writes, COMMIT) on a connection of its own: the at-least-once
+// sink. It needs no Fence.
+func (b *Postgres) WriteCommitted(ctx context.Context, recs []Record) error {
+	if b.closed {
+		return fmt.Errorf("txsink: postgres: write: %w", ErrClosed)
+	}
+	if b.plain == nil {
+		c, err := b.connect(ctx)
+		if err != nil {
+			return err
+		}
+		b.plain = c
+	}
+	fail := func(err error) error {
+		b.plain.Close(context.Background())
+		b.plain = nil
+		return fmt.Errorf("txsink: postgres: write %d rows to %s: %w", len(recs), b.cfg.Table, err)
+	}
+	if _, err := b.plain.Exec(ctx, "BEGIN"); err != nil {
+		return fail(err)
+	}
+	t := &pgTxn{b: b, c: b.plain, id: "at-least-once"}
+	if err := t.Write(ctx, recs); err != nil {
+		return fail(err)
+	}
+	if _, err := b.plain.Exec(ctx, "COMMIT"); err != nil {
+		return fail(err)
+	}
 	return nil
 }
 
