@@ -340,6 +340,7 @@ func (j *Job) postgresConfig(n *node, i int) *txsink.PostgresConfig {
 		Columns: n.sink.pg.columns, Row: n.sink.pg.row, ConflictColumns: n.sink.pg.conflict,
 		Owner:       txsink.Owner(j.spec.Name, n.uid, i),
 		AtLeastOnce: j.spec.Delivery != ExactlyOnce,
+		Failpoint:   j.opts.failpoint,
 	}
 }
 

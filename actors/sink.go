@@ -332,6 +332,11 @@ func (s *Sink) startTx() error {
 		s.tx = nil
 		return fmt.Errorf("sink %s: recover transactions: %w", s.cfg.Task, err)
 	}
+	if c := tx.Counts(); c.Resumed+c.Replayed > 0 {
+		// Resumed: prepared transactions (PostgreSQL) that survived the
+		// restart, committed; replayed: epochs written again.
+		s.cfg.Log.Info("sink recovered pending epochs", "task", s.cfg.Task, "resumed", c.Resumed, "replayed", c.Replayed)
+	}
 	if s.cfg.Done != nil {
 		s.cfg.Done.Add(1)
 	}

@@ -108,6 +108,10 @@ type PostgresConfig struct {
 	UseInsert bool
 	// ConnectTimeout bounds each connection attempt. Default 10s.
 	ConnectTimeout time.Duration
+	// Failpoint, when set, is called at the named protocol steps
+	// (between-data-and-marker, after-prepare, during-commit); tests arm
+	// it to crash the process there.
+	Failpoint func(name string) `json:"-"`
 	// AtLeastOnce is for WriteCommitted only (no prepared transactions):
 	// the preflight does not ask for max_prepared_transactions nor the
 	// progress table.
@@ -825,6 +829,7 @@ func (t *pgTxn) Prepare(ctx context.Context, owner string, epoch uint64) error {
 	if owner == "" || epoch == 0 || epoch > 1<<63-1 {
 		return fmt.Errorf("txsink: postgres: prepare on %s: marker needs an owner and an epoch in [1, 2^63)", t.id)
 	}
+	t.b.failpoint("between-data-and-marker")
 	gid := PostgresGID(owner, epoch)
 	if _, err := t.c.Exec(ctx, fmt.Sprintf("INSERT INTO %s (owner, epoch) VALUES ($1, $2)", t.b.ident(t.b.cfg.ProgressTable)), owner, int64(epoch)); err != nil {
 		return fmt.Errorf("txsink: postgres: prepare %s: progress row: %w", gid, fenced(err))
@@ -833,7 +838,14 @@ func (t *pgTxn) Prepare(ctx context.Context, owner string, epoch uint64) error {
 		return fmt.Errorf("txsink: postgres: PREPARE TRANSACTION %s: %w", gid, fenced(err))
 	}
 	t.prepared, t.gid, t.owner, t.epoch = true, gid, owner, epoch
+	t.b.failpoint("after-prepare")
 	return nil
+}
+
+func (b *Postgres) failpoint(name string) {
+	if b.cfg.Failpoint != nil {
+		b.cfg.Failpoint(name)
+	}
 }
 
 // WriteCommitted writes recs in one ordinary transaction (BEGIN, the
@@ -874,6 +886,7 @@ func (t *pgTxn) Commit(ctx context.Context) error {
 	if t.done || !t.prepared {
 		return fmt.Errorf("txsink: postgres: commit on %s: transaction not prepared or ended", t.id)
 	}
+	t.b.failpoint("during-commit")
 	if _, err := t.c.Exec(ctx, "COMMIT PREPARED "+quoteLiteral(t.gid)); err != nil {
 		return fmt.Errorf("txsink: postgres: COMMIT PREPARED %s: %w", t.gid, fenced(err))
 	}
