@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/weirstream/weir"
+	"github.com/weirstream/weir/integration/broker"
 	"github.com/weirstream/weir/integration/verify"
 	"github.com/weirstream/weir/internal/pgtest"
 )
@@ -65,6 +66,12 @@ func pgPreparedOf(t *testing.T, ctx context.Context, c *pgx.Conn, job string) in
 // pgCheckExactlyOnce compares table with the windows of events.
 func pgCheckExactlyOnce(t *testing.T, ctx context.Context, c *pgx.Conn, table string, events []verify.Event) int {
 	t.Helper()
+	return pgCheckWindows(t, ctx, c, table, len(events), verify.Expected(events, time.Second))
+}
+
+// pgCheckWindows compares table with the expected windows: each once.
+func pgCheckWindows(t *testing.T, ctx context.Context, c *pgx.Conn, table string, input int, expected []verify.Result) int {
+	t.Helper()
 	rows, err := c.Query(ctx, "SELECT key, window_start, window_end, count, sum FROM "+table)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +89,7 @@ func pgCheckExactlyOnce(t *testing.T, ctx context.Context, c *pgx.Conn, table st
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	v := verify.Compare(len(events), verify.Expected(events, time.Second), got)
+	v := verify.Compare(input, expected, got)
 	t.Log(v.String())
 	if !v.OK {
 		t.Fatal(v.Report())
@@ -221,5 +228,153 @@ func TestPGKilledAfterPrepare(t *testing.T) {
 	}
 	if !t.Failed() && prepared == 0 && *matrixSeed == 0 {
 		t.Fatal("no seed left a prepared transaction at the kill")
+	}
+}
+
+// pgWaitRows polls table until it holds at least n rows, failing the test
+// when ch ends first or after matrixWaitTimeout.
+func pgWaitRows(t *testing.T, ctx context.Context, c *pgx.Conn, ch *child, table string, n int) {
+	t.Helper()
+	deadline := time.After(matrixWaitTimeout)
+	for {
+		var got int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got >= n {
+			return
+		}
+		select {
+		case <-ch.done:
+			t.Fatalf("engine run ended (%v) with %d of %d rows committed:\n%s", ch.err, got, n, tail(ch.logText(), 30))
+		case <-deadline:
+			t.Fatalf("%d of %d rows committed within %v", got, n, matrixWaitTimeout)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// TestPGMatrixRow12EmptyEpochs: one-hour windows over 75 minutes of event
+// time, unbounded: after the epoch holding the output every epoch is
+// empty. Ten more checkpoints, then SIGTERM: exit 0, every closed window
+// once, nothing prepared left.
+func TestPGMatrixRow12EmptyEpochs(t *testing.T) {
+	bin := matrixBinary(t)
+	srv := pgtest.Start(t)
+	c := srv.Conn(t)
+	s := seed(t)
+	ctx, cancel := context.WithTimeout(context.Background(), matrixSeedTimeout)
+	defer cancel()
+	in, out, events := matrixInput(t, ctx, s, matrixEvents, 150*time.Millisecond)
+	closed := verify.ExpectedBefore(verify.Expected(events, time.Hour), closedBefore(events))
+	if len(closed) == 0 {
+		t.Fatal("no window closes: the input does not span an hour boundary")
+	}
+	table := "r_empty"
+	if _, err := c.Exec(ctx, fmt.Sprintf(pgMatrixDDL, table)); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	job := matrixJob{name: fmt.Sprintf("pg-empty-%d", s), in: in, out: out, dir: filepath.Join(dir, "checkpoints"),
+		window: time.Hour, unbounded: true}
+	ch := startChild(t, bin, writeFile(t, dir, "job.yaml", pgMatrixYAML(t, job, srv.DSN(), table)), filepath.Join(dir, "run.log"))
+	pgWaitRows(t, ctx, c, ch, table, len(closed))
+	before := strings.Count(ch.logText(), "checkpoint complete")
+	ch.waitLog(t, "checkpoint complete", before+10)
+	if err := ch.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if o := ch.wait(t); o.code != 0 {
+		t.Fatalf("the run ended with %v after SIGTERM, want exit 0:\n%s", o, tail(o.log, 30))
+	}
+	n := pgCheckWindows(t, ctx, c, table, len(events), closed)
+	if left := pgPreparedOf(t, ctx, c, job.name); left != 0 {
+		t.Fatalf("%d prepared transactions of the job left after SIGTERM", left)
+	}
+	t.Logf("%d results; %d checkpoints after the output was committed", n, strings.Count(ch.logText(), "checkpoint complete")-before)
+}
+
+// TestPGMatrixRow7Zombie: run A is paused (SIGSTOP) after a seeded number
+// of complete checkpoints; B starts from a copy of A's checkpoints and
+// fences A's slot sessions (pg_terminate_backend) in its recovery. More
+// input arrives and A is resumed: its writes fail and it exits 1 without
+// committing. B is stopped with SIGTERM once the closed windows are in the
+// table: every one exactly once, nothing prepared left.
+func TestPGMatrixRow7Zombie(t *testing.T) {
+	bin := matrixBinary(t)
+	srv := pgtest.Start(t)
+	c := srv.Conn(t)
+	for _, seed := range matrixSeedList(t) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			t.Logf("seed %d (replay with -matrix-seed %d)", seed, seed)
+			rng := rand.New(rand.NewSource(seed))
+			ctx, cancel := context.WithTimeout(context.Background(), matrixSeedTimeout)
+			defer cancel()
+			brokers := broker.Shared().Bootstrap()
+			in, out := broker.Topic(t, 4), broker.Topic(t, 4)
+			events, err := verify.Generate(verify.GenConfig{Seed: seed, Keys: matrixKeys, Partitions: 4, Events: 2 * matrixEvents,
+				Start: 1_700_000_000_000, Step: time.Millisecond, OutOfOrderness: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := verify.Produce(ctx, brokers, in, events[:matrixEvents], 4); err != nil {
+				t.Fatal(err)
+			}
+			table := fmt.Sprintf("r_zombie_%d", seed)
+			if _, err := c.Exec(ctx, fmt.Sprintf(pgMatrixDDL, table)); err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			name := fmt.Sprintf("pg-zombie-%d", seed)
+			dirA, dirB := filepath.Join(dir, "a", "checkpoints"), filepath.Join(dir, "b", "checkpoints")
+			jobA := matrixJob{name: name, in: in, out: out, dir: dirA, unbounded: true}
+			jobB := jobA
+			jobB.dir = dirB
+			fileA := writeFile(t, filepath.Join(dir, "a"), "job.yaml", pgMatrixYAML(t, jobA, srv.DSN(), table))
+			fileB := writeFile(t, filepath.Join(dir, "b"), "job.yaml", pgMatrixYAML(t, jobB, srv.DSN(), table))
+
+			a := startChild(t, bin, fileA, filepath.Join(dir, "zombie.log"))
+			a.waitLog(t, "checkpoint complete", 1+rng.Intn(3))
+			if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			resumed := false
+			defer func() {
+				if !resumed {
+					_ = a.cmd.Process.Signal(syscall.SIGCONT)
+				}
+			}()
+			paused := strings.Count(a.logText(), "checkpoint complete")
+			if err := copyTree(dirA, dirB); err != nil {
+				t.Fatal(err)
+			}
+			b := startChild(t, bin, fileB, filepath.Join(dir, "successor.log"))
+			b.waitLog(t, "checkpoint complete", 1)
+			if err := verify.Produce(ctx, brokers, in, events[matrixEvents:], 4); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			resumed = true
+			oa := a.wait(t)
+			t.Logf("zombie paused after %d checkpoint(s), resumed: %v: %s", paused, oa, tail(oa.log, 1))
+			if oa.code != 1 || !strings.Contains(strings.ToLower(oa.log), "fenced") {
+				t.Fatalf("the zombie ended with %v, want exit 1 naming the fencing:\n%s", oa, tail(oa.log, 20))
+			}
+			closed := verify.ExpectedBefore(verify.Expected(events, time.Second), closedBefore(events))
+			pgWaitRows(t, ctx, c, b, table, len(closed))
+			b.waitLog(t, "checkpoint complete", strings.Count(b.logText(), "checkpoint complete")+2)
+			if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if ob := b.wait(t); ob.code != 0 {
+				t.Fatalf("the successor ended with %v after SIGTERM, want exit 0:\n%s", ob, tail(ob.log, 20))
+			}
+			pgCheckWindows(t, ctx, c, table, len(events), closed)
+			if left := pgPreparedOf(t, ctx, c, name); left != 0 {
+				t.Fatalf("%d prepared transactions of the job left", left)
+			}
+		})
 	}
 }
