@@ -149,3 +149,37 @@ func TestToPostgresOnKfake(t *testing.T) {
 	}
 	pgNoPrepared(t, c)
 }
+
+// TestPostgresSinkRescale: an exactly-once window job into PostgreSQL at
+// parallelism 3 is stopped mid-stream and restored at parallelism 1 (and
+// 2 to 3): every window once, nothing prepared left (the old subtasks'
+// prepared transactions after the checkpoint are rolled back).
+func TestPostgresSinkRescale(t *testing.T) {
+	srv := pgtest.Start(t)
+	c := srv.Conn(t)
+	for i, ps := range [][2]int{{3, 1}, {2, 3}} {
+		t.Run(fmt.Sprintf("%dto%d", ps[0], ps[1]), func(t *testing.T) {
+			table := fmt.Sprintf("rescale_%d", i)
+			if _, err := c.Exec(context.Background(), fmt.Sprintf(pgResultsDDL, table, "")); err != nil {
+				t.Fatal(err)
+			}
+			f := newFixture(t, verify.GenConfig{Seed: 23, Keys: 300, Partitions: 4, Events: 100000})
+			spec := f.eosSpec(fmt.Sprintf("pgrescale%d", i))
+			spec.Parallelism = ps[0]
+			spec.Sink = SinkSpec{Kind: SinkPostgres, DSN: srv.DSN(), Table: table}
+			st1 := f.runUntil(spec, func(_ *Job, id uint64) bool { return id >= 2 }, WithFlowControl(1, 64)).Stats()
+			spec.Parallelism = ps[1]
+			st2 := f.drain(spec).Stats()
+			t.Logf("run 1: read %d, checkpoint %d; run 2: restored %d, read %d", st1.RecordsIn, st1.LastCheckpoint, st2.RestoredFrom, st2.RecordsIn)
+			if st2.RestoredFrom < 2 {
+				t.Fatalf("run 2 did not restore: %+v", st2)
+			}
+			v := verify.Compare(len(f.events), verify.Expected(f.events, time.Second), pgResults(t, c, table))
+			t.Log(v.String())
+			if !v.OK {
+				t.Fatal(v.Report())
+			}
+			pgNoPrepared(t, c)
+		})
+	}
+}

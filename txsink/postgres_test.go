@@ -512,3 +512,30 @@ func BenchmarkPostgresWrite(b *testing.B) {
 		})
 	}
 }
+
+// TestPostgresFenceIDsDiscard: after a parallelism change, the sink given
+// FenceIDs of a subtask that no longer exists terminates that subtask's
+// sessions and rolls back its prepared transactions (epochs after the
+// checkpoint, in no state).
+func TestPostgresFenceIDsDiscard(t *testing.T) {
+	srv := pgtest.Start(t)
+	c := srv.Conn(t)
+	pgExec(t, c, pgOutDDL)
+	ctx := pgCtx(t)
+	gone, _ := newPGSink(t, pgConfig(srv, "job/pg/1"), Config{})
+	if err := gone.Write(ctx, pgRecs(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gone.PreCommit(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := newPGSink(t, pgConfig(srv, "job/pg/0"), Config{FenceIDs: PostgresIDs("job/pg/1", 2)})
+	if gids := pgPrepared(t, c); len(gids) != 0 {
+		t.Fatalf("prepared transactions left: %v", gids)
+	}
+	if err := gone.Commit(ctx, 5); err == nil {
+		t.Fatal("the fenced subtask committed")
+	}
+	wantRows(t, c, 0, 0)
+	s.Close()
+}
