@@ -3,10 +3,13 @@ package weir
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/weirstream/weir/integration/verify"
 	"github.com/weirstream/weir/internal/pgtest"
@@ -180,6 +183,79 @@ func TestPostgresSinkRescale(t *testing.T) {
 				t.Fatal(v.Report())
 			}
 			pgNoPrepared(t, c)
+		})
+	}
+}
+
+// BenchmarkWindowToPostgres runs the window job (1 s windows; 100 keys:
+// few results, or 10,000 keys: about one result per event) over 200,000
+// events on the in-process broker into a PostgreSQL table, at least once
+// and exactly once (checkpoints every 100 ms, parallelism 2), and reports
+// events/s and window results/s of the whole drain:
+//
+//	go test -p 1 -count=1 -run '^$' -bench BenchmarkWindowToPostgres -benchtime 3x .
+func BenchmarkWindowToPostgres(b *testing.B) {
+	srv := pgtest.Start(b)
+	c := srv.Conn(b)
+	const events = 200_000
+	ctx := context.Background()
+	run := 0
+	for _, bc := range []struct {
+		keys int
+		d    Delivery
+	}{{100, AtLeastOnce}, {100, ExactlyOnce}, {10000, AtLeastOnce}, {10000, ExactlyOnce}} {
+		d := bc.d
+		b.Run(fmt.Sprintf("keys=%d/%s", bc.keys, d), func(b *testing.B) {
+			kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "in"), kfake.Ports(0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer kc.Close()
+			brokers := kc.ListenAddrs()[0]
+			evs, err := verify.Generate(verify.GenConfig{Seed: 3, Keys: bc.keys, Partitions: 4, Events: events,
+				Start: 1_700_000_000_000, Step: time.Millisecond, OutOfOrderness: 100 * time.Millisecond})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := verify.Produce(ctx, brokers, "in", evs, 4); err != nil {
+				b.Fatal(err)
+			}
+			var results int64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				run++
+				table := fmt.Sprintf("bench_%d", run)
+				if _, err := c.Exec(ctx, fmt.Sprintf(pgResultsDDL, table, "")); err != nil {
+					b.Fatal(err)
+				}
+				spec := JobSpec{
+					Name: fmt.Sprintf("pgbench%d", run), Brokers: brokers, Parallelism: 2, Delivery: d,
+					Source:   SourceSpec{Topic: "in", Start: StartSpec{Mode: StartEarliest}, Bounded: BoundLatest},
+					KeyField: "user", TimestampField: "ts",
+					Window:    WindowSpec{Size: time.Second, OutOfOrderness: 100 * time.Millisecond},
+					Aggregate: AggregateSpec{ValueField: "amount"},
+					Sink:      SinkSpec{Kind: SinkPostgres, DSN: srv.DSN(), Table: table},
+					Checkpoint: CheckpointSpec{Interval: 100 * time.Millisecond, Dir: b.TempDir()},
+				}
+				job, err := NewJob(spec, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := job.Run(ctx); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				results += job.Stats().ResultsOut
+				var n int64
+				if err := c.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil || n != job.Stats().ResultsOut {
+					b.Fatalf("table holds %d rows (%v), the job wrote %d", n, err, job.Stats().ResultsOut)
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(results)/b.Elapsed().Seconds(), "results/s")
 		})
 	}
 }
