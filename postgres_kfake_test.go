@@ -233,9 +233,9 @@ func BenchmarkWindowToPostgres(b *testing.B) {
 					Name: fmt.Sprintf("pgbench%d", run), Brokers: brokers, Parallelism: 2, Delivery: d,
 					Source:   SourceSpec{Topic: "in", Start: StartSpec{Mode: StartEarliest}, Bounded: BoundLatest},
 					KeyField: "user", TimestampField: "ts",
-					Window:    WindowSpec{Size: time.Second, OutOfOrderness: 100 * time.Millisecond},
-					Aggregate: AggregateSpec{ValueField: "amount"},
-					Sink:      SinkSpec{Kind: SinkPostgres, DSN: srv.DSN(), Table: table},
+					Window:     WindowSpec{Size: time.Second, OutOfOrderness: 100 * time.Millisecond},
+					Aggregate:  AggregateSpec{ValueField: "amount"},
+					Sink:       SinkSpec{Kind: SinkPostgres, DSN: srv.DSN(), Table: table},
 					Checkpoint: CheckpointSpec{Interval: 100 * time.Millisecond, Dir: b.TempDir()},
 				}
 				job, err := NewJob(spec, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
