@@ -259,8 +259,8 @@ func PostgresMaxPendingBytes(n int64) PostgresOption {
 // transactions of completed checkpoints are committed and the others
 // rolled back. The server needs max_prepared_transactions of at least
 // twice the parallelism (once with upsert). With at-least-once delivery
-// rows are written in ordinary transactions before each checkpoint is
-// acknowledged. At start the sink checks the table, the column types and
+// rows are written in ordinary transactions (a batch at a time, as they
+// come), so before each checkpoint is acknowledged. At start the sink checks the table, the column types and
 // (for upsert) the unique constraint, and fails the job with one line
 // naming what is wrong. The dsn's password is never printed.
 func ToPostgres[T any](s Stream[T], dsn, table string, columns []PostgresColumn, row func(T) ([]any, error), opts ...PostgresOption) {

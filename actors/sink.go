@@ -40,8 +40,8 @@ type SinkConfig struct {
 	// Postgres, when set, makes the sink write to a PostgreSQL table
 	// instead of Kafka: exactly-once through prepared transactions (the
 	// same txsink protocol) when PostgresExactlyOnce, else at least once
-	// (rows buffered and written in one transaction per batch, committed
-	// before the barrier is acked). Owner is set per subtask.
+	// (each batch received written and committed in one transaction, so
+	// before the barrier after it is acked). Owner is set per subtask.
 	Postgres            *txsink.PostgresConfig
 	PostgresExactlyOnce bool
 	// OpTimeout bounds each transactional operation (default 1m).
@@ -91,8 +91,8 @@ type Sink struct {
 	deliveryErr atomic.Pointer[error]
 	// txSeen are the transaction counts of tx already added to Stats.
 	txSeen txsink.Counts
-	// pg writes at least once to PostgreSQL; pgBuf are the records not
-	// written yet.
+	// pg writes at least once to PostgreSQL; pgBuf is the batch being
+	// written (reused).
 	pg    *txsink.Postgres
 	pgBuf []txsink.Record
 }
@@ -530,18 +530,12 @@ func (s *Sink) produce(key, value []byte) error {
 	}
 }
 
-// pgBatchRows is how many rows the at-least-once PostgreSQL sink buffers
-// before it writes them in one transaction.
-const pgBatchRows = 10000
-
-// writePG buffers records for PostgreSQL (at least once) and writes them
-// once there are pgBatchRows.
+// writePG writes a batch of records to PostgreSQL (at least once) in one
+// transaction: nothing waits in the sink for more (an unbounded job
+// without checkpoints would otherwise hold a slow trickle back).
 func (s *Sink) writePG(raw []RawRecord) error {
 	for _, r := range raw {
 		s.pgBuf = append(s.pgBuf, txsink.Record{Key: r.Key, Value: r.Value})
-	}
-	if len(s.pgBuf) < pgBatchRows {
-		return nil
 	}
 	return s.flushPG()
 }
