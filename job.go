@@ -372,6 +372,13 @@ func (j *Job) runOnce(ctx context.Context) error {
 			return fmt.Errorf("kafka not reachable before the start: %w", err)
 		}
 	}
+	if err := j.checkPostgres(ctx); err != nil {
+		if errors.Is(err, txsink.ErrConfig) {
+			return &setupError{err}
+		}
+		// The server unreachable: through the restart strategy.
+		return err
+	}
 	var state *stateSetup
 	if j.spec.Checkpoint.Interval > 0 {
 		var err error

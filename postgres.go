@@ -2,6 +2,7 @@ package weir
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -401,6 +402,27 @@ func validatePGSinkNode(n *node) error {
 	}
 	if err := validPendingBytes(sk.MaxPendingBytes); err != nil {
 		return fmt.Errorf("weir: sink %s: MaxPendingBytes: %w", n.uid, err)
+	}
+	return nil
+}
+
+// checkPostgres runs the preflight of every PostgreSQL sink before any
+// task starts (txsink.NewPostgres: the server's max_prepared_transactions,
+// the table, its columns and unique constraint, the progress table): a
+// misconfiguration (txsink.ErrConfig) ends the job at once with one line
+// naming it, instead of restarting.
+func (j *Job) checkPostgres(ctx context.Context) error {
+	for _, n := range j.graph.sinks {
+		if n.sink.pg == nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		b, err := txsink.NewPostgres(cctx, *j.postgresConfig(n, 0))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("sink %s: %w", n.uid, err)
+		}
+		b.Close()
 	}
 	return nil
 }
