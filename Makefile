@@ -63,7 +63,9 @@ demo:
 # sliding and session windows, an interval join and a dataflow-API pipeline
 # (filter, map, keyBy, keyed process with ValueState) at keys 10^3, their
 # outputs compared record by record with Flink's (the interval join is
-# timed in bench-quick only; weirbench -only picks workloads).
+# timed in bench-quick only; weirbench -only picks workloads); and Q1 into
+# a PostgreSQL table at least once vs exactly once, weir only (-only
+# postgres; a throwaway server from scripts/postgres.sh's binaries).
 #   make bench         10^7 events per input, keys 10^3/10^5/10^6, 3 runs each,
 #                      then latency at 20,000 events/s and recovery after
 #                      SIGKILL (Q0, and Q1 at 10^3 keys): about 80 minutes
@@ -81,10 +83,10 @@ BENCHFLAGS ?=
 
 .PHONY: bench bench-quick
 
-bench: kafka
+bench: kafka postgres
 	$(GO) build -o .cache/weirbench ./bench/cmd/weirbench
 	.cache/weirbench $(BENCHFLAGS)
 
-bench-quick: kafka
+bench-quick: kafka postgres
 	$(GO) build -o .cache/weirbench ./bench/cmd/weirbench
 	.cache/weirbench -quick $(BENCHFLAGS)

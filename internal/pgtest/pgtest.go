@@ -43,10 +43,11 @@ const (
 )
 
 // Server is one throwaway PostgreSQL server. Its methods fail the test on
-// error.
+// error (Stop, Restart and Conn need a server from Start).
 type Server struct {
 	t       testing.TB
 	bin     string
+	root    string // temporary directory of everything
 	dir     string // data directory
 	sock    string // unix socket directory
 	logPath string
@@ -76,6 +77,21 @@ func Start(t testing.TB, settings ...string) *Server {
 	return s
 }
 
+// Launch starts a server outside a test (the benchmark harness); Close
+// stops it and removes its files.
+func Launch(settings ...string) (*Server, error) {
+	return start(nil, settings)
+}
+
+// Close stops a server from Launch and removes its directory.
+func (s *Server) Close() error {
+	err := s.stop(false)
+	if s.root != "" {
+		os.RemoveAll(s.root)
+	}
+	return err
+}
+
 func start(t testing.TB, settings []string) (*Server, error) {
 	bin, version, err := binaries()
 	if err != nil {
@@ -93,7 +109,16 @@ func start(t testing.TB, settings []string) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("temporary directory: %w", err)
 	}
-	t.Cleanup(func() { os.RemoveAll(root) })
+	s.root = root
+	if t != nil {
+		t.Cleanup(func() { os.RemoveAll(root) })
+	}
+	ok := false
+	defer func() {
+		if !ok && t == nil {
+			os.RemoveAll(root)
+		}
+	}()
 	s.dir = filepath.Join(root, "data")
 	s.sock = filepath.Join(root, "sock")
 	s.logPath = filepath.Join(root, "server.log")
@@ -133,6 +158,7 @@ func start(t testing.TB, settings []string) (*Server, error) {
 			return nil, err
 		}
 		if lastErr = s.launch(); lastErr == nil {
+			ok = true
 			return s, nil
 		}
 	}
