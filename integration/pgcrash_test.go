@@ -160,7 +160,7 @@ func pgFailpointSeed(t *testing.T, bin string, srv *pgtest.Server, c *pgx.Conn, 
 	runs := runClean(t, bin, jobFile, dir, "run")
 	for run := 1; run <= runs; run++ {
 		b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("run-clean-%d.log", run)))
-		if os.Getenv("WEIR_PG_DEBUG") != "" {
+		if os.Getenv("WEIR_PG_DEBUG") != "" { // print the clean runs' logs
 			t.Logf("clean run %d log:\n%s", run, tail(string(b), 60))
 		}
 		a, p := recovered(string(b))
