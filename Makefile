@@ -9,6 +9,10 @@
 #   make chromium     find headless Chromium for the status page's browser test,
 #                     installing Debian's chromium with apt-get when missing
 #                     (make test does it; the test fails when it cannot start)
+#   make postgres     find PostgreSQL's server binaries for the PostgreSQL sink
+#                     tests, installing Debian's postgresql with apt-get when
+#                     missing (make test does it; the tests start throwaway
+#                     servers from them and fail when one cannot start)
 #   make demo         the demo on the embedded broker
 #
 # Knobs: CRASH_SEEDS (seeds per crash test, default 10), GOTESTFLAGS.
@@ -20,9 +24,9 @@ GOTESTFLAGS ?=
 # Packages share two cores with the Kafka brokers: one package at a time.
 TESTFLAGS   := -p 1 -count=1 -timeout 28m -v $(GOTESTFLAGS)
 
-.PHONY: test check kafka chromium demo build
+.PHONY: test check kafka chromium postgres demo build
 
-test: check kafka chromium
+test: check kafka chromium postgres
 	@start=$$(date +%s); \
 	WEIR_CRASH_SEEDS=$(CRASH_SEEDS) $(GO) test $(TESTFLAGS) ./... 2>&1 | tee .cache/test.log | grep -E '^(=== RUN|--- (PASS|FAIL)|PASS|FAIL|ok|kafka:|panic:)|verdict:|seed|    --- ' ; \
 	rc=$${PIPESTATUS[0]}; \
@@ -43,6 +47,9 @@ kafka:
 chromium:
 	@./scripts/chromium.sh
 
+postgres:
+	@./scripts/postgres.sh
+
 build:
 	$(GO) build -o .cache/engine ./cmd/engine
 
@@ -56,7 +63,9 @@ demo:
 # sliding and session windows, an interval join and a dataflow-API pipeline
 # (filter, map, keyBy, keyed process with ValueState) at keys 10^3, their
 # outputs compared record by record with Flink's (the interval join is
-# timed in bench-quick only; weirbench -only picks workloads).
+# timed in bench-quick only; weirbench -only picks workloads); and Q1 into
+# a PostgreSQL table at least once vs exactly once, weir only (-only
+# postgres; a throwaway server from scripts/postgres.sh's binaries).
 #   make bench         10^7 events per input, keys 10^3/10^5/10^6, 3 runs each,
 #                      then latency at 20,000 events/s and recovery after
 #                      SIGKILL (Q0, and Q1 at 10^3 keys): about 80 minutes
@@ -74,10 +83,10 @@ BENCHFLAGS ?=
 
 .PHONY: bench bench-quick
 
-bench: kafka
+bench: kafka postgres
 	$(GO) build -o .cache/weirbench ./bench/cmd/weirbench
 	.cache/weirbench $(BENCHFLAGS)
 
-bench-quick: kafka
+bench-quick: kafka postgres
 	$(GO) build -o .cache/weirbench ./bench/cmd/weirbench
 	.cache/weirbench -quick $(BENCHFLAGS)

@@ -581,9 +581,11 @@ func (j *Job) rescaleKeyed(st *stateSetup, uid, kind string, oldP int, readOld r
 func (j *Job) rescaleSink(st *stateSetup, uid string, oldP int, readOld readOldFunc) error {
 	newP := j.spec.Parallelism
 	prefix := j.spec.Sink.TransactionalIDPrefix
+	pg := false
 	for _, n := range j.graph.sinks {
 		if n.uid == uid {
 			prefix = n.sink.spec.TransactionalIDPrefix
+			pg = n.sink.pg != nil
 		}
 	}
 	for k := 0; k < oldP; k++ {
@@ -598,6 +600,12 @@ func (j *Job) rescaleSink(st *stateSetup, uid string, oldP int, readOld readOldF
 			return err
 		}
 		if k >= newP && j.spec.Delivery == ExactlyOnce {
+			if pg {
+				// PostgreSQL: the old subtask's slot sessions are
+				// terminated, its prepared transactions rolled back.
+				cp.FenceIDs = append(cp.FenceIDs, txsink.PostgresIDs(txsink.Owner(j.spec.Name, uid, k), txsinkPool)...)
+				continue
+			}
 			cp.FenceIDs = append(cp.FenceIDs, txsink.TransactionalIDs(prefix, j.spec.Name, uid, k, k+1, txsinkPool)...)
 		}
 	}

@@ -321,6 +321,8 @@ type sinkNode struct {
 	// deadLetters: this sink writes the dead letters of the sources with
 	// DeadLetter (DeadLetterSink).
 	deadLetters bool
+	// pg is set for a PostgreSQL sink (spec.Kind SinkPostgres).
+	pg *pgSink
 	// writer builds the exchange that encodes records for the sink.
 	writer func(send func(int, any, int), target int, onErr func(error)) (em any, flush func())
 }

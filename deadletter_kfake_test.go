@@ -158,6 +158,12 @@ func TestDeadLetterSpecErrors(t *testing.T) {
 	if _, err := NewJob(s); err != nil {
 		t.Errorf("a valid dead-letter spec: %v", err)
 	}
+	// The dead letters go into the sink's Kafka transaction: not with a
+	// PostgreSQL sink.
+	s.Sink = SinkSpec{Kind: SinkPostgres, DSN: "postgres://u@127.0.0.1/db", Table: "t"}
+	if _, err := NewJob(s); err == nil || !strings.Contains(err.Error(), "bad_records: dead-letter needs a Kafka sink") {
+		t.Errorf("dead-letter with a PostgreSQL sink: %v", err)
+	}
 }
 
 // TestDeadLetterDataflow: weir.DeadLetter on a dataflow source whose JSON

@@ -162,6 +162,12 @@ func (e *Env) checkConnectors(spec JobSpec, g *graphPlan) error {
 	}
 	for _, n := range g.sinks {
 		sk := &n.sink.spec
+		if n.sink.pg != nil {
+			if err := validatePGSinkNode(n); err != nil {
+				return err
+			}
+			continue
+		}
 		if sk.TransactionalIDPrefix == "" {
 			sk.TransactionalIDPrefix = "weir"
 		}
@@ -183,6 +189,9 @@ func (e *Env) checkConnectors(spec JobSpec, g *graphPlan) error {
 		}
 	}
 	for _, n := range g.sinks {
+		if n.sink.pg != nil {
+			continue
+		}
 		if other, ok := topics[n.sink.spec.ProgressTopic]; ok {
 			return fmt.Errorf("weir: sink %s: progress topic %q is also used by %s; name another with weir.ProgressTopic", n.uid, n.sink.spec.ProgressTopic, other)
 		}

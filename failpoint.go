@@ -21,9 +21,12 @@ import (
 //	                               transaction not yet committed
 //	during-commit                  the commit of epoch N is about to be sent
 //	after-commit                   epoch N is committed, nothing else yet
+//	after-prepare                  a PostgreSQL sink has run PREPARE
+//	                               TRANSACTION for epoch N (its checkpoint
+//	                               is not complete yet)
 var Failpoints = []string{
 	"mid-epoch", "after-snapshot-before-ack", "between-data-and-marker",
-	"after-complete-before-commit", "during-commit", "after-commit",
+	"after-complete-before-commit", "during-commit", "after-commit", "after-prepare",
 }
 
 // FailpointEnv is the environment variable that arms a failpoint in the

@@ -44,6 +44,15 @@ func (j *Job) dataflowPlan(closed *sync.WaitGroup, state *stateSetup) supervisor
 			Name: n.uid, Parallelism: p, Sink: true, Downstream: []string{},
 			Producer: func(i int, _ []*actor.PID) actor.Producer {
 				task := supervisor.TaskName(n.uid, i)
+				if n.sink.pg != nil {
+					return actors.NewSink(actors.SinkConfig{
+						Task: task, Index: i, Inputs: 1,
+						Postgres: j.postgresConfig(n, i), PostgresExactlyOnce: s.Delivery == ExactlyOnce,
+						Failpoint: j.opts.failpoint, MaxPendingBytes: sk.MaxPendingBytes,
+						Checkpoint: state.checkpointing(task),
+						Metrics:    &j.metrics, Stats: j.obs.stats(n.uid, i), Done: closed, Log: log,
+					})
+				}
 				var tx *txsink.KafkaConfig
 				dl := g.deadLetterTopics(n)
 				if s.Delivery == ExactlyOnce {

@@ -358,6 +358,9 @@ func (j *Job) ensureProgressTopic(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for _, n := range j.graph.sinks {
+		if n.sink.pg != nil {
+			continue // progress rows go to a table of the database
+		}
 		props := merge(j.spec.Kafka, n.sink.spec.Properties)
 		brokers, err := countBrokers(cctx, j.spec.Brokers, props)
 		if err != nil {
@@ -396,6 +399,13 @@ func (j *Job) runOnce(ctx context.Context) error {
 			// a failure like any other, through the restart strategy.
 			return fmt.Errorf("kafka not reachable before the start: %w", err)
 		}
+	}
+	if err := j.checkPostgres(ctx); err != nil {
+		if errors.Is(err, txsink.ErrConfig) {
+			return &setupError{err}
+		}
+		// The server unreachable: through the restart strategy.
+		return err
 	}
 	var state *stateSetup
 	if j.spec.Checkpoint.Interval > 0 {

@@ -334,7 +334,12 @@ func jobFileSchema(s *JobSpec) []field {
 			{name: "functions", kind: kindList, example: "[count, sum, max]", list: &s.Aggregate.Functions},
 		}},
 		{name: "sink", kind: kindSection, sub: []field{
+			{name: "kind", kind: kindString, example: "postgres", str: (*string)(&s.Sink.Kind)},
 			{name: "topic", kind: kindString, example: "clicks-per-user", str: &s.Sink.Topic},
+			{name: "dsn", kind: kindString, example: "postgres://weir:PASSWORD@db:5432/analytics", str: &s.Sink.DSN},
+			{name: "table", kind: kindString, example: "clicks_per_user", str: &s.Sink.Table},
+			{name: "mode", kind: kindString, example: "upsert", str: (*string)(&s.Sink.Mode)},
+			{name: "columns", kind: kindProps, example: "{user_id: key, clicks: count}", props: &s.Sink.Columns},
 			{name: "progress_topic", kind: kindString, example: "clicks-per-user.weir-progress", str: &s.Sink.ProgressTopic},
 			{name: "transaction_timeout", kind: kindDuration, bound: nonNegative, example: "15m", dur: &s.Sink.TransactionTimeout},
 			{name: "transactional_id_prefix", kind: kindString, example: "weir-clicks-per-user", str: &s.Sink.TransactionalIDPrefix},
@@ -597,6 +602,9 @@ func want(f *field) string {
 		}
 		return "a map of the keys " + strings.Join(names, ", ")
 	case kindProps:
+		if f.name == "columns" {
+			return "a map of column: field such as " + f.example
+		}
 		return "a map of librdkafka properties such as " + f.example
 	default:
 		return "a map of partition to offset such as " + f.example

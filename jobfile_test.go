@@ -209,7 +209,7 @@ func exampleSpec() JobSpec {
 			MaxFuture: time.Hour, LateTopic: "clicks-late"},
 		Aggregate: AggregateSpec{ValueField: "amount", Functions: []string{"count", "sum"}},
 		Sink: SinkSpec{
-			Topic:                 "clicks-per-user",
+			Kind: SinkKafka, Topic: "clicks-per-user",
 			TransactionalIDPrefix: "weir", ProgressTopic: "clicks-per-user.weir-progress", TransactionTimeout: 15 * time.Minute,
 			Properties: map[string]string{"linger.ms": "5"}, MaxPendingBytes: 64 << 20,
 		},
@@ -270,6 +270,10 @@ func TestJobFileExample(t *testing.T) {
 		"memory.limit":             `(?m)^\s*#\s*limit: 2GiB`,
 		"http.addr":                `(?m)^\s*#\s*addr: 127.0.0.1:8081`,
 		"dead_letter.topic":        `(?m)^\s*#\s*topic: clicks-dead-letter`,
+		"sink.dsn":                 `(?m)^\s*#\s*dsn: postgres://`,
+		"sink.table":               `(?m)^\s*#\s*table: clicks_per_user`,
+		"sink.mode":                `(?m)^\s*#\s*mode: upsert`,
+		"sink.columns":             `(?m)^\s*#\s*columns: \{user_id: key`,
 	}
 	for _, k := range jobFileKeys() {
 		if re, ok := commented[k]; ok {

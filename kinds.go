@@ -24,6 +24,9 @@ func kindGraph(spec JobSpec) (*graphPlan, error) {
 	if spec.BadRecords == BadRecordsDeadLetter {
 		src.deadLetter = spec.DeadLetter.Topic
 	}
+	if spec.Sink.Kind == SinkPostgres {
+		sk.pg = windowPostgres(spec)
+	}
 	switch spec.Kind {
 	case KindPassthrough:
 		src.decoder = func() actors.Decoder { return &decoder[Record]{format: rawFormat{}} }

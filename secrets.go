@@ -28,6 +28,7 @@ func (s JobSpec) Redacted() JobSpec {
 	s.Kafka = kafkaconf.RedactProps(s.Kafka)
 	s.Source.Properties = kafkaconf.RedactProps(s.Source.Properties)
 	s.Sink.Properties = kafkaconf.RedactProps(s.Sink.Properties)
+	s.Sink.DSN = redactDSN(s.Sink.DSN)
 	return s
 }
 
@@ -37,6 +38,7 @@ func RegisterSecrets(s JobSpec) {
 	kafkaconf.RegisterSecrets(s.Kafka)
 	kafkaconf.RegisterSecrets(s.Source.Properties)
 	kafkaconf.RegisterSecrets(s.Sink.Properties)
+	registerDSN(s.Sink.DSN)
 }
 
 // RedactSecrets returns msg with every registered secret value (those of

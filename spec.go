@@ -313,8 +313,32 @@ var aggregateFunctions = []string{"count", "sum", "min", "max", "avg"}
 
 // SinkSpec is the Kafka sink (job file: sink).
 type SinkSpec struct {
-	// Topic to write results to (job file: sink.topic). Required.
+	// Kind is where results go (job file: sink.kind): SinkKafka (default,
+	// the topic Topic) or SinkPostgres (the PostgreSQL table Table, see
+	// DSN, Table, Mode and Columns).
+	Kind SinkKind
+	// Topic to write results to (job file: sink.topic). Required for
+	// Kafka.
 	Topic string
+	// DSN is the PostgreSQL connection string of a postgres sink (job
+	// file: sink.dsn), e.g. postgres://weir:PASSWORD@db:5432/analytics.
+	// Its password is a secret: Redacted and every message hide it.
+	DSN string
+	// Table is the PostgreSQL table of a postgres sink (job file:
+	// sink.table), optionally schema-qualified. It must exist with the
+	// mapped columns; an exactly-once sink also needs the server's
+	// max_prepared_transactions above zero. Both are checked at start.
+	Table string
+	// Mode is how a postgres sink writes (job file: sink.mode):
+	// PostgresInsert (default, one row per window result) or
+	// PostgresUpsert (INSERT ... ON CONFLICT on the columns of key and
+	// window_start, which need a unique constraint).
+	Mode PostgresMode
+	// Columns maps the postgres sink's table columns to window-result
+	// fields (job file: sink.columns, column: field): key, window_start,
+	// window_end and the aggregate functions (count, sum, min, max, avg).
+	// Default: each field into the column of its name.
+	Columns map[string]string
 	// TransactionalIDPrefix prefixes the transactional ids used with
 	// exactly-once delivery (job file: sink.transactional_id_prefix). The
 	// ids are <prefix>-<job>-sink-<subtask>-<slot>, stable across restarts.
@@ -513,6 +537,12 @@ func (s JobSpec) WithDefaults() JobSpec {
 	if s.Sink.TransactionalIDPrefix == "" {
 		s.Sink.TransactionalIDPrefix = "weir"
 	}
+	if s.Sink.Kind == "" {
+		s.Sink.Kind = SinkKafka
+	}
+	if s.Sink.Kind == SinkPostgres && s.Sink.Mode == "" {
+		s.Sink.Mode = PostgresInsert
+	}
 	if s.Sink.ProgressTopic == "" && s.Sink.Topic != "" {
 		s.Sink.ProgressTopic = s.Sink.Topic + ".weir-progress"
 	}
@@ -614,6 +644,9 @@ func (s JobSpec) Validate() error {
 			return specErr("dead_letter.topic", "is set but bad_records is fail; set bad_records: dead-letter to use it, or remove dead_letter")
 		}
 	case BadRecordsDeadLetter:
+		if s.Sink.Kind == SinkPostgres {
+			return specErr("bad_records", "dead-letter needs a Kafka sink (the dead letters go into the sink's Kafka transaction); with sink.kind: postgres use bad_records: fail")
+		}
 		if err := s.validateDeadLetter(); err != nil {
 			return err
 		}
@@ -678,6 +711,16 @@ func (s JobSpec) validateIO() error {
 		}
 	default:
 		return specErr("kind", "%q is not a job kind; use window (key, window and aggregate JSON records) or passthrough (copy records unchanged)", s.Kind)
+	}
+	switch s.Sink.Kind {
+	case SinkKafka:
+	case SinkPostgres:
+		return s.validatePostgresSink()
+	default:
+		return specErr("sink.kind", "%q is not a sink kind; use kafka or postgres", s.Sink.Kind)
+	}
+	if s.Sink.DSN != "" || s.Sink.Table != "" || s.Sink.Mode != "" || s.Sink.Columns != nil {
+		return specErr("sink.kind", "sink.dsn, sink.table, sink.mode and sink.columns are for sink.kind: postgres; set it, or remove them")
 	}
 	if s.Sink.Topic == "" {
 		return specErr("sink.topic", "required: name the topic to write results to")

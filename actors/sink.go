@@ -42,6 +42,13 @@ type SinkConfig struct {
 	// written in Kafka transactions pre-committed at each barrier and
 	// committed when the checkpoint completes (see txsink).
 	Transactional *txsink.KafkaConfig
+	// Postgres, when set, makes the sink write to a PostgreSQL table
+	// instead of Kafka: exactly-once through prepared transactions (the
+	// same txsink protocol) when PostgresExactlyOnce, else at least once
+	// (each batch received written and committed in one transaction, so
+	// before the barrier after it is acked). Owner is set per subtask.
+	Postgres            *txsink.PostgresConfig
+	PostgresExactlyOnce bool
 	// OpTimeout bounds each transactional operation (default 1m).
 	OpTimeout time.Duration
 	// MaxPendingBytes bounds the records an exactly-once sink holds for
@@ -108,6 +115,10 @@ type Sink struct {
 	arrived   map[int]bool            // its arrivals
 	inEnded   map[int]bool
 	held      []any
+	// pg writes at least once to PostgreSQL; pgBuf is the batch being
+	// written (reused).
+	pg    *txsink.Postgres
+	pgBuf []txsink.Record
 }
 
 // NewSink returns the producer of a sink actor.
@@ -201,6 +212,15 @@ func (s *Sink) Receive(ctx actor.Context) {
 		if err := s.cfg.Checkpoint.close(); err != nil {
 			s.cfg.Log.Warn("close state store", "task", s.cfg.Task, "err", err)
 		}
+		if s.pg != nil {
+			if err := s.pg.Close(); err != nil {
+				s.cfg.Log.Warn("close postgres sink", "task", s.cfg.Task, "err", err)
+			}
+			s.pg = nil
+			if s.cfg.Done != nil {
+				s.cfg.Done.Done()
+			}
+		}
 		if s.prod != nil {
 			if s.out != nil {
 				s.out.Close()
@@ -227,9 +247,12 @@ func (s *Sink) batch(ctx actor.Context, m *Batch) {
 		return
 	}
 	var err error
-	if s.tx != nil {
+	switch {
+	case s.tx != nil:
 		err = s.writeTxRaw(raw)
-	} else {
+	case s.pg != nil:
+		err = s.writePG(raw)
+	default:
 		err = s.writeRaw(raw)
 	}
 	if err != nil {
@@ -418,11 +441,22 @@ const SpillDir = "spill"
 func (s *Sink) startTx() error {
 	octx, cancel := s.opContext()
 	defer cancel()
-	k, err := txsink.NewKafka(octx, *s.cfg.Transactional)
-	if err != nil {
-		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
+	var k txsink.Backend
+	var owner string
+	if pc := s.cfg.Postgres; pc != nil {
+		p, err := txsink.NewPostgres(octx, *pc)
+		if err != nil {
+			return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
+		}
+		k, owner = p, pc.Owner
+	} else {
+		kb, err := txsink.NewKafka(octx, *s.cfg.Transactional)
+		if err != nil {
+			return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
+		}
+		k, owner = kb, txsink.Owner(s.cfg.Transactional.Job, s.cfg.Transactional.Sink, s.cfg.Index)
 	}
-	txc := txsink.Config{Owner: txsink.Owner(s.cfg.Transactional.Job, s.cfg.Transactional.Sink, s.cfg.Index),
+	txc := txsink.Config{Owner: owner,
 		OpTimeout: s.cfg.OpTimeout, MaxPendingBytes: s.cfg.MaxPendingBytes, MaxStateBytes: snapshot.MaxOpStateBytes,
 		Routed: len(s.cfg.DeadLetterTopics) > 0}
 	if cp := s.cfg.Checkpoint; cp.Enabled() {
@@ -452,6 +486,11 @@ func (s *Sink) startTx() error {
 		s.syncTx()
 		s.tx = nil
 		return fmt.Errorf("sink %s: recover transactions: %w", s.cfg.Task, err)
+	}
+	if c := tx.Counts(); c.Resumed+c.Replayed > 0 {
+		// Resumed: prepared transactions (PostgreSQL) that survived the
+		// restart, committed; replayed: epochs written again.
+		s.cfg.Log.Info("sink recovered pending epochs", "task", s.cfg.Task, "resumed", c.Resumed, "replayed", c.Replayed)
 	}
 	if s.cfg.Done != nil {
 		s.cfg.Done.Add(1)
@@ -529,8 +568,21 @@ func (s *Sink) writeTxRaw(recs []RawRecord) error {
 const ProducerEventsChannelSize = 10_000
 
 func (s *Sink) start(ctx actor.Context) error {
-	if s.cfg.Transactional != nil {
+	if s.cfg.Transactional != nil || (s.cfg.Postgres != nil && s.cfg.PostgresExactlyOnce) {
 		return s.startTx()
+	}
+	if s.cfg.Postgres != nil {
+		octx, cancel := s.opContext()
+		defer cancel()
+		p, err := txsink.NewPostgres(octx, *s.cfg.Postgres)
+		if err != nil {
+			return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
+		}
+		s.pg = p
+		if s.cfg.Done != nil {
+			s.cfg.Done.Add(1)
+		}
+		return nil
 	}
 	p, err := kafkaconf.NewProducer(s.cfg.Brokers, kafka.ConfigMap{
 		"enable.idempotence": true,
@@ -693,7 +745,36 @@ func (s *Sink) produceTo(r RawRecord) error {
 	}
 }
 
+// writePG writes a batch of records to PostgreSQL (at least once) in one
+// transaction: nothing waits in the sink for more (an unbounded job
+// without checkpoints would otherwise hold a slow trickle back).
+func (s *Sink) writePG(raw []RawRecord) error {
+	for _, r := range raw {
+		s.pgBuf = append(s.pgBuf, txsink.Record{Key: r.Key, Value: r.Value})
+	}
+	return s.flushPG()
+}
+
+// flushPG writes the buffered records in one committed transaction.
+func (s *Sink) flushPG() error {
+	if len(s.pgBuf) == 0 {
+		return nil
+	}
+	octx, cancel := s.opContext()
+	defer cancel()
+	if err := s.pg.WriteCommitted(octx, s.pgBuf); err != nil {
+		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
+	}
+	s.cfg.Metrics.ResultsOut.Add(int64(len(s.pgBuf)))
+	clear(s.pgBuf)
+	s.pgBuf = s.pgBuf[:0]
+	return nil
+}
+
 func (s *Sink) flush() error {
+	if s.pg != nil {
+		return s.flushPG()
+	}
 	deadline := time.Now().Add(s.cfg.FlushTimeout)
 	for s.prod.Flush(200) > 0 {
 		if time.Now().After(deadline) {

@@ -52,6 +52,9 @@ type weirJobArgs struct {
 	CPUProfile string `json:"cpu_profile,omitempty"`
 	// Unbounded makes the job read on until it is killed (live runs).
 	Unbounded bool `json:"unbounded,omitempty"`
+	// DSN and Table are the PostgreSQL sink of mode window-postgres.
+	DSN   string `json:"dsn,omitempty"`
+	Table string `json:"table,omitempty"`
 }
 
 // ceilingArgs is the JSON argument of the ceiling child.
@@ -319,6 +322,8 @@ func weirJobSpec(a weirJobArgs) (weir.JobSpec, error) {
 	}
 	switch a.Mode {
 	case "window", "":
+	case modePostgres:
+		spec.Sink = weir.SinkSpec{Kind: weir.SinkPostgres, DSN: a.DSN, Table: a.Table}
 	case "sliding":
 		spec.Window.Kind = weir.WindowSliding
 		spec.Window.Slide = time.Duration(a.SlideMs) * time.Millisecond

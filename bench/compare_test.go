@@ -161,11 +161,15 @@ func TestWorkloads(t *testing.T) {
 		return out
 	}
 	c := QuickConfig()
-	if got, want := names(c), []string{"ceiling", "window", "window", "passthrough", "passthrough", "sliding", "session", "interval-join", "dataflow"}; !slices.Equal(got, want) {
+	if got, want := names(c), []string{"ceiling", "window", "window", "passthrough", "passthrough", "sliding", "session", "interval-join", "dataflow", modePostgres, modePostgres}; !slices.Equal(got, want) {
 		t.Errorf("quick workloads %v, want %v", got, want)
 	}
-	if got := names(DefaultConfig()); !slices.Contains(got, "interval-join (check)") || got[len(got)-1] != "dataflow" {
-		t.Errorf("default workloads %v: want the interval join in the check only, and the dataflow workload timed", got)
+	if got := names(DefaultConfig()); !slices.Contains(got, "interval-join (check)") || !slices.Contains(got, "dataflow") || got[len(got)-1] != modePostgres {
+		t.Errorf("default workloads %v: want the interval join in the check only, and the dataflow and PostgreSQL workloads timed", got)
+	}
+	c.Only = []string{"postgres"}
+	if got, want := names(c), []string{modePostgres, modePostgres}; !slices.Equal(got, want) {
+		t.Errorf("-only postgres workloads %v, want %v", got, want)
 	}
 	c.Only = []string{"session", "interval"}
 	c.IntervalJoin = false

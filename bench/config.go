@@ -69,9 +69,16 @@ type Config struct {
 	// and sum, one output record per record kept; Flink runs the same
 	// DataStream pipeline with a KeyedProcessFunction.
 	Dataflow bool
+	// Postgres runs Q1 (keys Keys[0]) with the window results written to a
+	// PostgreSQL table (sink.kind: postgres) instead of Kafka, at least
+	// once and exactly once (prepared transactions), on weir only (Flink's
+	// JDBC exactly-once sink needs an XA data source the peer does not
+	// have): a throwaway server from internal/pgtest (scripts/postgres.sh
+	// finds or installs PostgreSQL).
+	Postgres bool
 	// Only, when not empty, keeps just these workloads (families
 	// WorkloadFamilies: ceiling, q0, q1, sliding, session, interval,
-	// dataflow).
+	// dataflow, postgres).
 	Only []string
 	// FlinkJVMOpts are the JVM options of the Flink child (heap size).
 	FlinkJVMOpts []string
@@ -155,6 +162,7 @@ func DefaultConfig() Config {
 		// Half the events pass the filter: 5*10^6 output records at
 		// 10^7 events, half Q0's.
 		Dataflow: true,
+		Postgres: true,
 		// 10^5 events over 40 s of event time: eight slides, a quarter
 		// of the timed input's rate per key (more sessions, about 3*10^4
 		// join pairs).
@@ -233,7 +241,7 @@ func (c Config) validate() error {
 // the ceiling, Q0 passthrough, Q1 tumbling window, sliding window,
 // session window, interval join and dataflow (filter, map, keyBy, keyed
 // process with ValueState) workloads.
-var WorkloadFamilies = []string{"ceiling", "q0", "q1", "sliding", "session", "interval", "dataflow"}
+var WorkloadFamilies = []string{"ceiling", "q0", "q1", "sliding", "session", "interval", "dataflow", "postgres"}
 
 // wants says whether the family of workloads runs: Only names it, or
 // Only is empty.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/weirstream/weir/internal/pgtest"
+
 	"github.com/weirstream/weir/integration/verify"
 )
 
@@ -156,5 +158,53 @@ func TestWeirDataflowOnKfake(t *testing.T) {
 	}
 	if ok, v := compareTotals(SystemWeir, got, "expected", want); !ok {
 		t.Error(v)
+	}
+}
+
+// TestWeirWindowIntoPostgresOnKfake runs the child's Q1 job into a
+// PostgreSQL table (mode window-postgres), exactly once and at least
+// once, over the harness's padded events on kfake, and checks the table
+// holds every window once with its count and sum.
+func TestWeirWindowIntoPostgresOnKfake(t *testing.T) {
+	const parts = 4
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, "in"), kfake.Ports(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	brokers := c.ListenAddrs()[0]
+	es, err := verify.Generate(verify.GenConfig{Seed: 3, Keys: 100, Partitions: parts, Events: 5000, Start: eventEpoch, Step: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	next := func() verify.Event { e := es[i]; i++; return e }
+	if err := produceEvents(ctx, brokers, "in", parts, 100, len(es), next); err != nil {
+		t.Fatal(err)
+	}
+	pg := pgtest.Start(t)
+	r := &runner{pgConn: pg.Conn(t), pg: pg}
+	for _, d := range []string{"exactly-once", "at-least-once"} {
+		table := pgTable(modePostgres, "out-"+d)
+		if _, err := r.pgConn.Exec(ctx, "CREATE TABLE "+table+" (key text, window_start timestamptz, window_end timestamptz, count bigint, sum double precision)"); err != nil {
+			t.Fatal(err)
+		}
+		res, err := runWeirJob(ctx, weirJobArgs{
+			Name: "pg-" + d, Brokers: brokers, Topic: "in", Mode: modePostgres, DSN: r.pgDSN(modePostgres), Table: table,
+			Delivery: d, Parallelism: 2, CheckpointMs: 50, CheckpointDir: t.TempDir(), WindowMs: 1000, OOOMs: 100,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.pgResults(ctx, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := verify.Compare(len(es), verify.Expected(es, time.Second), got)
+		if !v.OK || res.RecordsIn != int64(len(es)) {
+			t.Fatalf("%s: read %d: %s", d, res.RecordsIn, v.Report())
+		}
 	}
 }

@@ -9,7 +9,8 @@
 // Q1 window, Q0 passthrough, exactly-once and at-least-once, sliding and
 // session windows, interval join, and the dataflow workload (filter → map →
 // keyBy → a keyed process function with a ValueState of running totals,
-// on weir's typed dataflow API and Flink's DataStream API) — runs on both
+// on weir's typed dataflow API and Flink's DataStream API; and Q1 into a
+// PostgreSQL table, weir only, on a throwaway server) — runs on both
 // systems over a small input and each read_committed output is compared
 // with what the input implies; the sliding, session, interval join and
 // dataflow outputs record by record, and weir's with Flink's too), the

@@ -12,8 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/weirstream/weir/integration/broker"
 	"github.com/weirstream/weir/integration/verify"
+	"github.com/weirstream/weir/internal/pgtest"
 )
 
 // Systems measured.
@@ -66,6 +69,9 @@ type CheckResult struct {
 	Verdict  string `json:"verdict"`
 }
 
+// modePostgres is Q1 with its results written to a PostgreSQL table.
+const modePostgres = "window-postgres"
+
 type workload struct {
 	name     string
 	mode     string // window, sliding, session, interval-join, dataflow, passthrough, ceiling
@@ -111,6 +117,11 @@ func workloads(cfg Config) []workload {
 	}
 	if cfg.Dataflow && cfg.wants("dataflow") {
 		wls = append(wls, workload{name: fmt.Sprintf("dataflow keys=%d %s", k, eo), mode: "dataflow", keys: k, delivery: eo})
+	}
+	if cfg.Postgres && cfg.wants("postgres") {
+		for _, d := range []string{"exactly-once", "at-least-once"} {
+			wls = append(wls, workload{name: fmt.Sprintf("Q1 into PostgreSQL keys=%d %s", k, d), mode: modePostgres, keys: k, delivery: d})
+		}
 	}
 	return wls
 }
@@ -167,6 +178,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r := &runner{cfg: cfg, cl: cl, flink: flink, logf: logf}
 
 	wls := workloads(cfg)
+	if slices.ContainsFunc(wls, func(w workload) bool { return w.mode == modePostgres }) {
+		logf("starting PostgreSQL")
+		pg, err := pgtest.Launch()
+		if err != nil {
+			return nil, fmt.Errorf("bench: PostgreSQL did not start: %w", err)
+		}
+		defer pg.Close()
+		conn, err := pgx.Connect(ctx, pg.DSN())
+		if err != nil {
+			return nil, fmt.Errorf("bench: PostgreSQL: %w", err)
+		}
+		defer conn.Close(context.Background())
+		r.pg, r.pgConn = pg, conn
+		logf("PostgreSQL: %s", pg.Version)
+	}
 	// The equal-work check: every workload on both systems over the same
 	// small input, each one's read_committed output compared with the
 	// independently computed expectation.
@@ -262,12 +288,17 @@ type runner struct {
 	flink *flinkPeer
 	logf  func(string, ...any)
 	seq   int
+	// pg is the PostgreSQL server of the modePostgres workloads.
+	pg     *pgtest.Server
+	pgConn *pgx.Conn
 }
 
 func (r *runner) systemsFor(w workload) []string {
 	switch w.mode {
 	case "ceiling":
 		return []string{SystemCeiling}
+	case modePostgres:
+		return []string{SystemWeir}
 	}
 	if r.flink != nil {
 		return []string{SystemWeir, SystemFlink}
@@ -293,6 +324,7 @@ func (r *runner) command(ctx context.Context, sys, mode, delivery, topic, out, i
 			SlideMs: r.cfg.SlidingSlide.Milliseconds(), GapMs: r.cfg.SessionGap.Milliseconds(),
 			LowerMs: r.cfg.JoinLower.Milliseconds(), UpperMs: r.cfg.JoinUpper.Milliseconds(),
 			CPUProfile: profile, Unbounded: live,
+			DSN: r.pgDSN(mode), Table: pgTable(mode, out),
 		})
 		if err != nil {
 			return nil, "", fmt.Errorf("bench: %w", err)
@@ -335,7 +367,12 @@ func (r *runner) execJob(ctx context.Context, sys, mode, delivery, topic, profil
 	r.seq++
 	id := fmt.Sprintf("%s-%s-%d", sys, mode, r.seq)
 	out := "out-" + id
-	if sys != SystemCeiling {
+	switch {
+	case mode == modePostgres:
+		if _, err := r.pgConn.Exec(ctx, "CREATE TABLE "+pgTable(mode, out)+" (key text, window_start timestamptz, window_end timestamptz, count bigint, sum double precision)"); err != nil {
+			return "", childResult{}, procUsage{}, fmt.Errorf("bench: PostgreSQL: %w", err)
+		}
+	case sys != SystemCeiling:
 		if err := r.cl.CreateTopic(ctx, out, r.cfg.Partitions, nil); err != nil {
 			return "", childResult{}, procUsage{}, fmt.Errorf("bench: %w", err)
 		}
@@ -492,7 +529,13 @@ func (r *runner) equalWork(ctx context.Context, wls []workload) ([]CheckResult, 
 				}
 				ok, verdict = comparePassthrough(want, got)
 			} else {
-				got, err := verify.ReadResults(ctx, r.cl.Bootstrap(), outTopic, verify.ReadCommitted)
+				var got []verify.Result
+				var err error
+				if w.mode == modePostgres {
+					got, err = r.pgResults(ctx, pgTable(w.mode, outTopic))
+				} else {
+					got, err = verify.ReadResults(ctx, r.cl.Bootstrap(), outTopic, verify.ReadCommitted)
+				}
 				if err != nil {
 					return out, fmt.Errorf("bench: equal-work check of %s on %s: %w", w.name, sys, err)
 				}
@@ -639,4 +682,41 @@ func comparePassthrough(want, got [][]byte) (bool, string) {
 	}
 	return ok, fmt.Sprintf("verdict: passthrough %s input=%d output=%d duplicates=%d missing=%d unexpected=%d",
 		word, len(want), len(got), dup, missing, unexpected)
+}
+
+// pgDSN is the PostgreSQL server's DSN for mode, "" for other modes.
+func (r *runner) pgDSN(mode string) string {
+	if mode != modePostgres || r.pg == nil {
+		return ""
+	}
+	return r.pg.DSN()
+}
+
+// pgTable is the table of a modePostgres job writing "out" (its output
+// topic name as a table name), "" for other modes.
+func pgTable(mode, out string) string {
+	if mode != modePostgres {
+		return ""
+	}
+	return strings.ReplaceAll(out, "-", "_")
+}
+
+// pgResults reads the window results of table.
+func (r *runner) pgResults(ctx context.Context, table string) ([]verify.Result, error) {
+	rows, err := r.pgConn.Query(ctx, "SELECT key, window_start, window_end, count, sum FROM "+table)
+	if err != nil {
+		return nil, fmt.Errorf("bench: PostgreSQL: %w", err)
+	}
+	defer rows.Close()
+	var out []verify.Result
+	for rows.Next() {
+		var res verify.Result
+		var ws, we time.Time
+		if err := rows.Scan(&res.Key, &ws, &we, &res.Count, &res.Sum); err != nil {
+			return nil, fmt.Errorf("bench: PostgreSQL: %w", err)
+		}
+		res.WindowStart, res.WindowEnd = ws.UnixMilli(), we.UnixMilli()
+		out = append(out, res)
+	}
+	return out, rows.Err()
 }

@@ -104,6 +104,22 @@ type Txn interface {
 	Abort(ctx context.Context) error
 }
 
+// Resumer is implemented by backends whose prepared transactions survive
+// the process (PostgreSQL's PREPARE TRANSACTION): Recover finishes such a
+// transaction instead of replaying its epoch. Backends without it (Kafka,
+// File) are replayed as before.
+type Resumer interface {
+	// Resume commits the prepared transaction of owner's epoch if one
+	// exists and reports whether it did; false means Recover replays the
+	// epoch.
+	Resume(ctx context.Context, owner string, epoch uint64) (bool, error)
+	// Discard rolls back every prepared transaction left of owners and of
+	// the owners of the fenced ids. Recover calls it last: what is left
+	// belongs to epochs after the restored checkpoint, which the job
+	// produces again.
+	Discard(ctx context.Context, owners []string) error
+}
+
 // Config configures a Sink.
 type Config struct {
 	// Owner names this sink subtask in progress markers, e.g.
@@ -209,6 +225,9 @@ type Counts struct {
 	// and committed: by Recover (their transaction was lost with a
 	// restart), or by Commit (the epoch never had a slot).
 	Replayed int64
+	// Resumed counts the epochs whose prepared transaction survived a
+	// restart and Recover committed (a Resumer backend), not replayed.
+	Resumed int64
 }
 
 // Counts returns the transactions so far. Like every method, it must be
@@ -334,6 +353,20 @@ func (s *Sink) Recover(ctx context.Context, states ...[]byte) error {
 		if committed[p.Owner] >= p.Epoch {
 			continue
 		}
+		if r, ok := s.b.(Resumer); ok {
+			var resumed bool
+			err := s.call(ctx, func(ctx context.Context) (err error) {
+				resumed, err = r.Resume(ctx, p.Owner, p.Epoch)
+				return err
+			})
+			if err != nil {
+				return s.fail(fmt.Errorf("txsink: recover %s: resume epoch %d of %s: %w", s.cfg.Owner, p.Epoch, p.Owner, err))
+			}
+			if resumed {
+				s.counts.Resumed++
+				continue
+			}
+		}
 		recs := p.Records
 		if p.Spill != nil {
 			if s.cfg.SpillDir == "" {
@@ -350,6 +383,17 @@ func (s *Sink) Recover(ctx context.Context, states ...[]byte) error {
 		e := &epochBuf{epoch: p.Epoch, recs: recs, count: len(recs)}
 		if err := s.replay(ctx, e, p.Owner); err != nil {
 			return s.fail(fmt.Errorf("txsink: recover %s: replay epoch %d of %s: %w", s.cfg.Owner, p.Epoch, p.Owner, err))
+		}
+	}
+	if r, ok := s.b.(Resumer); ok {
+		names := []string{s.cfg.Owner}
+		for o := range owners {
+			names = append(names, o)
+		}
+		slices.Sort(names)
+		names = slices.Compact(names)
+		if err := s.call(ctx, func(ctx context.Context) error { return r.Discard(ctx, names) }); err != nil {
+			return s.fail(fmt.Errorf("txsink: recover %s: discard prepared transactions of epochs after the checkpoint: %w", s.cfg.Owner, err))
 		}
 	}
 	// Every pending epoch is committed now: no spill file of theirs, nor
