@@ -1,7 +1,6 @@
 package weir
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -24,10 +23,14 @@ type Format[T any] interface {
 // a struct of strings, bools, numbers and such structs (see
 // internal/fastjson) it gets them without encoding/json's cost, and a
 // source reuses the strings that repeat (ids, names) instead of
-// allocating them per record.
-func JSON[T any]() Format[T] { return jsonFormat[T]{} }
+// allocating them per record. Encoding gives encoding/json.Marshal's bytes
+// and error; for such a struct a sink encodes it without encoding/json's
+// cost, into a buffer shared by a batch of records.
+func JSON[T any]() Format[T] { return jsonFormat[T]{enc: fastjson.NewEncoder[T]()} }
 
-type jsonFormat[T any] struct{}
+type jsonFormat[T any] struct {
+	enc *fastjson.Encoder[T] // T's plan, cached per type
+}
 
 func (jsonFormat[T]) Decode(_, value []byte) (T, error) {
 	v, err := fastjson.Unmarshal[T](value)
@@ -50,13 +53,26 @@ func (jsonFormat[T]) newDecodeFunc() func(key, value []byte) (T, error) {
 	}
 }
 
-func (jsonFormat[T]) Encode(v T) ([]byte, []byte, error) {
-	b, err := json.Marshal(v)
+// Encode is one allocation for the value, of its size.
+func (f jsonFormat[T]) Encode(v T) ([]byte, []byte, error) {
+	b, err := f.enc.Marshal(v)
 	return nil, b, err
 }
 
+// AppendEncode is Encode into one buffer (appendEncoder): no key.
+func (f jsonFormat[T]) AppendEncode(dst []byte, v T) ([]byte, int, int, error) {
+	n := len(dst)
+	dst, err := f.enc.AppendJSON(dst, v)
+	if err != nil {
+		return dst, 0, 0, err
+	}
+	return dst, 0, len(dst) - n, nil
+}
+
 // KeyedJSON is JSON with a record key: key(v) is written as the key.
-func KeyedJSON[T any](key func(T) string) Format[T] { return keyedJSON[T]{key: key} }
+func KeyedJSON[T any](key func(T) string) Format[T] {
+	return keyedJSON[T]{jsonFormat: jsonFormat[T]{enc: fastjson.NewEncoder[T]()}, key: key}
+}
 
 type keyedJSON[T any] struct {
 	jsonFormat[T]
@@ -66,6 +82,18 @@ type keyedJSON[T any] struct {
 func (f keyedJSON[T]) Encode(v T) ([]byte, []byte, error) {
 	_, b, err := f.jsonFormat.Encode(v)
 	return []byte(f.key(v)), b, err
+}
+
+// AppendEncode is Encode into one buffer (appendEncoder).
+func (f keyedJSON[T]) AppendEncode(dst []byte, v T) ([]byte, int, int, error) {
+	n := len(dst)
+	dst = append(dst, f.key(v)...)
+	k := len(dst) - n
+	dst, err := f.enc.AppendJSON(dst, v)
+	if err != nil {
+		return dst, 0, 0, err
+	}
+	return dst, k, len(dst) - n - k, nil
 }
 
 // Record is a Kafka record as bytes: the value of the Raw format.

@@ -2,6 +2,7 @@ package weir
 
 import (
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -118,6 +119,39 @@ func BenchmarkProduceWindowResults(b *testing.B) {
 	}
 	sent := 0
 	w := newRawBatch[window.Result](resultFormat{sizeMillis: 1000}, func(_ int, _ any, n int) { sent += n }, 0, benchBatch,
+		func(err error) { b.Fatal(err) })
+	b.ResetTimer()
+	before := mallocs()
+	for i := 0; i < b.N; i++ {
+		for _, r := range results {
+			w.Emit(r)
+		}
+		w.flush()
+	}
+	perRecord(b, len(results), before, mallocs())
+	if sent != b.N*len(results) {
+		b.Fatalf("sent %d records, want %d", sent, b.N*len(results))
+	}
+}
+
+// runningTotal is the bench dataflow workload's result record
+// (bench/childmain.go).
+type runningTotal struct {
+	User  string `json:"user"`
+	Seq   int64  `json:"seq"`
+	Count int64  `json:"count"`
+	Sum   int64  `json:"sum"`
+}
+
+// BenchmarkProduceKeyedJSON: encoding the dataflow workload's results
+// with KeyedJSON (the user as key) into the sink's batches.
+func BenchmarkProduceKeyedJSON(b *testing.B) {
+	results := make([]operator.Rec[runningTotal], benchBatch)
+	for i := range results {
+		results[i] = operator.Rec[runningTotal]{V: runningTotal{User: "u" + strconv.Itoa(i%1000), Seq: int64(i), Count: int64(i % 17), Sum: int64(i) * 37}}
+	}
+	sent := 0
+	w := newRawBatch[runningTotal](KeyedJSON(func(t runningTotal) string { return t.User }), func(_ int, _ any, n int) { sent += n }, 0, benchBatch,
 		func(err error) { b.Fatal(err) })
 	b.ResetTimer()
 	before := mallocs()

@@ -1,8 +1,9 @@
-// Package fastjson decodes JSON objects into Go structs with exactly
-// encoding/json's results, without its cost for the common case: a struct
-// of strings, bools, integers and floats (and nested structs and pointers
-// of those) read from a flat object. It is the dataflow API's JSON format
-// (weir.JSON, weir.KeyedJSON) on the source's hot path.
+// Package fastjson decodes JSON objects into Go structs and encodes Go
+// structs as JSON with exactly encoding/json's results, without its cost
+// for the common case: a struct of strings, bools, integers and floats
+// (and nested structs and pointers of those) read from a flat object or
+// written as one. It is the dataflow API's JSON format (weir.JSON,
+// weir.KeyedJSON) on the source's and the sink's hot paths.
 //
 // How it decodes:
 //
@@ -29,6 +30,21 @@
 // is for one goroutine (a source subtask). Unmarshal is the stateless
 // form.
 //
+// How it encodes (Encoder, Marshal): per type, once, a plan (cached) of
+// the fields encoding/json would write, in its order, with their names
+// escaped as it writes them; per record it appends them through their
+// offsets to the caller's buffer (no allocation when the buffer has the
+// room), with encoding/json's string escaping (HTML characters, control
+// characters, invalid UTF-8, U+2028/U+2029), float formatting, omitempty
+// and omitzero, and ",string" option. A type is eligible only when it is a
+// struct with an exported field, every field is of the kinds above, no
+// embedded field, no json.Number, no type implementing json.Marshaler or
+// encoding.TextMarshaler (on the type or its pointer), no omitzero on a
+// struct or a type with an IsZero method, no pointer to a pointer or of a
+// named pointer type, and no two fields of one name. Other types always
+// use encoding/json.Marshal, as does a value with a NaN or an infinity
+// (for encoding/json's own error).
+//
 // With GOEXPERIMENT=jsonv2 (encoding/json built on encoding/json/v2) the
-// fast path is off and everything goes through encoding/json.
+// fast paths are off and everything goes through encoding/json.
 package fastjson
