@@ -135,20 +135,33 @@ func runPGFailpointRow(t *testing.T, srv *pgtest.Server, events int, steps []str
 }
 
 func pgFailpointSeed(t *testing.T, bin string, srv *pgtest.Server, c *pgx.Conn, nEvents int, step string, seed int64, hit int) pgSeedResult {
-	t.Logf("seed %d, failpoint %s@%d (replay with -matrix-seed %d)", seed, step, hit, seed)
+	return pgFailpointRescale(t, bin, srv, c, nEvents, step, seed, hit, 0)
+}
+
+// pgFailpointRescale is pgFailpointSeed with the clean runs at parallelism
+// newP (0: the killed run's, 2).
+func pgFailpointRescale(t *testing.T, bin string, srv *pgtest.Server, c *pgx.Conn, nEvents int, step string, seed int64, hit, newP int) pgSeedResult {
+	t.Logf("seed %d, failpoint %s@%d, clean runs at parallelism %d (0: unchanged) (replay with -matrix-seed %d)", seed, step, hit, newP, seed)
 	ctx, cancel := context.WithTimeout(context.Background(), matrixSeedTimeout)
 	defer cancel()
 	in, out, events := matrixInput(t, ctx, seed, nEvents, time.Millisecond)
-	table := fmt.Sprintf("r_%s_%d", strings.ReplaceAll(step, "-", "_"), seed)
+	table := fmt.Sprintf("r_%s_%d_%d", strings.ReplaceAll(step, "-", "_"), newP, seed)
 	if _, err := c.Exec(ctx, fmt.Sprintf(pgMatrixDDL, table)); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	job := matrixJob{name: fmt.Sprintf("pg-%s-%d", step, seed), in: in, out: out, dir: filepath.Join(dir, "checkpoints")}
+	job := matrixJob{name: fmt.Sprintf("pg-%s-%d-%d", step, newP, seed), in: in, out: out, dir: filepath.Join(dir, "checkpoints")}
 	fault := job
 	fault.unbounded = true
 	faultFile := writeFile(t, filepath.Join(dir, "fault"), "job.yaml", pgMatrixYAML(t, fault, srv.DSN(), table))
-	jobFile := writeFile(t, dir, "job.yaml", pgMatrixYAML(t, job, srv.DSN(), table))
+	clean := pgMatrixYAML(t, job, srv.DSN(), table)
+	if newP != 0 {
+		if !strings.Contains(clean, "parallelism: 2\n") {
+			t.Fatal("the matrix job file has no parallelism: 2")
+		}
+		clean = strings.Replace(clean, "parallelism: 2\n", fmt.Sprintf("parallelism: %d\n", newP), 1)
+	}
+	jobFile := writeFile(t, dir, "job.yaml", clean)
 
 	ch := startChild(t, bin, faultFile, filepath.Join(dir, "run-fault.log"), fmt.Sprintf("%s=%s@%d", weir.FailpointEnv, step, hit))
 	o := ch.wait(t)
@@ -160,6 +173,9 @@ func pgFailpointSeed(t *testing.T, bin string, srv *pgtest.Server, c *pgx.Conn, 
 	runs := runClean(t, bin, jobFile, dir, "run")
 	for run := 1; run <= runs; run++ {
 		b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("run-clean-%d.log", run)))
+		if newP != 0 && run == 1 && !strings.Contains(string(b), "restoring from checkpoint") {
+			t.Fatalf("the first clean run (parallelism %d) did not restore the checkpoint of the killed run:\n%s", newP, tail(string(b), 20))
+		}
 		if os.Getenv("WEIR_PG_DEBUG") != "" { // print the clean runs' logs
 			t.Logf("clean run %d log:\n%s", run, tail(string(b), 60))
 		}
@@ -392,59 +408,17 @@ func TestPGMatrixRow13Rescale(t *testing.T) {
 	bin := matrixBinary(t)
 	srv := pgtest.Start(t)
 	c := srv.Conn(t)
-	resumedAll := 0
+	resumed := 0
 	for _, newP := range []int{3, 1} {
 		for _, seed := range matrixSeedList(t) {
 			t.Run(fmt.Sprintf("2to%d/seed=%d", newP, seed), func(t *testing.T) {
 				hit := 3 + rand.New(rand.NewSource(seed)).Intn(4)
-				t.Logf("seed %d, failpoint after-complete-before-commit@%d, then parallelism %d (replay with -matrix-seed %d)", seed, hit, newP, seed)
-				ctx, cancel := context.WithTimeout(context.Background(), matrixSeedTimeout)
-				defer cancel()
-				in, out, events := matrixInput(t, ctx, seed, matrixLongEvents, time.Millisecond)
-				table := fmt.Sprintf("r_rescale_%d_%d", newP, seed)
-				if _, err := c.Exec(ctx, fmt.Sprintf(pgMatrixDDL, table)); err != nil {
-					t.Fatal(err)
-				}
-				dir := t.TempDir()
-				job := matrixJob{name: fmt.Sprintf("pg-rescale-%d-%d", newP, seed), in: in, out: out, dir: filepath.Join(dir, "checkpoints")}
-				fault := job
-				fault.unbounded = true
-				faultFile := writeFile(t, filepath.Join(dir, "fault"), "job.yaml", pgMatrixYAML(t, fault, srv.DSN(), table))
-				clean := pgMatrixYAML(t, job, srv.DSN(), table)
-				if !strings.Contains(clean, "parallelism: 2\n") {
-					t.Fatal("the matrix job file has no parallelism: 2")
-				}
-				clean = strings.Replace(clean, "parallelism: 2\n", fmt.Sprintf("parallelism: %d\n", newP), 1)
-				jobFile := writeFile(t, dir, "job.yaml", clean)
-
-				step := "after-complete-before-commit"
-				ch := startChild(t, bin, faultFile, filepath.Join(dir, "run-fault.log"), fmt.Sprintf("%s=%s@%d", weir.FailpointEnv, step, hit))
-				o := ch.wait(t)
-				if o.signal != syscall.SIGKILL || !strings.Contains(o.log, "failpoint "+step+" hit") {
-					t.Fatalf("with %s=%s@%d the run ended with %v, want SIGKILL at the failpoint:\n%s", weir.FailpointEnv, step, hit, o, tail(o.log, 30))
-				}
-				prepared := pgPreparedOf(t, ctx, c, job.name)
-				runs := runClean(t, bin, jobFile, dir, "run")
-				var resumed, replayed int
-				for run := 1; run <= runs; run++ {
-					b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("run-clean-%d.log", run)))
-					if run == 1 && !strings.Contains(string(b), "restoring from checkpoint") {
-						t.Fatalf("the first clean run (parallelism %d) did not restore the checkpoint of the killed run:\n%s", newP, tail(string(b), 20))
-					}
-					a, p := recovered(string(b))
-					resumed, replayed = resumed+a, replayed+p
-				}
-				n := pgCheckExactlyOnce(t, ctx, c, table, events)
-				if left := pgPreparedOf(t, ctx, c, job.name); left != 0 {
-					t.Fatalf("%d prepared transactions of the job left after the final run", left)
-				}
-				t.Logf("2 -> %d: %d prepared transaction(s) at the kill; %d clean run(s) resumed %d and replayed %d epoch(s); %d results, each once",
-					newP, prepared, runs, resumed, replayed, n)
-				resumedAll += resumed
+				r := pgFailpointRescale(t, bin, srv, c, matrixLongEvents, "after-complete-before-commit", seed, hit, newP)
+				resumed += r.resumed
 			})
 		}
 	}
-	if !t.Failed() && resumedAll == 0 && *matrixSeed == 0 {
+	if !t.Failed() && resumed == 0 && *matrixSeed == 0 {
 		t.Fatal("no seed left a prepared transaction for the rescaled run to commit: the takeover was never tested")
 	}
 }
