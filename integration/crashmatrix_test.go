@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -363,8 +364,23 @@ func checkExactlyOnce(t *testing.T, ctx context.Context, out string, events []ve
 // armed in turn, one per seed's subtest.
 type failpointRow struct {
 	steps []string
-	// Each seed arms one hit count (step@N) of [firstHit, firstHit+hits).
-	firstHit, hits int
+	// Each seed arms one hit count (step@N) of [firstHit, firstHit+hits),
+	// plus period times a number below periods (0 or 1: none): the same
+	// steps of a later checkpoint.
+	firstHit, hits  int
+	period, periods int
+	// events is the input's size; 0: matrixEvents.
+	events int
+}
+
+// hit is the hit count seed arms.
+func (row failpointRow) hit(seed int64) int {
+	rng := rand.New(rand.NewSource(seed))
+	h := row.firstHit + rng.Intn(row.hits)
+	if row.periods > 1 {
+		h += row.period * rng.Intn(row.periods)
+	}
+	return h
 }
 
 func runFailpointRow(t *testing.T, row failpointRow) {
@@ -377,7 +393,7 @@ func runFailpointRow(t *testing.T, row failpointRow) {
 				name = step + "/" + name
 			}
 			t.Run(name, func(t *testing.T) {
-				open += failpointSeed(t, bin, step, seed, row.firstHit+rand.New(rand.NewSource(seed)).Intn(row.hits))
+				open += failpointSeed(t, bin, step, seed, row.hit(seed), cmp.Or(row.events, matrixEvents))
 			})
 		}
 	}
@@ -390,11 +406,11 @@ func runFailpointRow(t *testing.T, row failpointRow) {
 // time step is reached, clean runs until one ends, and the checks. It
 // returns the number of output partitions with an open transaction at the
 // kill.
-func failpointSeed(t *testing.T, bin, step string, seed int64, hit int) int {
+func failpointSeed(t *testing.T, bin, step string, seed int64, hit, nEvents int) int {
 	t.Logf("seed %d, failpoint %s@%d (replay with -matrix-seed %d)", seed, step, hit, seed)
 	ctx, cancel := context.WithTimeout(context.Background(), matrixSeedTimeout)
 	defer cancel()
-	in, out, events := matrixInput(t, ctx, seed, matrixEvents, time.Millisecond)
+	in, out, events := matrixInput(t, ctx, seed, nEvents, time.Millisecond)
 	dir := t.TempDir()
 	job := matrixJob{name: fmt.Sprintf("matrix-%s-%d", step, seed), in: in, out: out, dir: filepath.Join(dir, "checkpoints")}
 	jobFile := job.write(t, dir)
@@ -473,10 +489,13 @@ func TestMatrixRow1MidEpoch(t *testing.T) {
 // TestMatrixRow2AfterSnapshotBeforeAck: a crash after a task's snapshot is
 // durable, before its ack. The incomplete checkpoint is ignored and its
 // pre-committed transaction aborted. Six tasks snapshot per checkpoint,
-// the sinks last: the kill is armed at the 5th or 6th snapshot, a sink's
-// of the first checkpoint, whose transaction is pre-committed.
+// the sinks last: the kill is armed at the 5th or 6th snapshot of the
+// first or second checkpoint, a sink's, whose transaction is
+// pre-committed. The long input keeps the first epochs busy: on a slow
+// start the first epoch can end before any window fired, and a short input
+// is read whole within one epoch.
 func TestMatrixRow2AfterSnapshotBeforeAck(t *testing.T) {
-	runFailpointRow(t, failpointRow{steps: []string{"after-snapshot-before-ack"}, firstHit: 5, hits: 2})
+	runFailpointRow(t, failpointRow{steps: []string{"after-snapshot-before-ack"}, firstHit: 5, hits: 2, period: 6, periods: 2, events: matrixLongEvents})
 }
 
 // TestMatrixRow3AfterCompleteBeforeCommit: a crash after checkpoint N is
