@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // startTimeout bounds Start in the test helpers, including a first fetch of
@@ -97,6 +100,19 @@ func (c *Cluster) Topic(t testing.TB, partitions int) string {
 	if err := c.CreateTopic(ctx, name, partitions, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Delete it, and the progress topic an exactly-once job writing to it
+	// created (128 partitions), when the test ends: a broker shared by the
+	// whole suite would otherwise run out of file descriptors.
+	t.Cleanup(func() {
+		for _, n := range []string{name, name + ".weir-progress"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := c.DeleteTopic(ctx, n)
+			cancel()
+			if err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+				t.Logf("broker: cleanup: %v", err)
+			}
+		}
+	})
 	return name
 }
 
