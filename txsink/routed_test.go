@@ -26,27 +26,7 @@ func TestStateRoundTripRouted(t *testing.T) {
 			{Epoch: 9, Owner: "j/s/1", Records: []Record{{Key: []byte("k2"), Value: []byte("v2")}}},
 		},
 	}
-	b := EncodeState(st)
-	if string(b[:4]) != stateMagicRouted {
-		t.Fatalf("header %q, want %q", b[:4], stateMagicRouted)
-	}
-	got, err := DecodeState(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, st) {
-		t.Fatalf("round trip:\n got  %#v\n want %#v", got, st)
-	}
-	for i := range b {
-		if _, err := DecodeState(b[:i]); i > 0 && !errors.Is(err, ErrState) {
-			t.Fatalf("truncated to %d bytes: %v, want ErrState", i, err)
-		}
-		c := append([]byte(nil), b...)
-		c[i] ^= 0x10
-		if _, err := DecodeState(c); !errors.Is(err, ErrState) {
-			t.Fatalf("byte %d changed: %v, want ErrState", i, err)
-		}
-	}
+	checkStateRoundTrip(t, st, stateMagicRouted)
 	plain := State{IDs: st.IDs, Pending: []PendingEpoch{st.Pending[0], st.Pending[3]}}
 	if b := EncodeState(plain); string(b[:4]) != stateMagicSpill {
 		t.Fatalf("a state without routed epochs has header %q, want %q", b[:4], stateMagicSpill)

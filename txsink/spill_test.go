@@ -23,27 +23,7 @@ func TestStateRoundTripSpill(t *testing.T) {
 			{Epoch: 8, Owner: "j/s/1", Records: []Record{{Key: []byte("k"), Value: []byte("v")}}},
 		},
 	}
-	b := EncodeState(st)
-	if string(b[:4]) != stateMagicSpill {
-		t.Fatalf("header %q, want %q", b[:4], stateMagicSpill)
-	}
-	got, err := DecodeState(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, st) {
-		t.Fatalf("round trip:\n got  %#v\n want %#v", got, st)
-	}
-	for i := range b {
-		if _, err := DecodeState(b[:i]); i > 0 && !errors.Is(err, ErrState) {
-			t.Fatalf("truncated to %d bytes: %v, want ErrState", i, err)
-		}
-		c := append([]byte(nil), b...)
-		c[i] ^= 0x10
-		if _, err := DecodeState(c); !errors.Is(err, ErrState) {
-			t.Fatalf("byte %d changed: %v, want ErrState", i, err)
-		}
-	}
+	checkStateRoundTrip(t, st, stateMagicSpill)
 }
 
 func newSpillSink(t *testing.T, sys *MemSystem, fs vfs.FS, states ...[]byte) *Sink {
@@ -249,5 +229,32 @@ func TestRemoveSpillsExcept(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("left %v, want %v", got, want)
+	}
+}
+
+// checkStateRoundTrip: st encodes under magic, decodes back equal, and
+// every truncation and changed byte of its encoding is ErrState.
+func checkStateRoundTrip(t *testing.T, st State, magic string) {
+	t.Helper()
+	b := EncodeState(st)
+	if string(b[:4]) != magic {
+		t.Fatalf("header %q, want %q", b[:4], magic)
+	}
+	got, err := DecodeState(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, st) {
+		t.Fatalf("round trip:\n got  %#v\n want %#v", got, st)
+	}
+	for i := range b {
+		if _, err := DecodeState(b[:i]); i > 0 && !errors.Is(err, ErrState) {
+			t.Fatalf("truncated to %d bytes: %v, want ErrState", i, err)
+		}
+		c := append([]byte(nil), b...)
+		c[i] ^= 0x10
+		if _, err := DecodeState(c); !errors.Is(err, ErrState) {
+			t.Fatalf("byte %d changed: %v, want ErrState", i, err)
+		}
 	}
 }
