@@ -36,6 +36,8 @@ type crashRun struct {
 // write path, or after the last step when at is past it.
 func runCrashScenario(t testing.TB, at int, cfg func(step int) vfs.CrashCloneCfg) crashRun {
 	t.Helper()
+	defer func(n int) { syncParallel = n }(syncParallel)
+	syncParallel = 1 // one step after the other, in the same order each run
 	mem := vfs.NewCrashableMem()
 	r := crashRun{
 		want:   map[uint64]map[string]map[string]string{1: {}, 2: {}},

@@ -10,7 +10,8 @@
 // Under a job's checkpoint root:
 //
 //	chk-<N>/<task>/db/...      pebble checkpoint of the task's store
-//	                           (sstables hard-linked, MANIFEST/OPTIONS/WAL copied)
+//	                           (sstables hard-linked, MANIFEST/OPTIONS copied);
+//	                           absent while the store was never written
 //	chk-<N>/<task>/opstate     the task's operator state, a framed, checksummed file
 //	chk-<N>/_metadata          Metadata (framed, checksummed JSON), written last
 //
@@ -22,8 +23,8 @@
 //  1. Open one Store per task with OpenStore on the same vfs.FS as the
 //     checkpoint root (hard links need one filesystem), or get it from
 //     Restore. Keys are the engine's (key group prefix first); the store does
-//     not interpret them. Writes are never synced: a checkpoint is the
-//     durability point.
+//     not interpret them. Writes are never synced and the live database
+//     has no write-ahead log: a checkpoint is the durability point.
 //  2. At barrier N call Store.Snapshot(TaskDir(fs, root, N, task), opState)
 //     between two records, then keep processing at once. If it returns
 //     ErrCaptureInProgress, decline checkpoint N.
@@ -62,8 +63,8 @@
 // Caveats: checkpoints share sstable inodes with each other and with the live
 // store (hard links), so media corruption of a shared sstable shows in every
 // checkpoint holding it; Latest then falls back further, possibly to none.
-// Pebble panics when a directory fsync fails inside its Checkpoint (by design:
-// a failed fsync is never retried); that is a crash like any other.
+// A failed fsync of a snapshot's files fails the snapshot (and the
+// checkpoint); it is never retried.
 //
 // # Consistency
 //
@@ -80,31 +81,36 @@
 // database exactly at the capture point.
 //
 // The asynchronous part then (1) flushes the memtable (AsyncFlush, bounded by
-// CaptureTimeout), so all state sits in immutable sstables and the WAL to copy
-// is empty; (2) runs pebble's Checkpoint into chk-N/<task>/db, which
-// hard-links the sstables, copies the MANIFEST up to the current version,
-// writes OPTIONS and the markers, and syncs the files and the directories;
-// (3) applies the overlay to the database in one batch and swaps the write
-// path back (the capture ends here); (4) writes the operator state, syncs it
-// and the task directory; (5) lists the files and checksums the ones that are
-// new: an sstable with the same name and size as in the store's previous
+// CaptureTimeout), so all state sits in immutable sstables; (2) runs
+// pebble's Checkpoint into chk-N/<task>/db, which hard-links the sstables,
+// copies the MANIFEST up to the current version and writes OPTIONS and the
+// markers; (3) applies the overlay to the database in one batch and swaps the
+// write path back (the capture ends here); (4) writes the operator state;
+// (5) syncs every file of the task directory and the directories, up to 8
+// fsyncs at a time, while it lists the files and checksums the ones that are
+// new. Pebble itself never syncs (its file system skips syncs: the live
+// directory is scratch), so step 5 is what makes the snapshot durable, and
+// a journaling file system commits the concurrent fsyncs together instead
+// of one after the other. An sstable with the same name and size as in the store's previous
 // snapshot is the same immutable file (file numbers are never reused within a
 // store's lineage, and Restore seeds the cache only from the checkpoint it
 // restored), so its recorded CRC32C is reused. Flush-then-link rather than
-// copying the WAL keeps each checkpoint incremental: it costs the sstables
+// copying a WAL keeps each checkpoint incremental: it costs the sstables
 // written since the previous one (flushes, compactions), a MANIFEST and the
-// operator state; unchanged sstables are links.
+// operator state; unchanged sstables are links. A store never written (a
+// source's, a sink's) skips steps 1-3: its snapshot is the operator state
+// alone, and Restore opens an empty store for it.
 //
 // The overlay is bounded (MaxDeferredBytes): at the bound Commit waits for
 // the capture to end (bounded by DeferredWaitTimeout), which is backpressure,
 // not unbounded memory. Iterators opened during the capture keep the overlay
 // alive until they are closed; they see the store as of their creation.
 //
-// A task directory is written before the metadata and is fully synced (files,
-// then directories) before its Handle exists, and WriteMetadata checks that
+// A task directory is written before the metadata and is fully synced (files
+// and directories) before its Handle exists, and WriteMetadata checks that
 // every file is present with its recorded size before publishing. The
-// metadata is published with temp file, fsync, rename, fsync of the
-// directory, so after a crash at any step either the new metadata is durable
+// metadata is published with temp file, fsync (while the checkpoint
+// directory's entry in the root is synced), rename, fsync of the directory, so after a crash at any step either the new metadata is durable
 // and complete, or the checkpoint has no metadata and Latest falls back to
 // the previous one (testdata/crash lists the steps and the outcome of a crash
 // at each). If the final directory fsync fails, WriteMetadata removes the

@@ -184,6 +184,14 @@ func (h *hookFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs
 	return &hookFile{File: f, fs: h, path: name}, nil
 }
 
+func (h *hookFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := h.FS.Open(name, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &hookFile{File: f, fs: h, path: name}, nil
+}
+
 func (h *hookFS) OpenDir(name string) (vfs.File, error) {
 	f, err := h.FS.OpenDir(name)
 	if err != nil {

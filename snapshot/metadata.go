@@ -164,14 +164,25 @@ func WriteMetadata(fs vfs.FS, root string, m Metadata) error {
 	if err != nil {
 		return fmt.Errorf("snapshot: write metadata of checkpoint %d: encode: %w", m.ID, err)
 	}
-	if err := mkdirAllSync(fs, dir); err != nil {
+	// The directory's entry in root is synced while the metadata file is
+	// written and synced (the tasks' snapshots created the directory);
+	// both are durable before the rename.
+	mkdir := make(chan error, 1)
+	if _, err := fs.Stat(dir); err == nil && syncParallel > 1 {
+		go func() { mkdir <- mkdirAllSync(fs, dir) }()
+	} else if err := mkdirAllSync(fs, dir); err != nil {
 		return fmt.Errorf("snapshot: write metadata of checkpoint %d: %w", m.ID, err)
+	} else {
+		mkdir <- nil
 	}
 	tmp := fs.PathJoin(dir, metadataTmpName)
-	if err := fs.Remove(tmp); err != nil && !isNotExist(err) {
-		return fmt.Errorf("snapshot: write metadata of checkpoint %d: remove stale %s: %w", m.ID, tmp, err)
+	werr := fs.Remove(tmp)
+	if werr != nil && !isNotExist(werr) {
+		werr = fmt.Errorf("remove stale %s: %w", tmp, werr)
+	} else {
+		werr = writeFileSync(fs, tmp, encodeFrame(frameMetadata, body))
 	}
-	if err := writeFileSync(fs, tmp, encodeFrame(frameMetadata, body)); err != nil {
+	if err := errors.Join(<-mkdir, werr); err != nil {
 		return fmt.Errorf("snapshot: write metadata of checkpoint %d: %w", m.ID, err)
 	}
 	if err := fs.Rename(tmp, final); err != nil {

@@ -127,6 +127,10 @@ func (s *Store) Snapshot(dest string, opState []byte) (*PendingSnapshot, error) 
 	s.mu.seq++
 	seq := s.mu.seq
 	sums := s.mu.sums // replaced, never mutated: safe to share
+	// A store never written holds no key at the capture point: its
+	// snapshot is the operator state alone (Restore opens an empty store
+	// for it), without the flush, links and syncs of a Pebble checkpoint.
+	empty := !s.mu.written
 	p := &PendingSnapshot{
 		dest:     dest,
 		captured: make(chan struct{}),
@@ -135,12 +139,12 @@ func (s *Store) Snapshot(dest string, opState []byte) (*PendingSnapshot, error) 
 	s.mu.pending[p] = struct{}{}
 	s.mu.Unlock()
 
-	go s.runSnapshot(p, ov, seq, sums, slices.Clone(opState))
+	go s.runSnapshot(p, ov, seq, sums, slices.Clone(opState), empty)
 	return p, nil
 }
 
 // runSnapshot is the asynchronous part of a snapshot.
-func (s *Store) runSnapshot(p *PendingSnapshot, ov *overlay, seq uint64, sums map[string]FileInfo, opState []byte) {
+func (s *Store) runSnapshot(p *PendingSnapshot, ov *overlay, seq uint64, sums map[string]FileInfo, opState []byte, empty bool) {
 	defer func() {
 		s.mu.Lock()
 		delete(s.mu.pending, p)
@@ -156,6 +160,12 @@ func (s *Store) runSnapshot(p *PendingSnapshot, ov *overlay, seq uint64, sums ma
 		} else if !isNotExist(err) {
 			return err
 		}
+		if err := makeTaskDir(s.fs, p.dest); err != nil {
+			return err
+		}
+		if empty {
+			return nil
+		}
 		return s.capture(p.dest)
 	}()
 	relErr := s.release(ov)
@@ -164,7 +174,7 @@ func (s *Store) runSnapshot(p *PendingSnapshot, ov *overlay, seq uint64, sums ma
 	err := errors.Join(capErr, relErr)
 	var h Handle
 	if err == nil {
-		h, err = s.finish(p.dest, opState, sums)
+		h, err = s.finish(p.dest, opState, sums, empty)
 	}
 	if err != nil {
 		if !existed {
@@ -184,6 +194,25 @@ func (s *Store) runSnapshot(p *PendingSnapshot, ov *overlay, seq uint64, sums ma
 	}
 	s.mu.Unlock()
 	p.h = h
+}
+
+// makeTaskDir creates dest, a task's directory root/chk-<N>/<task>. While
+// root exists nothing is synced here: finish syncs dest once its files are
+// in, and WriteMetadata syncs root and the checkpoint's directory before the
+// checkpoint counts as complete (Pebble's checkpoint would sync every
+// directory above dest/db it creates, one fsync each). A missing root is
+// created and synced with its parents.
+func makeTaskDir(fs vfs.FS, dest string) error {
+	if _, err := fs.Stat(fs.PathDir(fs.PathDir(dest))); err != nil {
+		if !isNotExist(err) {
+			return fmt.Errorf("stat %s: %w", fs.PathDir(fs.PathDir(dest)), err)
+		}
+		return mkdirAllSync(fs, dest)
+	}
+	if err := fs.MkdirAll(dest, privfs.DirMode); err != nil {
+		return fmt.Errorf("create directory %s: %w", dest, err)
+	}
+	return nil
 }
 
 // capture flushes the memtable and checkpoints the (frozen) database into
@@ -234,8 +263,10 @@ func (s *Store) release(ov *overlay) error {
 	return err
 }
 
-// finish writes the operator state, syncs dest, and checksums the files.
-func (s *Store) finish(dest string, opState []byte, sums map[string]FileInfo) (Handle, error) {
+// finish writes the operator state, checksums the files (of the database
+// part too, unless empty), and syncs them and dest: the files Pebble wrote
+// were not synced (scratchFS), so this is what makes the snapshot durable.
+func (s *Store) finish(dest string, opState []byte, sums map[string]FileInfo, empty bool) (Handle, error) {
 	fs := s.fs
 	frame := encodeFrame(frameOpState, opState)
 	// Checksum before writing: a vfs.File may scribble over the buffer it was
@@ -246,19 +277,42 @@ func (s *Store) finish(dest string, opState []byte, sums map[string]FileInfo) (H
 		CRC32C: crc32c(frame),
 	}}}
 	h.NewBytes = int64(len(frame))
-	if err := writeFileSync(fs, fs.PathJoin(dest, opStateName), frame); err != nil {
+	opPath := fs.PathJoin(dest, opStateName)
+	if err := writeFile(fs, opPath, frame, false); err != nil {
 		return Handle{}, err
 	}
-	if err := syncDir(fs, dest); err != nil {
-		return Handle{}, err
-	}
-
+	files, dirs := []string{opPath}, []string{dest}
+	var names []string
 	dbDir := fs.PathJoin(dest, dbDirName)
-	names, err := fs.List(dbDir)
-	if err != nil {
-		return Handle{}, fmt.Errorf("list %s: %w", dbDir, err)
+	if !empty {
+		var err error
+		if names, err = fs.List(dbDir); err != nil {
+			return Handle{}, fmt.Errorf("list %s: %w", dbDir, err)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			files = append(files, fs.PathJoin(dbDir, name))
+		}
+		dirs = append(dirs, dbDir)
 	}
-	slices.Sort(names)
+	// The syncs run while the new files are checksummed.
+	synced := make(chan error, 1)
+	go func() { synced <- syncSnapshot(fs, files, dirs) }()
+	h, err := s.checksumDB(h, dbDir, names, sums)
+	if serr := <-synced; serr != nil {
+		return Handle{}, serr
+	}
+	if err != nil {
+		return Handle{}, err
+	}
+	slices.SortFunc(h.Files, func(a, b FileInfo) int { return strings.Compare(a.Name, b.Name) })
+	return h, nil
+}
+
+// checksumDB adds the files names of dbDir to h, with the checksums of the
+// immutable ones known from sums and the others read.
+func (s *Store) checksumDB(h Handle, dbDir string, names []string, sums map[string]FileInfo) (Handle, error) {
+	fs := s.fs
 	for _, name := range names {
 		path := fs.PathJoin(dbDir, name)
 		st, err := fs.Stat(path)
@@ -279,7 +333,6 @@ func (s *Store) finish(dest string, opState []byte, sums map[string]FileInfo) (H
 		}
 		h.Files = append(h.Files, fi)
 	}
-	slices.SortFunc(h.Files, func(a, b FileInfo) int { return strings.Compare(a.Name, b.Name) })
 	return h, nil
 }
 
@@ -337,6 +390,11 @@ func checksumFile(ctx context.Context, fs vfs.FS, path string, size int64) (uint
 
 // writeFileSync creates path with data and syncs it.
 func writeFileSync(fs vfs.FS, path string, data []byte) error {
+	return writeFile(fs, path, data, true)
+}
+
+// writeFile creates the file at path with data, and syncs it if sync.
+func writeFile(fs vfs.FS, path string, data []byte, sync bool) error {
 	f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
@@ -345,9 +403,11 @@ func writeFileSync(fs vfs.FS, path string, data []byte) error {
 		_ = f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
+	if sync {
+		if err := f.Sync(); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("sync %s: %w", path, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", path, err)

@@ -113,6 +113,10 @@ type Store struct {
 		sumsSeq uint64
 		// seq numbers this store's snapshots.
 		seq uint64
+		// written is set once the store holds (or may hold) a key: a batch
+		// was committed, or it was opened over a database with keys. A
+		// snapshot of a store never written has no database part.
+		written bool
 	}
 }
 
@@ -140,14 +144,37 @@ func OpenStore(fs vfs.FS, dir string, opts StoreOptions) (*Store, error) {
 	if opts.Tune != nil {
 		opts.Tune(po)
 	}
-	po.FS = fs
+	po.FS = scratchFS{fs} // the snapshots sync what they hold
+	// No write-ahead log: the live directory is scratch, a job restores
+	// from its checkpoints, and every snapshot flushes the memtable first.
+	// Writes since the last snapshot are not kept across Close.
+	po.DisableWAL = true
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: open store %s: %w", dir, err)
 	}
 	s := &Store{fs: fs, dir: dir, opts: opts, db: db}
 	s.mu.pending = make(map[*PendingSnapshot]struct{})
+	if s.mu.written, err = hasKeys(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("snapshot: open store %s: %w", dir, err)
+	}
 	return s, nil
+}
+
+// hasKeys reports whether db holds any key (a store with only deletions
+// counts as written too: the iterator skips them, which costs at most one
+// pass at open).
+func hasKeys(db *pebble.DB) (bool, error) {
+	if m := db.Metrics(); m.Total().TablesCount > 0 {
+		return true, nil
+	}
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return false, err
+	}
+	found := it.First()
+	return found, it.Close()
 }
 
 // Dir returns the store's live directory.
@@ -266,6 +293,7 @@ func (b *Batch) Commit() error {
 	} else {
 		err = s.db.Apply(b.b, pebble.NoSync)
 	}
+	s.mu.written = true
 	s.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("snapshot: commit to %s: %w", s.dir, err)

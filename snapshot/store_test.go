@@ -285,3 +285,78 @@ func TestIncrementalOnDisk(t *testing.T) {
 	}
 	e.checkRestore(m2)
 }
+
+// TestSnapshotOfUnwrittenStore: a store never written (a source's or a
+// sink's) snapshots its operator state alone, with no Pebble files; it
+// restores as an empty store. Once written, its snapshots hold the
+// database again, and a store reopened over keys counts as written.
+func TestSnapshotOfUnwrittenStore(t *testing.T) {
+	e := newEnv(t, vfs.NewMem(), "source-0", "window-0")
+	defer e.close()
+	e.write("window-0", set("a", "1"))
+	m1 := e.checkpoint(1, false)
+	if fs := m1.Tasks["source-0"].Files; len(fs) != 1 || fs[0].Name != opStateName {
+		t.Fatalf("checkpoint 1 of the unwritten source-0 holds %v, want only %s", fs, opStateName)
+	}
+	if !hasDBFiles(m1.Tasks["window-0"]) {
+		t.Fatalf("checkpoint 1 of window-0 holds %v, want its Pebble files", m1.Tasks["window-0"].Files)
+	}
+	e.checkRestore(m1)
+
+	// Restored from the opstate alone, the store is empty and writable.
+	s, op, err := Restore(context.Background(), e.fs, e.root, m1, "source-0", "/restored-src", testStoreOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(op) != "opstate source-0 1" {
+		t.Fatalf("operator state %q", op)
+	}
+	apply(t, s, map[string]string{}, set("b", "2"))
+	p, err := s.Snapshot(TaskDir(e.fs, e.root, 9, "source-0"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := p.Wait(waitCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasDBFiles(h) {
+		t.Fatalf("snapshot after a write holds %v, want Pebble files", h.Files)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Reopened over its keys, the store snapshots them.
+	s, err = OpenStore(e.fs, "/restored-src", testStoreOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d := diffState(dump(t, s), map[string]string{"b": "2"}); d != "" {
+		t.Fatal(d)
+	}
+	s.mu.Lock()
+	written := s.mu.written
+	s.mu.Unlock()
+	if !written {
+		t.Fatal("a store reopened over a key counts as unwritten: its next snapshot would lose the key")
+	}
+
+	// Later writes to the source make its next checkpoint hold them.
+	e.write("source-0", set("c", "3"))
+	m2 := e.checkpoint(2, false)
+	if !hasDBFiles(m2.Tasks["source-0"]) {
+		t.Fatalf("checkpoint 2 of source-0 after a write holds %v, want Pebble files", m2.Tasks["source-0"].Files)
+	}
+	e.checkRestore(m2)
+	e.checkRestore(m1)
+}
+
+func hasDBFiles(h Handle) bool {
+	for _, f := range h.Files {
+		if strings.HasPrefix(f.Name, dbDirName+"/") {
+			return true
+		}
+	}
+	return false
+}

@@ -134,6 +134,17 @@ func retain(fs vfs.FS, root string, keep int, log *slog.Logger, req <-chan struc
 	}
 }
 
+// firstBase is the period base that makes the first checkpoint after a
+// (re)start due min(interval, firstCheckpointDelay) after now: a restarted
+// exactly-once job commits its first epoch soon instead of a whole interval
+// later.
+func firstBase(now time.Time, interval time.Duration) time.Time {
+	if interval > firstCheckpointDelay {
+		return now.Add(firstCheckpointDelay - interval)
+	}
+	return now
+}
+
 func (j *jobSupervisor) startCheckpoints(ctx actor.Context, tasks []string) error {
 	p := j.plan.Checkpoint
 	if p.Now == nil {
@@ -143,17 +154,10 @@ func (j *jobSupervisor) startCheckpoints(ctx actor.Context, tasks []string) erro
 	for i, t := range tasks {
 		ids[i] = coordinator.TaskID(t)
 	}
-	// The first checkpoint after a (re)start comes after min(interval,
-	// firstCheckpointDelay): a restarted exactly-once job commits its first
-	// epoch soon instead of a whole interval later.
-	base := p.Now()
-	if p.Interval > firstCheckpointDelay {
-		base = base.Add(firstCheckpointDelay - p.Interval)
-	}
 	core, err := coordinator.New(coordinator.Config{
 		Interval: p.Interval, Timeout: p.Timeout, MinPause: p.MinPause,
 		MaxConcurrent: p.MaxConcurrent, TolerableFailures: p.TolerableFailures, Tasks: ids,
-	}, coordinator.CheckpointID(p.After), base)
+	}, coordinator.CheckpointID(p.After), firstBase(p.Now(), p.Interval))
 	if err != nil {
 		return fmt.Errorf("supervisor: checkpoint coordinator: %w", err)
 	}
@@ -185,7 +189,14 @@ func (j *jobSupervisor) checkpointMessage(ctx actor.Context, m any) bool {
 	switch m := m.(type) {
 	case *tick:
 		if c != nil && !j.ended {
-			j.act(ctx, c.core.Tick(c.plan.Now()))
+			now := c.plan.Now()
+			if len(j.sinksReady) < j.sinks {
+				// The sinks still start (an exactly-once sink fences and
+				// replays first): the period starts once they are ready.
+				// A barrier now would wait behind their start-up.
+				c.core.Rebase(firstBase(now, c.plan.Interval))
+			}
+			j.act(ctx, c.core.Tick(now))
 		}
 	case *actors.CheckpointAck:
 		if c != nil && !j.ended {

@@ -24,7 +24,9 @@ func TestRunRefusesReplayOfCommitted(t *testing.T) {
 	brokers := startKfake(t)
 	ctx, cancel := context.WithTimeout(context.Background(), execTimeout)
 	defer cancel()
-	events, err := verify.Generate(verify.GenConfig{Seed: 9, Keys: 20, Partitions: 2, Events: 3000,
+	// Enough records for several periodic checkpoints (every 20ms once
+	// the sinks are ready) before the input ends.
+	events, err := verify.Generate(verify.GenConfig{Seed: 9, Keys: 20, Partitions: 2, Events: 30000,
 		Start: 1_700_000_000_000, Step: 10 * time.Millisecond, OutOfOrderness: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

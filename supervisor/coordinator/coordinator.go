@@ -166,6 +166,12 @@ func New(cfg Config, lastCompleted CheckpointID, now time.Time) (*Core, error) {
 	}, nil
 }
 
+// Rebase restarts the period at now: the next periodic trigger is due
+// Interval after now. A job that is still starting calls it until its tasks
+// are ready, so that its first checkpoint does not wait behind their
+// start-up (Flink likewise triggers only once every task runs).
+func (c *Core) Rebase(now time.Time) { c.periodBase = now }
+
 // Config returns the configuration the Core runs with.
 func (c *Core) Config() Config {
 	cfg := c.cfg

@@ -1,0 +1,100 @@
+package supervisor
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/weirstream/weir/actors"
+)
+
+// trace records, in order, what the fake tasks of a job saw.
+type trace struct {
+	mu     sync.Mutex
+	events []string
+	first  chan struct{} // closed at the first trigger a task gets
+	once   sync.Once
+}
+
+func (t *trace) add(e string) {
+	t.mu.Lock()
+	t.events = append(t.events, e)
+	t.mu.Unlock()
+}
+
+// fakeTask notes the checkpoints triggered on it; a sink reports ready only
+// once release is closed, or after holdFor (bounded), as a sink's slow
+// start (fencing, replaying) would.
+type fakeTask struct {
+	name    string
+	sink    bool
+	tr      *trace
+	release <-chan struct{}
+	holdFor time.Duration
+}
+
+func (f *fakeTask) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		if f.sink {
+			select {
+			case <-f.release:
+			case <-time.After(f.holdFor):
+			}
+			f.tr.add("ready " + f.name)
+			ctx.Send(ctx.Parent(), &actors.SinkReady{Task: f.name})
+		}
+	case *actors.TriggerCheckpoint:
+		f.tr.add("trigger " + f.name)
+		f.tr.once.Do(func() { close(f.tr.first) })
+	}
+}
+
+// TestFirstCheckpointWaitsForSinks: no checkpoint is triggered while a sink
+// still starts (its barrier would wait behind the start-up and the
+// checkpoint would count it); the first comes once every sink is ready.
+// The sink holds its start until a task sees a trigger (what the old
+// supervisor did after one interval), or at most 30 intervals.
+func TestFirstCheckpointWaitsForSinks(t *testing.T) {
+	system := actor.NewActorSystem()
+	defer system.Shutdown()
+	tr := &trace{first: make(chan struct{})}
+	const interval = 10 * time.Millisecond
+	task := func(name string, sink bool) func(int, []*actor.PID) actor.Producer {
+		return func(i int, _ []*actor.PID) actor.Producer {
+			return func() actor.Actor {
+				return &fakeTask{name: TaskName(name, i), sink: sink, tr: tr, release: tr.first, holdFor: 30 * interval}
+			}
+		}
+	}
+	plan := Plan{Name: "first", Stages: []Stage{
+		{Name: "source", Parallelism: 1, Source: true, Producer: task("source", false)},
+		{Name: "sink", Parallelism: 1, Sink: true, Producer: task("sink", true)},
+	}, Checkpoint: &CheckpointPlan{Interval: interval, Timeout: time.Minute, MaxConcurrent: 1,
+		FS: vfs.NewMem(), Root: "/ck", JobName: "first", Fingerprint: "fp", Retain: 1}}
+	h, err := Start(system, plan, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-tr.first:
+	case <-time.After(time.Minute):
+		t.Fatal("no checkpoint was triggered within a minute")
+	}
+	h.Stop(errors.New("test over"))
+	select {
+	case <-h.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("the job did not stop within a minute")
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.events) < 2 || tr.events[0] != "ready sink-0" {
+		t.Fatalf("events %q: want the sink ready before the first trigger", tr.events)
+	}
+}
