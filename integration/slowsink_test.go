@@ -63,7 +63,10 @@ func TestMatrixRow11SlowSink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := verify.Produce(ctx, brokers, in, events, 4); err != nil {
+	// Half the input first: the job runs on it until a periodic checkpoint
+	// has completed behind the throttled output; then the rest, and drain.
+	half := len(events) / 2
+	if err := verify.Produce(ctx, brokers, in, events[:half], 4); err != nil {
 		t.Fatal(err)
 	}
 	const clientID, quota = "weir-slow-sink", 256 << 10 // 256 KiB/s
@@ -71,6 +74,7 @@ func TestMatrixRow11SlowSink(t *testing.T) {
 	defer setProduceQuota(context.Background(), t, brokers, clientID, 0)
 
 	var checkpoints atomic.Int64
+	firstDone := make(chan struct{})
 	job, err := weir.NewJob(weir.JobSpec{
 		Name: broker.TopicName(t), Brokers: brokers,
 		Source:   weir.SourceSpec{Topic: in, Start: weir.StartSpec{Mode: weir.StartEarliest}},
@@ -82,11 +86,14 @@ func TestMatrixRow11SlowSink(t *testing.T) {
 		Parallelism: 2,
 		Restart:     weir.RestartSpec{Strategy: "none"},
 		Checkpoint:  weir.CheckpointSpec{Interval: 100 * time.Millisecond, Dir: t.TempDir(), Timeout: time.Minute},
-	}, weir.WithFlowControl(2, 256), weir.WithCheckpointListener(func(uint64, bool) { checkpoints.Add(1) }))
+	}, weir.WithFlowControl(2, 256), weir.WithCheckpointListener(func(uint64, bool) {
+		if checkpoints.Add(1) == 1 {
+			close(firstDone)
+		}
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	job.Drain()
 	var peakHeap atomic.Uint64
 	stopSampling := make(chan struct{})
 	sampled := make(chan struct{})
@@ -108,7 +115,18 @@ func TestMatrixRow11SlowSink(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	runErr := job.Run(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- job.Run(ctx) }()
+	select {
+	case <-firstDone:
+	case err := <-ran:
+		t.Fatalf("the job ended before its first checkpoint: %v", err)
+	}
+	if err := verify.Produce(ctx, brokers, in, events[half:], 4); err != nil {
+		t.Fatal(err)
+	}
+	job.Drain()
+	runErr := <-ran // Run returns when ctx (testTimeout) ends at the latest
 	took := time.Since(start)
 	close(stopSampling)
 	<-sampled
@@ -130,9 +148,10 @@ func TestMatrixRow11SlowSink(t *testing.T) {
 	if resultBytes < 2*quota {
 		t.Fatalf("only %d KiB of output: too little for the quota to throttle the sink", resultBytes>>10)
 	}
-	// At least one checkpoint besides the final one completed while the
-	// sink was throttled: aligned barriers queue behind the throttled
-	// batches (as in Flink), so they come slowly, but they come.
+	// A periodic checkpoint completed while the sink was throttled (the
+	// job ran on half the input until one had), and the final one:
+	// aligned barriers queue behind the throttled batches (as in Flink),
+	// so they come slowly, but they come.
 	if checkpoints.Load() < 2 {
 		t.Fatalf("%d checkpoints completed under backpressure, want at least 2", checkpoints.Load())
 	}
