@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -87,20 +86,4 @@ func syncSnapshot(fs vfs.FS, files, dirs []string) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// syncFile fsyncs the regular file at path.
-func syncFile(fs vfs.FS, path string) error {
-	f, err := fs.Open(path)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", path, err)
-	}
-	return nil
 }

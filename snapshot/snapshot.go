@@ -418,15 +418,27 @@ func writeFile(fs vfs.FS, path string, data []byte, sync bool) error {
 // syncDir fsyncs a directory, making the entries created in it durable.
 func syncDir(fs vfs.FS, dir string) error {
 	d, err := fs.OpenDir(dir)
+	return syncClose(d, err, "directory "+dir)
+}
+
+// syncFile fsyncs the regular file at path.
+func syncFile(fs vfs.FS, path string) error {
+	f, err := fs.Open(path)
+	return syncClose(f, err, path)
+}
+
+// syncClose syncs and closes f, just opened with err; what names it in
+// errors.
+func syncClose(f vfs.File, err error, what string) error {
 	if err != nil {
-		return fmt.Errorf("open directory %s: %w", dir, err)
+		return fmt.Errorf("open %s: %w", what, err)
 	}
-	if err := d.Sync(); err != nil {
-		_ = d.Close()
-		return fmt.Errorf("sync directory %s: %w", dir, err)
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("sync %s: %w", what, err)
 	}
-	if err := d.Close(); err != nil {
-		return fmt.Errorf("close directory %s: %w", dir, err)
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", what, err)
 	}
 	return nil
 }
