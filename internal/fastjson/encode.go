@@ -216,19 +216,10 @@ func (c *encCompiler) field(t reflect.Type) (encField, bool) {
 	if marshals(t) || t == numberType {
 		return encField{}, false
 	}
+	if k, size, ok := scalar(t); ok {
+		return encField{kind: k, size: size}, true
+	}
 	switch t.Kind() {
-	case reflect.String:
-		return encField{kind: kString}, true
-	case reflect.Bool:
-		return encField{kind: kBool}, true
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return encField{kind: kInt, size: uint8(t.Size())}, true
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return encField{kind: kUint, size: uint8(t.Size())}, true
-	case reflect.Float32:
-		return encField{kind: kFloat32}, true
-	case reflect.Float64:
-		return encField{kind: kFloat64}, true
 	case reflect.Struct:
 		sub := c.structPlan(t)
 		if sub == nil {

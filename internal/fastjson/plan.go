@@ -188,25 +188,40 @@ func (c *compiler) structPlan(t reflect.Type) *plan {
 	return p
 }
 
+// scalar returns the kind of a string, bool, integer or float type t (with
+// its size for integers); false for any other type.
+func scalar(t reflect.Type) (kind, uint8, bool) {
+	switch t.Kind() {
+	case reflect.String:
+		return kString, 0, true
+	case reflect.Bool:
+		return kBool, 0, true
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return kInt, uint8(t.Size()), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return kUint, uint8(t.Size()), true
+	case reflect.Float32:
+		return kFloat32, 0, true
+	case reflect.Float64:
+		return kFloat64, 0, true
+	}
+	return 0, 0, false
+}
+
 // field is how to decode a value of type t (name and offset unset).
 func (c *compiler) field(t reflect.Type) (field, bool) {
 	if custom(t) || t == numberType {
 		return field{}, false
 	}
+	if k, size, ok := scalar(t); ok {
+		f := field{kind: k, size: size}
+		if k == kString {
+			f.slot = c.slots
+			c.slots++
+		}
+		return f, true
+	}
 	switch t.Kind() {
-	case reflect.String:
-		c.slots++
-		return field{kind: kString, slot: c.slots - 1}, true
-	case reflect.Bool:
-		return field{kind: kBool}, true
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return field{kind: kInt, size: uint8(t.Size())}, true
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return field{kind: kUint, size: uint8(t.Size())}, true
-	case reflect.Float32:
-		return field{kind: kFloat32}, true
-	case reflect.Float64:
-		return field{kind: kFloat64}, true
 	case reflect.Struct:
 		sub := c.structPlan(t)
 		if sub == nil {
