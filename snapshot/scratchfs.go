@@ -47,11 +47,9 @@ func noSync(f vfs.File, err error) (vfs.File, error) {
 // noSyncFile is a file whose syncs do nothing.
 type noSyncFile struct{ vfs.File }
 
-func (noSyncFile) Sync() error                    { return nil }
-func (noSyncFile) SyncData() error                { return nil }
-func (noSyncFile) SyncTo(int64) (bool, error)     { return false, nil }
-func (f noSyncFile) Unwrap() vfs.File             { return f.File }
-func (f noSyncFile) Preallocate(o, n int64) error { return f.File.Preallocate(o, n) }
+func (noSyncFile) Sync() error                { return nil }
+func (noSyncFile) SyncData() error            { return nil }
+func (noSyncFile) SyncTo(int64) (bool, error) { return false, nil }
 
 // syncParallel is how many fsyncs syncSnapshot runs at once (the crash
 // tests set 1, for a deterministic order of steps).

@@ -162,9 +162,9 @@ func OpenStore(fs vfs.FS, dir string, opts StoreOptions) (*Store, error) {
 	return s, nil
 }
 
-// hasKeys reports whether db holds any key (a store with only deletions
-// counts as written too: the iterator skips them, which costs at most one
-// pass at open).
+// hasKeys reports whether db may hold a key: it has an sstable, or its
+// memtable holds a live key (deletions alone leave it logically empty, and
+// an empty snapshot is then exact).
 func hasKeys(db *pebble.DB) (bool, error) {
 	if m := db.Metrics(); m.Total().TablesCount > 0 {
 		return true, nil
