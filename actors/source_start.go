@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -301,36 +302,86 @@ type offsetLister struct {
 }
 
 // list returns the offset of spec for each partition; for a timestamp
-// spec, -1 where no record is at or after it.
+// spec, -1 where no record is at or after it. A partition whose leader is
+// not known yet (one just created, a leader election) is asked again, with
+// a backoff, until the lister's timeout.
 func (o offsetLister) list(parts []int32, spec kafka.OffsetSpec) (map[int32]int64, error) {
-	req := make(map[kafka.TopicPartition]kafka.OffsetSpec, len(parts))
-	topic := o.topic
-	for _, p := range parts {
-		req[kafka.TopicPartition{Topic: &topic, Partition: p}] = spec
-	}
 	lvl := kafka.IsolationLevelReadCommitted
 	if o.isolation == "read_uncommitted" {
 		lvl = kafka.IsolationLevelReadUncommitted
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
-	res, err := o.admin.ListOffsets(ctx, req, kafka.SetAdminIsolationLevel(lvl))
-	if err != nil {
-		return nil, fmt.Errorf("list offsets of %q partitions %s: %w", o.topic, joinInts(parts), err)
-	}
+	topic := o.topic
 	out := make(map[int32]int64, len(parts))
-	for tp, info := range res.ResultInfos {
-		if info.Error.Code() != kafka.ErrNoError {
-			return nil, fmt.Errorf("list offsets of %s/%d: %w", o.topic, tp.Partition, info.Error)
+	pending := parts
+	backoff := listRetryBackoff
+	for {
+		req := make(map[kafka.TopicPartition]kafka.OffsetSpec, len(pending))
+		for _, p := range pending {
+			req[kafka.TopicPartition{Topic: &topic, Partition: p}] = spec
 		}
-		out[tp.Partition] = int64(info.Offset)
-	}
-	for _, p := range parts {
-		if _, ok := out[p]; !ok {
-			return nil, fmt.Errorf("list offsets of %q: no answer for partition %d", o.topic, p)
+		var retry []int32
+		var last error
+		res, err := o.admin.ListOffsets(ctx, req, kafka.SetAdminIsolationLevel(lvl))
+		switch {
+		case err != nil && !retriableListError(err):
+			return nil, fmt.Errorf("list offsets of %q partitions %s: %w", o.topic, joinInts(pending), err)
+		case err != nil:
+			retry, last = pending, fmt.Errorf("list offsets of %q partitions %s: %w", o.topic, joinInts(pending), err)
+		default:
+			for tp, info := range res.ResultInfos {
+				if info.Error.Code() == kafka.ErrNoError {
+					out[tp.Partition] = int64(info.Offset)
+					continue
+				}
+				last = fmt.Errorf("list offsets of %s/%d: %w", o.topic, tp.Partition, info.Error)
+				if !retriableListError(info.Error) {
+					return nil, last
+				}
+				retry = append(retry, tp.Partition)
+			}
+			for _, p := range pending {
+				if _, ok := out[p]; !ok && !slices.Contains(retry, p) {
+					return nil, fmt.Errorf("list offsets of %q: no answer for partition %d", o.topic, p)
+				}
+			}
 		}
+		if len(retry) == 0 {
+			return out, nil
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (still failing after %s; raise the metadata timeout if the cluster is slow to elect leaders)", last, o.timeout)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, time.Second)
+		slices.Sort(retry)
+		pending = retry
 	}
-	return out, nil
+}
+
+// listRetryBackoff is the first wait before asking again for offsets a
+// partition's leader could not give yet.
+const listRetryBackoff = 50 * time.Millisecond
+
+// retriableListError tells whether a ListOffsets error clears by itself: no
+// leader known yet (a partition just created, a leader election), a leader
+// epoch or a high watermark not caught up, a request that timed out.
+func retriableListError(err error) bool {
+	var ke kafka.Error
+	if !errors.As(err, &ke) {
+		return false
+	}
+	switch ke.Code() {
+	case kafka.ErrNotLeaderForPartition, kafka.ErrLeaderNotAvailable, kafka.ErrUnknownTopicOrPart,
+		kafka.ErrOffsetNotAvailable, kafka.ErrFencedLeaderEpoch, kafka.ErrUnknownLeaderEpoch,
+		kafka.ErrRequestTimedOut, kafka.ErrTransport:
+		return true
+	}
+	return ke.IsRetriable()
 }
 
 // startOffsets resolves the start position of parts to offsets.
