@@ -89,11 +89,20 @@ type SinkReady struct {
 	Task string
 }
 
+// SourceReady is sent by a source task to its parent once it has started:
+// its partitions and their start positions are resolved and assigned.
+type SourceReady struct {
+	Task string
+}
+
 // StartOutput releases a source task that waits for the sinks
 // (SourceConfig.HoldUntilStarted): it starts reading. The supervisor sends
-// it once every sink is ready, so that the records a sink replays on
-// recovery reach Kafka before any new record of the same source partition,
-// whichever sink subtask writes it after a rescale.
+// it once every sink and every source is ready: the records a sink replays
+// on recovery reach Kafka before any new record of the same source
+// partition, whichever sink subtask writes it after a rescale, and every
+// source subtask has resolved its partitions before any reads (a partition
+// created after that is discovered, and read from its earliest offset,
+// whichever subtask owns it).
 type StartOutput struct{}
 
 // Drain asks a source task to stop at the current end of its partitions and

@@ -248,7 +248,9 @@ func (s *Source) Receive(ctx actor.Context) {
 		s.released = !s.cfg.HoldUntilStarted
 		if err := s.start(ctx); err != nil {
 			s.fail(ctx, err)
+			return
 		}
+		ctx.Send(ctx.Parent(), &SourceReady{Task: s.cfg.Task})
 	case *StartOutput:
 		s.released = true
 		s.drainHeld(ctx)

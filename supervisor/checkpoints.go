@@ -190,10 +190,11 @@ func (j *jobSupervisor) checkpointMessage(ctx actor.Context, m any) bool {
 	case *tick:
 		if c != nil && !j.ended {
 			now := c.plan.Now()
-			if len(j.sinksReady) < j.sinks {
-				// The sinks still start (an exactly-once sink fences and
-				// replays first): the period starts once they are ready.
-				// A barrier now would wait behind their start-up.
+			if !j.running() {
+				// The sinks or sources still start (an exactly-once sink
+				// fences and replays first): the period starts once every
+				// one is ready. A barrier now would wait behind their
+				// start-up.
 				c.core.Rebase(firstBase(now, c.plan.Interval))
 			}
 			j.act(ctx, c.core.Tick(now))

@@ -3,6 +3,8 @@ package supervisor
 import (
 	"errors"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,12 +29,14 @@ func (t *trace) add(e string) {
 	t.mu.Unlock()
 }
 
-// fakeTask notes the checkpoints triggered on it; a sink reports ready only
-// once release is closed, or after holdFor (bounded), as a sink's slow
-// start (fencing, replaying) would.
+// fakeTask notes the checkpoints triggered on it and the StartOutput it
+// gets. A sink or a source reports ready; with hold set, only once release
+// is closed, or after holdFor (bounded), as a slow start (a sink fencing
+// and replaying, a source's metadata requests) would.
 type fakeTask struct {
 	name    string
 	sink    bool
+	hold    bool
 	tr      *trace
 	release <-chan struct{}
 	holdFor time.Duration
@@ -41,16 +45,23 @@ type fakeTask struct {
 func (f *fakeTask) Receive(ctx actor.Context) {
 	switch ctx.Message().(type) {
 	case *actor.Started:
-		if f.sink {
+		if f.hold {
 			select {
 			case <-f.release:
 			case <-time.After(f.holdFor):
 			}
-			f.tr.add("ready " + f.name)
+		}
+		f.tr.add("ready " + f.name)
+		if f.sink {
 			ctx.Send(ctx.Parent(), &actors.SinkReady{Task: f.name})
+		} else {
+			ctx.Send(ctx.Parent(), &actors.SourceReady{Task: f.name})
 		}
 	case *actors.TriggerCheckpoint:
 		f.tr.add("trigger " + f.name)
+		f.tr.once.Do(func() { close(f.tr.first) })
+	case *actors.StartOutput:
+		f.tr.add("start " + f.name)
 		f.tr.once.Do(func() { close(f.tr.first) })
 	}
 }
@@ -68,7 +79,7 @@ func TestFirstCheckpointWaitsForSinks(t *testing.T) {
 	task := func(name string, sink bool) func(int, []*actor.PID) actor.Producer {
 		return func(i int, _ []*actor.PID) actor.Producer {
 			return func() actor.Actor {
-				return &fakeTask{name: TaskName(name, i), sink: sink, tr: tr, release: tr.first, holdFor: 30 * interval}
+				return &fakeTask{name: TaskName(name, i), sink: sink, hold: sink, tr: tr, release: tr.first, holdFor: 30 * interval}
 			}
 		}
 	}
@@ -94,7 +105,51 @@ func TestFirstCheckpointWaitsForSinks(t *testing.T) {
 	}
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	if len(tr.events) < 2 || tr.events[0] != "ready sink-0" {
-		t.Fatalf("events %q: want the sink ready before the first trigger", tr.events)
+	if len(tr.events) < 3 || !slices.Contains(tr.events[:2], "ready sink-0") || !slices.Contains(tr.events[:2], "ready source-0") {
+		t.Fatalf("events %q: want the sink and the source ready before the first trigger", tr.events)
+	}
+}
+
+// TestSourcesReadOnceAllStarted: no source is released (StartOutput) while
+// another source subtask still starts, even with every sink ready: a
+// partition created meanwhile would be read by its owner from the start
+// position rather than discovered. Source subtask 1 holds its start until a
+// task gets StartOutput (what the old supervisor sent once the sinks were
+// ready), or at most a second.
+func TestSourcesReadOnceAllStarted(t *testing.T) {
+	system := actor.NewActorSystem()
+	defer system.Shutdown()
+	tr := &trace{first: make(chan struct{})}
+	plan := Plan{Name: "release", Stages: []Stage{
+		{Name: "source", Parallelism: 2, Source: true, Producer: func(i int, _ []*actor.PID) actor.Producer {
+			return func() actor.Actor {
+				return &fakeTask{name: TaskName("source", i), hold: i == 1, tr: tr, release: tr.first, holdFor: time.Second}
+			}
+		}},
+		{Name: "sink", Parallelism: 2, Sink: true, Producer: func(i int, _ []*actor.PID) actor.Producer {
+			return func() actor.Actor { return &fakeTask{name: TaskName("sink", i), sink: true, tr: tr} }
+		}},
+	}}
+	h, err := Start(system, plan, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-tr.first:
+	case <-time.After(time.Minute):
+		t.Fatal("no source was released within a minute")
+	}
+	h.Stop(errors.New("test over"))
+	select {
+	case <-h.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("the job did not stop within a minute")
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	ready := slices.Index(tr.events, "ready source-1")
+	start := slices.IndexFunc(tr.events, func(e string) bool { return strings.HasPrefix(e, "start ") })
+	if ready < 0 || start < ready {
+		t.Fatalf("events %q: want source-1 ready before any source is released", tr.events)
 	}
 }

@@ -168,10 +168,13 @@ type jobSupervisor struct {
 	finished map[string]bool
 	// sourcesFinished holds the source tasks that reported SourceFinished.
 	sourcesFinished map[string]bool
-	// sinksReady holds the sink tasks that reported SinkReady.
-	sinksReady map[string]bool
-	ended      bool
-	ck         *ckpt
+	// sinksReady and sourcesReady hold the sink and source tasks that
+	// reported SinkReady and SourceReady; released: StartOutput was sent.
+	sinksReady   map[string]bool
+	sourcesReady map[string]bool
+	released     bool
+	ended        bool
+	ck           *ckpt
 }
 
 // decide turns a panic in a task into a job failure: the task is stopped
@@ -196,14 +199,11 @@ func (j *jobSupervisor) Receive(ctx actor.Context) {
 			j.end(ctx, nil)
 		}
 	case *actors.SinkReady:
-		// Sources read only once every sink is ready: a sink's recovery
-		// (replaying pending epochs) must reach Kafka before new records.
 		j.sinksReady[m.Task] = true
-		if len(j.sinksReady) == j.sinks {
-			for _, s := range j.sources {
-				ctx.Send(s, &actors.StartOutput{})
-			}
-		}
+		j.release(ctx)
+	case *actors.SourceReady:
+		j.sourcesReady[m.Task] = true
+		j.release(ctx)
 	case *actors.Failed:
 		j.log.Error("task failed", "task", m.Task, "err", m.Err)
 		j.end(ctx, m.Err)
@@ -233,11 +233,32 @@ func (j *jobSupervisor) Receive(ctx actor.Context) {
 	}
 }
 
+// running tells whether every sink and every source has started.
+func (j *jobSupervisor) running() bool {
+	return len(j.sinksReady) == j.sinks && len(j.sourcesReady) == len(j.sources)
+}
+
+// release lets the sources read once every task at the job's edges has
+// started: a sink's recovery (replaying pending epochs) must reach Kafka
+// before new records, and every source subtask must have resolved its
+// partitions, so that one created after the job started is discovered
+// (and read from its earliest offset) whichever subtask owns it.
+func (j *jobSupervisor) release(ctx actor.Context) {
+	if j.released || !j.running() {
+		return
+	}
+	j.released = true
+	for _, s := range j.sources {
+		ctx.Send(s, &actors.StartOutput{})
+	}
+}
+
 func (j *jobSupervisor) spawn(ctx actor.Context) {
 	j.tasks = map[string]*actor.PID{}
 	j.finished = map[string]bool{}
 	j.sourcesFinished = map[string]bool{}
 	j.sinksReady = map[string]bool{}
+	j.sourcesReady = map[string]bool{}
 	spawned := map[string][]*actor.PID{}
 	for si := len(j.plan.Stages) - 1; si >= 0; si-- {
 		st := j.plan.Stages[si]
