@@ -30,6 +30,7 @@ test: check kafka chromium postgres
 	@start=$$(date +%s); \
 	WEIR_CRASH_SEEDS=$(CRASH_SEEDS) $(GO) test $(TESTFLAGS) ./... 2>&1 | tee .cache/test.log | grep -E '^(=== RUN|--- (PASS|FAIL)|PASS|FAIL|ok|kafka:|panic:)|verdict:|seed|    --- ' ; \
 	rc=$${PIPESTATUS[0]}; \
+	if [ $$rc -ne 0 ]; then awk -f scripts/failures.awk .cache/test.log; fi; \
 	echo "make test: $$(($$(date +%s)-start))s (full log: .cache/test.log)"; \
 	passed=$$(grep -c -- '--- PASS' .cache/test.log); failed=$$(grep -c -- '--- FAIL' .cache/test.log); \
 	echo "tests: $$passed passed, $$failed failed"; \
