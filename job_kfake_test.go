@@ -381,7 +381,7 @@ func TestRestartFromCheckpoint(t *testing.T) {
 	// restart has a checkpoint to restore whatever the machine's speed.
 	f := newHeldFixture(t, verify.GenConfig{Seed: 11, Keys: 100, Partitions: 2, Events: 40000})
 	json := JSONExtract("user", "ts", "amount")
-	var armed, failed atomic.Bool
+	var armed, failed, heldIn atomic.Bool
 	produced := make(chan error, 1)
 	spec := f.spec("restart")
 	spec.KeyField, spec.TimestampField, spec.Aggregate = "", "", AggregateSpec{}
@@ -396,11 +396,16 @@ func TestRestartFromCheckpoint(t *testing.T) {
 	var job *Job
 	job, err := NewJob(spec, WithFlowControl(1, 64), WithCheckpointListener(func(uint64, bool) {
 		if !armed.Swap(true) {
-			go func() { produced <- f.produceHeld() }()
+			go func() {
+				err := f.produceHeld()
+				heldIn.Store(true)
+				produced <- err
+			}()
 		}
-		// Once the failure happened and a checkpoint completed after the
-		// restart, the job may finish.
-		if failed.Load() && job.Stats().Restarts > 0 {
+		// Once the failure happened, a checkpoint completed after the
+		// restart and the held half is in the topic, the job may finish
+		// (a drain stops at the end offsets of the moment).
+		if failed.Load() && job.Stats().Restarts > 0 && heldIn.Load() {
 			job.Drain()
 		}
 	}))
