@@ -659,8 +659,12 @@ func checkTopics(p *kafka.Producer, topics []string, timeout time.Duration) erro
 	return nil
 }
 
-// queueFullWaitMs is how long the sink waits for room when the producer's
-// queue is full before it tries again.
+// queueFullWaitMs is one step of the sink's waits on the producer: for room
+// when its queue is full, and for the queue to empty at a barrier. A step
+// is short because confluent-kafka-go's Flush polls the queue its own
+// poller also polls: once that poller has taken the last delivery report,
+// a Flush step sleeps to its end (Flush(200) at each barrier added up to
+// about 100 ms to every at-least-once checkpoint).
 const queueFullWaitMs = 2
 
 // writeRaw produces records: dead letters (a Topic) one by one, the
@@ -776,7 +780,7 @@ func (s *Sink) flush() error {
 		return s.flushPG()
 	}
 	deadline := time.Now().Add(s.cfg.FlushTimeout)
-	for s.prod.Flush(200) > 0 {
+	for s.prod.Flush(queueFullWaitMs) > 0 { // short steps: see queueFullWaitMs
 		if time.Now().After(deadline) {
 			return fmt.Errorf("sink %s: %d results not acknowledged by Kafka within %v", s.cfg.Task, s.prod.Len(), s.cfg.FlushTimeout)
 		}
