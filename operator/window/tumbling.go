@@ -59,6 +59,11 @@ type Tumbling struct {
 	// dirty holds the window keys changed or fired since the last
 	// capture.
 	dirty map[windowKey]change
+	// spare is an earlier epoch's dirty map, emptied once its capture was
+	// encoded, for the next epoch to reuse (one epoch's map can hold every
+	// key twice: allocating a new one at every checkpoint was most of the
+	// heap's churn at 10^5 keys).
+	spare chan map[windowKey]change
 	// last caches the newest window's map (records mostly fall in it).
 	lastStart int64
 	last      map[string]accumulator
@@ -68,7 +73,8 @@ type Tumbling struct {
 // (what changed is remembered for Capture).
 func NewTumbling(sizeMillis int64, track bool) *Tumbling {
 	return &Tumbling{size: sizeMillis, track: track, wm: math.MinInt64,
-		windows: map[int64]map[string]accumulator{}, dirty: map[windowKey]change{}}
+		windows: map[int64]map[string]accumulator{}, dirty: map[windowKey]change{},
+		spare: make(chan map[windowKey]change, 1)}
 }
 
 // Watermark is the newest watermark fired.
@@ -152,9 +158,23 @@ type opState struct {
 // goroutine while Add and Fire go on) and the operator state.
 func (w *Tumbling) Capture() (func() ([]operator.Entry, error), []byte) {
 	dirty := w.dirty
-	w.dirty = make(map[windowKey]change, len(dirty))
+	select {
+	case m := <-w.spare:
+		w.dirty = m
+	default:
+		w.dirty = make(map[windowKey]change, len(dirty))
+	}
 	op, _ := json.Marshal(opState{Watermark: w.wm, SizeMs: w.size})
-	return func() ([]operator.Entry, error) { return encodeEntries(dirty), nil }, op
+	spare := w.spare
+	return func() ([]operator.Entry, error) {
+		entries := encodeEntries(dirty) // the entries do not refer to the map
+		clear(dirty)
+		select {
+		case spare <- dirty:
+		default: // a spare is there already
+		}
+		return entries, nil
+	}, op
 }
 
 // encodeEntries encodes changed entries into one arena; a fired window
