@@ -66,6 +66,27 @@ func (f *fakeTask) Receive(ctx actor.Context) {
 	}
 }
 
+// runUntilFirst runs plan until tr's first event (a trigger or a release),
+// failing with what after a minute, and stops it.
+func runUntilFirst(t *testing.T, system *actor.ActorSystem, plan Plan, tr *trace, what string) {
+	t.Helper()
+	h, err := Start(system, plan, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-tr.first:
+	case <-time.After(time.Minute):
+		t.Fatalf("%s within a minute", what)
+	}
+	h.Stop(errors.New("test over"))
+	select {
+	case <-h.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("the job did not stop within a minute")
+	}
+}
+
 // TestFirstCheckpointWaitsForSinks: no checkpoint is triggered while a sink
 // still starts (its barrier would wait behind the start-up and the
 // checkpoint would count it); the first comes once every sink is ready.
@@ -88,21 +109,7 @@ func TestFirstCheckpointWaitsForSinks(t *testing.T) {
 		{Name: "sink", Parallelism: 1, Sink: true, Producer: task("sink", true)},
 	}, Checkpoint: &CheckpointPlan{Interval: interval, Timeout: time.Minute, MaxConcurrent: 1,
 		FS: vfs.NewMem(), Root: "/ck", JobName: "first", Fingerprint: "fp", Retain: 1}}
-	h, err := Start(system, plan, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-tr.first:
-	case <-time.After(time.Minute):
-		t.Fatal("no checkpoint was triggered within a minute")
-	}
-	h.Stop(errors.New("test over"))
-	select {
-	case <-h.Done():
-	case <-time.After(time.Minute):
-		t.Fatal("the job did not stop within a minute")
-	}
+	runUntilFirst(t, system, plan, tr, "no checkpoint was triggered")
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	if len(tr.events) < 3 || !slices.Contains(tr.events[:2], "ready sink-0") || !slices.Contains(tr.events[:2], "ready source-0") {
@@ -130,21 +137,7 @@ func TestSourcesReadOnceAllStarted(t *testing.T) {
 			return func() actor.Actor { return &fakeTask{name: TaskName("sink", i), sink: true, tr: tr} }
 		}},
 	}}
-	h, err := Start(system, plan, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-tr.first:
-	case <-time.After(time.Minute):
-		t.Fatal("no source was released within a minute")
-	}
-	h.Stop(errors.New("test over"))
-	select {
-	case <-h.Done():
-	case <-time.After(time.Minute):
-		t.Fatal("the job did not stop within a minute")
-	}
+	runUntilFirst(t, system, plan, tr, "no source was released")
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	ready := slices.Index(tr.events, "ready source-1")
