@@ -324,12 +324,13 @@ func (o offsetLister) list(parts []int32, spec kafka.OffsetSpec) (map[int32]int6
 		var retry []int32
 		var last error
 		res, err := o.admin.ListOffsets(ctx, req, kafka.SetAdminIsolationLevel(lvl))
-		switch {
-		case err != nil && !retriableListError(err):
-			return nil, fmt.Errorf("list offsets of %q partitions %s: %w", o.topic, joinInts(pending), err)
-		case err != nil:
-			retry, last = pending, fmt.Errorf("list offsets of %q partitions %s: %w", o.topic, joinInts(pending), err)
-		default:
+		if err != nil {
+			last = fmt.Errorf("list offsets of %q partitions %s: %w", o.topic, joinInts(pending), err)
+			if !retriableListError(err) {
+				return nil, last
+			}
+			retry = pending
+		} else {
 			for tp, info := range res.ResultInfos {
 				if info.Error.Code() == kafka.ErrNoError {
 					out[tp.Partition] = int64(info.Offset)
