@@ -326,7 +326,7 @@ func (o offsetLister) list(parts []int32, spec kafka.OffsetSpec) (map[int32]int6
 		res, err := o.admin.ListOffsets(ctx, req, kafka.SetAdminIsolationLevel(lvl))
 		if err != nil {
 			last = fmt.Errorf("list offsets of %q partitions %s: %w", o.topic, joinInts(pending), err)
-			if !retriableListError(err) {
+			if !transientError(err) {
 				return nil, last
 			}
 			retry = pending
@@ -337,7 +337,7 @@ func (o offsetLister) list(parts []int32, spec kafka.OffsetSpec) (map[int32]int6
 					continue
 				}
 				last = fmt.Errorf("list offsets of %s/%d: %w", o.topic, tp.Partition, info.Error)
-				if !retriableListError(info.Error) {
+				if !transientError(info.Error) {
 					return nil, last
 				}
 				retry = append(retry, tp.Partition)
@@ -364,14 +364,32 @@ func (o offsetLister) list(parts []int32, spec kafka.OffsetSpec) (map[int32]int6
 	}
 }
 
+// committed returns the group's committed offsets of tps, asking again,
+// with a backoff, while the group's coordinator is not known or still
+// loading (a broker just started), until the lister's timeout.
+func (o offsetLister) committed(tps []kafka.TopicPartition) ([]kafka.TopicPartition, error) {
+	deadline := time.Now().Add(o.timeout)
+	backoff := listRetryBackoff
+	for {
+		left := time.Until(deadline)
+		out, err := o.cons.Committed(tps, int(max(left, time.Millisecond).Milliseconds()))
+		if err == nil || !transientError(err) || left <= backoff {
+			return out, err
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
 // listRetryBackoff is the first wait before asking again for offsets a
 // partition's leader could not give yet.
 const listRetryBackoff = 50 * time.Millisecond
 
-// retriableListError tells whether a ListOffsets error clears by itself: no
-// leader known yet (a partition just created, a leader election), a leader
-// epoch or a high watermark not caught up, a request that timed out.
-func retriableListError(err error) bool {
+// transientError tells whether an offset lookup's error clears by itself:
+// no leader or group coordinator known yet (a partition just created, a
+// leader election, a broker just started loading __consumer_offsets), a
+// leader epoch or a high watermark not caught up, a request that timed out.
+func transientError(err error) bool {
 	var ke kafka.Error
 	if !errors.As(err, &ke) {
 		return false
@@ -379,7 +397,8 @@ func retriableListError(err error) bool {
 	switch ke.Code() {
 	case kafka.ErrNotLeaderForPartition, kafka.ErrLeaderNotAvailable, kafka.ErrUnknownTopicOrPart,
 		kafka.ErrOffsetNotAvailable, kafka.ErrFencedLeaderEpoch, kafka.ErrUnknownLeaderEpoch,
-		kafka.ErrRequestTimedOut, kafka.ErrTransport:
+		kafka.ErrRequestTimedOut, kafka.ErrTransport,
+		kafka.ErrNotCoordinator, kafka.ErrCoordinatorLoadInProgress, kafka.ErrCoordinatorNotAvailable:
 		return true
 	}
 	return ke.IsRetriable()
@@ -413,7 +432,7 @@ func startOffsets(o offsetLister, c SourceConfig, parts []int32) (map[int32]int6
 	for i, p := range group {
 		tps[i] = kafka.TopicPartition{Topic: &topic, Partition: p}
 	}
-	committed, err := o.cons.Committed(tps, int(o.timeout.Milliseconds()))
+	committed, err := o.committed(tps)
 	var ke kafka.Error
 	if errors.As(err, &ke) && ke.Code() == kafka.ErrGroupIDNotFound {
 		// A group that never committed has no offsets (some brokers say
