@@ -661,7 +661,7 @@ func (b *Postgres) Prepared(ctx context.Context, owner string) ([]string, error)
 // committed (so are they: commits go in epoch order).
 func (b *Postgres) trimProgress(ctx context.Context, c *pgx.Conn, owner string, epoch uint64) error {
 	if _, err := c.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE owner = $1 AND epoch < $2", b.ident(b.cfg.ProgressTable)), owner, int64(epoch)); err != nil {
-		return fmt.Errorf("txsink: postgres: trim progress of %s below %d: %w", owner, epoch, err)
+		return fmt.Errorf("txsink: postgres: trim progress of %s below %d: %w", owner, epoch, fenced(err))
 	}
 	return nil
 }
