@@ -373,7 +373,7 @@ func (o offsetLister) committed(tps []kafka.TopicPartition) ([]kafka.TopicPartit
 	for {
 		left := time.Until(deadline)
 		out, err := o.cons.Committed(tps, int(max(left, time.Millisecond).Milliseconds()))
-		if err == nil || !transientError(err) || left <= backoff {
+		if err == nil || !transientError(err) || time.Until(deadline) <= backoff {
 			return out, err
 		}
 		time.Sleep(backoff)
@@ -381,8 +381,8 @@ func (o offsetLister) committed(tps []kafka.TopicPartition) ([]kafka.TopicPartit
 	}
 }
 
-// listRetryBackoff is the first wait before asking again for offsets a
-// partition's leader could not give yet.
+// listRetryBackoff is the first wait before asking again for offsets that
+// a partition's leader or the group's coordinator could not give yet.
 const listRetryBackoff = 50 * time.Millisecond
 
 // transientError tells whether an offset lookup's error clears by itself:
