@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/weirstream/weir/internal/testport"
 )
 
 // KafkaVersion is the pinned Apache Kafka release; scripts/kafka.sh fetches
@@ -774,22 +775,13 @@ func ensureLibs(ctx context.Context, root string, log io.Writer) (string, error)
 	return libs, nil
 }
 
-// freePorts reserves n distinct free TCP ports on 127.0.0.1.
+// freePorts reserves n distinct free TCP ports on 127.0.0.1, outside the
+// ephemeral range: a stopped broker's port must still be free when the
+// test starts it again (see package testport).
 func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("broker: free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	ports, err := testport.Free(n)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
 	}
 	return ports, nil
 }

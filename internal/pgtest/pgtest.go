@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/weirstream/weir/internal/testport"
 )
 
 // Timeouts of the harness: the script (which may install PostgreSQL),
@@ -369,13 +370,14 @@ func unprivileged() (*syscall.Credential, error) {
 	return nil, fmt.Errorf("running as root and no unprivileged user to run the server as (%s): create the user postgres", strings.Join(errs, "; "))
 }
 
+// freePort is a free port outside the ephemeral range: a server the test
+// restarts binds it again (see package testport).
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := testport.Free(1)
 	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
+		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
 }
 
 // Conn connects to the server as postgres; the connection is closed when
