@@ -125,9 +125,12 @@ func (c *Checkpointing) write(task string, id uint64, changed func() ([]StateEnt
 	defer b.Close()
 	for i, e := range entries {
 		var err error
-		if e.Value == nil {
+		switch {
+		case e.End != nil:
+			err = b.DeleteRange(e.Key, e.End)
+		case e.Value == nil:
 			err = b.Delete(e.Key)
-		} else {
+		default:
 			err = b.Set(e.Key, e.Value)
 		}
 		if err == nil && (i+1)%stateBatchEntries == 0 {

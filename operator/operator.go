@@ -35,9 +35,13 @@ type Rec[T any] struct {
 }
 
 // Entry is one changed entry of keyed state handed to the snapshot
-// worker: Value nil deletes Key.
+// worker: Value nil deletes Key. With End set, the entry deletes every
+// key in [Key, End) instead (a range deletion: one entry for what may be
+// many keys, such as every key of a fired window in a key group), and
+// Value is nil.
 type Entry struct {
 	Key, Value []byte
+	End        []byte
 }
 
 // Capture is what an operator's synchronous snapshot hands over. Entries,

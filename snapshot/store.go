@@ -245,6 +245,14 @@ func (b *Batch) Delete(key []byte) error {
 	return nil
 }
 
+// DeleteRange records the deletion of every key in [start, end).
+func (b *Batch) DeleteRange(start, end []byte) error {
+	if err := b.b.DeleteRange(start, end, nil); err != nil {
+		return fmt.Errorf("snapshot: batch delete range [%q, %q): %w", start, end, err)
+	}
+	return nil
+}
+
 // Len returns the size of the batch's representation in bytes.
 func (b *Batch) Len() int { return b.b.Len() }
 

@@ -13,9 +13,18 @@ import (
 // Store is a fake task store: the entries of captures applied in order.
 type Store map[string][]byte
 
-// Apply writes the captured entries (a nil value deletes its key).
+// Apply writes the captured entries (a nil value deletes its key, an End
+// every key in [Key, End)).
 func (s Store) Apply(es []operator.Entry) {
 	for _, e := range es {
+		if e.End != nil {
+			for k := range s {
+				if k >= string(e.Key) && k < string(e.End) {
+					delete(s, k)
+				}
+			}
+			continue
+		}
 		if e.Value == nil {
 			delete(s, string(e.Key))
 		} else {

@@ -31,13 +31,6 @@ type accumulator struct {
 	sum   float64
 }
 
-// change is a changed window key as the next capture encodes it: its
-// accumulator, or a delete once its window fired.
-type change struct {
-	acc   accumulator
-	fired bool
-}
-
 type windowKey struct {
 	start int64
 	key   string
@@ -50,20 +43,25 @@ type windowKey struct {
 // Keyed state layout in the store: key group (2 bytes, big endian), window
 // start (8 bytes, big endian), key; value: count (8 bytes) and sum (8
 // bytes, IEEE 754 bits). The operator state is JSON {watermark, sizeMs}.
+// A fired window's entries go by range deletions, one per key group.
 type Tumbling struct {
 	size  int64
 	track bool
 	wm    int64
 	// windows maps a window start to the accumulators of its keys.
 	windows map[int64]map[string]accumulator
-	// dirty holds the window keys changed or fired since the last
-	// capture.
-	dirty map[windowKey]change
+	// dirty holds the accumulators of the window keys changed since the
+	// last capture, in windows that have not fired.
+	dirty map[windowKey]accumulator
+	// fired holds the starts of the windows fired since the last capture:
+	// a capture deletes each one's entries by key-group ranges, not one
+	// delete per key (which doubled the entries written and the dirty
+	// map's size at 10^5 keys).
+	fired []int64
 	// spare is an earlier epoch's dirty map, emptied once its capture was
-	// encoded, for the next epoch to reuse (one epoch's map can hold every
-	// key twice: allocating a new one at every checkpoint was most of the
-	// heap's churn at 10^5 keys).
-	spare chan map[windowKey]change
+	// encoded, for the next epoch to reuse (allocating a new one at every
+	// checkpoint was most of the heap's churn at 10^5 keys).
+	spare chan map[windowKey]accumulator
 	// last caches the newest window's map (records mostly fall in it).
 	lastStart int64
 	last      map[string]accumulator
@@ -73,8 +71,8 @@ type Tumbling struct {
 // (what changed is remembered for Capture).
 func NewTumbling(sizeMillis int64, track bool) *Tumbling {
 	return &Tumbling{size: sizeMillis, track: track, wm: math.MinInt64,
-		windows: map[int64]map[string]accumulator{}, dirty: map[windowKey]change{},
-		spare: make(chan map[windowKey]change, 1)}
+		windows: map[int64]map[string]accumulator{}, dirty: map[windowKey]accumulator{},
+		spare: make(chan map[windowKey]accumulator, 1)}
 }
 
 // Watermark is the newest watermark fired.
@@ -101,7 +99,7 @@ func (w *Tumbling) Add(key string, ts int64, v float64) bool {
 	a.sum += v
 	keys[key] = a
 	if w.track {
-		w.dirty[windowKey{start, key}] = change{acc: a}
+		w.dirty[windowKey{start, key}] = a
 	}
 	return true
 }
@@ -119,8 +117,11 @@ func (w *Tumbling) Fire(wm int64, emit func(Result)) {
 		for k, a := range keys {
 			emit(Result{Key: k, Start: start, Count: a.count, Sum: a.sum})
 			if w.track {
-				w.dirty[windowKey{start, k}] = change{fired: true}
+				delete(w.dirty, windowKey{start, k})
 			}
+		}
+		if w.track {
+			w.fired = append(w.fired, start)
 		}
 		delete(w.windows, start)
 		if w.lastStart == start {
@@ -157,17 +158,18 @@ type opState struct {
 // function that encodes the entries changed in it (safe to call on another
 // goroutine while Add and Fire go on) and the operator state.
 func (w *Tumbling) Capture() (func() ([]operator.Entry, error), []byte) {
-	dirty := w.dirty
+	dirty, fired := w.dirty, w.fired
+	w.fired = nil
 	select {
 	case m := <-w.spare:
 		w.dirty = m
 	default:
-		w.dirty = make(map[windowKey]change, len(dirty))
+		w.dirty = make(map[windowKey]accumulator, len(dirty))
 	}
 	op, _ := json.Marshal(opState{Watermark: w.wm, SizeMs: w.size})
 	spare := w.spare
 	return func() ([]operator.Entry, error) {
-		entries := encodeEntries(dirty) // the entries do not refer to the map
+		entries := encodeEntries(dirty, fired) // the entries do not refer to the map
 		clear(dirty)
 		select {
 		case spare <- dirty:
@@ -177,30 +179,52 @@ func (w *Tumbling) Capture() (func() ([]operator.Entry, error), []byte) {
 	}, op
 }
 
-// encodeEntries encodes changed entries into one arena; a fired window
-// deletes its entry.
-func encodeEntries(dirty map[windowKey]change) []operator.Entry {
-	size := 0
+// encodeEntries encodes the changed entries into one arena, then, for
+// each fired window, a range deletion of its entries in every key group:
+// [group|start, group|start+1) as 10-byte prefixes. A window fires once
+// and takes no record after, so nothing of it is in dirty.
+func encodeEntries(dirty map[windowKey]accumulator, fired []int64) []operator.Entry {
+	size := len(fired) * operator.KeyGroups * 20
 	for wk := range dirty {
 		size += 10 + len(wk.key) + 16
 	}
 	arena := make([]byte, 0, size)
-	entries := make([]operator.Entry, 0, len(dirty))
-	for wk, c := range dirty {
+	entries := make([]operator.Entry, 0, len(dirty)+len(fired)*operator.KeyGroups)
+	for wk, a := range dirty {
 		start := len(arena)
 		arena = binary.BigEndian.AppendUint16(arena, uint16(operator.KeyGroup(wk.key)))
 		arena = binary.BigEndian.AppendUint64(arena, uint64(wk.start))
 		arena = append(arena, wk.key...)
-		e := operator.Entry{Key: arena[start:len(arena):len(arena)]}
-		if !c.fired {
-			vs := len(arena)
-			arena = binary.BigEndian.AppendUint64(arena, uint64(c.acc.count))
-			arena = binary.BigEndian.AppendUint64(arena, math.Float64bits(c.acc.sum))
-			e.Value = arena[vs:len(arena):len(arena)]
+		vs := len(arena)
+		arena = binary.BigEndian.AppendUint64(arena, uint64(a.count))
+		arena = binary.BigEndian.AppendUint64(arena, math.Float64bits(a.sum))
+		entries = append(entries, operator.Entry{Key: arena[start:vs:vs], Value: arena[vs:len(arena):len(arena)]})
+	}
+	for _, start := range fired {
+		for kg := range operator.KeyGroups {
+			from := len(arena)
+			arena = binary.BigEndian.AppendUint16(arena, uint16(kg))
+			arena = binary.BigEndian.AppendUint64(arena, uint64(start))
+			to := len(arena)
+			arena = append(arena, arena[from:to]...)
+			incPrefix(arena[to:])
+			entries = append(entries, operator.Entry{Key: arena[from:to:to], End: arena[to:len(arena):len(arena)]})
 		}
-		entries = append(entries, e)
 	}
 	return entries
+}
+
+// incPrefix turns p into the smallest byte string greater than every
+// string with prefix p, of the same length: p plus one as a big-endian
+// number. A group|start prefix always has one (a key group's first byte
+// is 0).
+func incPrefix(p []byte) {
+	for i := len(p) - 1; i >= 0; i-- {
+		p[i]++
+		if p[i] != 0 {
+			return
+		}
+	}
 }
 
 // Restore rebuilds the windows from a restored store and operator state.

@@ -1,6 +1,7 @@
 package window
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"flag"
@@ -26,12 +27,14 @@ func testSeed(t *testing.T) *rand.Rand {
 
 // TestWindowCaptureIsPointInTime: captured entries are encoded late (as the
 // snapshot worker does, while processing goes on) and must still hold the
-// values as of the capture. Applying every capture in order must give the
-// window's state at the last capture — what a restore would load.
+// values as of the capture. Applying every capture in order (range
+// deletions of fired windows included) must give the window's state at the
+// last capture — what a restore would load.
 func TestWindowCaptureIsPointInTime(t *testing.T) {
 	rng := testSeed(t)
 	w := NewTumbling(100, true)
 	applied := map[string][2]float64{}
+	appliedKeys := map[string][]byte{} // the store key of each applied entry
 	type capture struct {
 		encode func() ([]operator.Entry, error)
 		want   map[string][2]float64
@@ -49,12 +52,21 @@ func TestWindowCaptureIsPointInTime(t *testing.T) {
 	apply := func(c capture) {
 		entries, _ := c.encode()
 		for _, e := range entries {
+			if e.End != nil {
+				for k, key := range appliedKeys {
+					if bytes.Compare(key, e.Key) >= 0 && bytes.Compare(key, e.End) < 0 {
+						delete(applied, k)
+						delete(appliedKeys, k)
+					}
+				}
+				continue
+			}
 			start := int64(binary.BigEndian.Uint64(e.Key[2:10]))
 			k := fmt.Sprintf("%d/%s", start, e.Key[10:])
 			if e.Value == nil {
-				delete(applied, k)
-				continue
+				t.Fatalf("a point delete of %s: fired windows go by ranges", k)
 			}
+			appliedKeys[k] = bytes.Clone(e.Key)
 			applied[k] = [2]float64{float64(binary.BigEndian.Uint64(e.Value[:8])), math.Float64frombits(binary.BigEndian.Uint64(e.Value[8:]))}
 		}
 		if len(applied) != len(c.want) {
@@ -76,6 +88,8 @@ func TestWindowCaptureIsPointInTime(t *testing.T) {
 				apply(lagging[0])
 				lagging = lagging[1:]
 			}
+		case 2: // the watermark moves: windows fire
+			w.Fire(int64(rng.Intn(500)), func(Result) {})
 		default:
 			for i := 1 + rng.Intn(20); i > 0; i-- {
 				w.Add(fmt.Sprintf("k%d", rng.Intn(30)), int64(rng.Intn(500)), float64(rng.Intn(10)))
@@ -84,6 +98,44 @@ func TestWindowCaptureIsPointInTime(t *testing.T) {
 	}
 	for _, c := range lagging {
 		apply(c)
+	}
+}
+
+// TestFiredRangesCoverTheirWindowOnly: the range deletions of a fired
+// window hold every key of that window in every key group and no key of
+// another window, at the ends of the int64 range and where the start's
+// bytes carry (-1 is all ones).
+func TestFiredRangesCoverTheirWindowOnly(t *testing.T) {
+	starts := []int64{math.MinInt64, math.MinInt64 + 1, -2, -1, 0, 1, math.MaxInt64 - 1, math.MaxInt64}
+	keyOf := func(kg int, start int64, key string) []byte {
+		b := binary.BigEndian.AppendUint16(nil, uint16(kg))
+		b = binary.BigEndian.AppendUint64(b, uint64(start))
+		return append(b, key...)
+	}
+	for _, fired := range starts {
+		entries := encodeEntries(nil, []int64{fired})
+		if len(entries) != operator.KeyGroups {
+			t.Fatalf("window %d: %d entries, want one range per key group (%d)", fired, len(entries), operator.KeyGroups)
+		}
+		for _, kg := range []int{0, 1, operator.KeyGroups - 1} {
+			for _, start := range starts {
+				for _, key := range []string{"", "a", "\xff\xff", "zz"} {
+					k := keyOf(kg, start, key)
+					in := false
+					for _, e := range entries {
+						if e.End == nil || e.Value != nil {
+							t.Fatalf("window %d: entry %x is not a range deletion", fired, e.Key)
+						}
+						if bytes.Compare(k, e.Key) >= 0 && bytes.Compare(k, e.End) < 0 {
+							in = true
+						}
+					}
+					if in != (start == fired) {
+						t.Errorf("fired window %d: key of window %d, group %d, %q deleted=%v", fired, start, kg, key, in)
+					}
+				}
+			}
+		}
 	}
 }
 
