@@ -11,7 +11,7 @@ import (
 // (encoded) every 100,000 records and the windows fired as they close, as
 // Q1 runs it. One op is one record.
 func BenchmarkTumblingAdd(b *testing.B) {
-	for _, n := range []int{1_000, 1_000_000} {
+	for _, n := range []int{1_000, 100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(1, 2))
 			keys := make([]string, 1<<20)

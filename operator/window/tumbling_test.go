@@ -42,8 +42,8 @@ func TestWindowCaptureIsPointInTime(t *testing.T) {
 	var lagging []capture
 	state := func() map[string][2]float64 {
 		m := map[string][2]float64{}
-		for start, keys := range w.windows {
-			for k, a := range keys {
+		for start, win := range w.windows {
+			for k, a := range win.keys {
 				m[fmt.Sprintf("%d/%s", start, k)] = [2]float64{float64(a.count), a.sum}
 			}
 		}
@@ -113,7 +113,9 @@ func TestFiredRangesCoverTheirWindowOnly(t *testing.T) {
 		return append(b, key...)
 	}
 	for _, fired := range starts {
-		entries := encodeEntries(nil, []int64{fired})
+		w := NewTumbling(1, true)
+		w.fired = []int64{fired}
+		entries := w.encode()
 		if len(entries) != operator.KeyGroups {
 			t.Fatalf("window %d: %d entries, want one range per key group (%d)", fired, len(entries), operator.KeyGroups)
 		}
