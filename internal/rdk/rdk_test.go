@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -385,6 +389,49 @@ func TestProduceAllWaitsForRoom(t *testing.T) {
 	for i, e := range got[0][:n] {
 		if want := fmt.Sprintf("v%d", i); string(e.Value) != want {
 			t.Fatalf("record %d: %q, want %q", i, e.Value, want)
+		}
+	}
+}
+
+// TestMallocArenasLimited: the constructor limited glibc's arenas to two
+// (the tests run without MALLOC_ARENA_MAX, GLIBC_TUNABLES or
+// WEIR_MALLOC_ARENA_MAX).
+func TestMallocArenasLimited(t *testing.T) {
+	for _, v := range []string{"MALLOC_ARENA_MAX", "GLIBC_TUNABLES", "WEIR_MALLOC_ARENA_MAX"} {
+		if s, ok := os.LookupEnv(v); ok {
+			t.Fatalf("%s=%q is set: this test checks the default; unset it", v, s)
+		}
+	}
+	if got := MallocArenas(); got != 2 {
+		t.Fatalf("MallocArenas() = %d, want 2", got)
+	}
+}
+
+// TestMallocArenasFromEnvironment: WEIR_MALLOC_ARENA_MAX sets the count
+// (0 leaves glibc's default), and the user's own glibc setting wins.
+func TestMallocArenasFromEnvironment(t *testing.T) {
+	if os.Getenv("WEIR_ARENA_CHILD") != "" {
+		os.Stdout.WriteString("arenas=" + strconv.Itoa(MallocArenas()) + "\n")
+		return
+	}
+	for _, c := range []struct {
+		env  string
+		want string
+	}{
+		{"WEIR_MALLOC_ARENA_MAX=3", "arenas=3"},
+		{"WEIR_MALLOC_ARENA_MAX=0", "arenas=0"},
+		{"WEIR_MALLOC_ARENA_MAX=two", "arenas=0"},
+		{"MALLOC_ARENA_MAX=4", "arenas=0"},
+		{"GLIBC_TUNABLES=glibc.malloc.arena_max=4", "arenas=0"},
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestMallocArenasFromEnvironment$")
+		cmd.Env = append(os.Environ(), "WEIR_ARENA_CHILD=1", c.env)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", c.env, err, out)
+		}
+		if !strings.Contains(string(out), c.want+"\n") {
+			t.Errorf("%s: got %q, want %s", c.env, out, c.want)
 		}
 	}
 }
