@@ -404,7 +404,7 @@ func (r *runner) timed(ctx context.Context, w workload, sys string, run int, top
 		if err := os.MkdirAll(r.cfg.CPUProfileDir, 0o755); err != nil {
 			return Measurement{}, fmt.Errorf("bench: %w", err)
 		}
-		name := strings.NewReplacer(" ", "-", "=", "", "(", "", ")", "").Replace(w.name)
+		name := strings.NewReplacer(" ", "-", "=", "", "(", "", ")", "", "/", "-").Replace(w.name)
 		profile = filepath.Join(r.cfg.CPUProfileDir, fmt.Sprintf("weir-%s-run%d.prof", name, run))
 	}
 	_, res, u, err := r.execJob(ctx, sys, mode, w.delivery, topic, profile)
