@@ -156,8 +156,8 @@ type opState struct {
 // (those of its epoch, in the windows it changed) and a range deletion per
 // key group of each window fired in it, here, on the caller's goroutine,
 // into one arena that refers to nothing of the state. This is work in
-// proportion to the keys changed (about 3 ms per 10^5 of them), done once
-// per checkpoint instead of a second map write per record. It returns a
+// proportion to the keys changed, done once per checkpoint instead of a
+// second map write per record. It returns a
 // function that hands the entries over (for the snapshot worker) and the
 // operator state.
 func (w *Tumbling) Capture() (func() ([]operator.Entry, error), []byte) {
