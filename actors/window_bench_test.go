@@ -29,8 +29,8 @@ func (quietLog) Fatalf(f string, a ...any) {
 // BenchmarkWindowCheckpoint measures a window task's checkpoint with N keys
 // of window state when 1% of the keys changed since the previous one:
 //
-//	pause-ms      the time processing stops: capturing the changed entries
-//	              (O(1): the changed set is handed over, copy-on-write)
+//	pause-ms      the time processing stops: Capture encodes the changed
+//	              entries (those stamped with the epoch it ends)
 //	total-ms      until the snapshot is durable (state written, Pebble
 //	              checkpoint, checksums) — off the data path
 //	new-bytes     bytes the checkpoint adds on disk (new files)

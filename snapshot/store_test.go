@@ -360,3 +360,79 @@ func hasDBFiles(h Handle) bool {
 	}
 	return false
 }
+
+// TestDeleteRangeRestores: a range deletion removes exactly the keys in
+// [start, end), both straight to the database and deferred during a
+// capture, and a snapshot taken after it restores without them.
+func TestDeleteRangeRestores(t *testing.T) {
+	fs := vfs.NewMem()
+	s, err := OpenStore(fs, "/live", testStoreOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(k string) []byte { return append([]byte{0, 7}, k...) }
+	model := map[string]string{}
+	b := s.NewBatch()
+	for i := range 100 {
+		k := fmt.Sprintf("k%03d", i)
+		if err := b.Set(key(k), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		model[k] = "v"
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	delRange := func(from, to int) {
+		t.Helper()
+		if err := b.DeleteRange(key(fmt.Sprintf("k%03d", from)), key(fmt.Sprintf("k%03d", to))); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		for i := from; i < to; i++ {
+			delete(model, fmt.Sprintf("k%03d", i))
+		}
+	}
+	delRange(20, 50) // straight to the database
+	p, err := s.Snapshot(TaskDir(fs, "/ckpt", 1, "t"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delRange(60, 70) // deferred while the capture may still run
+	if _, err := p.Wait(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if d := diffState(dump(t, s), model); d != "" {
+		t.Fatalf("live store after the range deletions: %s", d)
+	}
+	p, err = s.Snapshot(TaskDir(fs, "/ckpt", 2, "t"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := p.Wait(waitCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+	if err := WriteMetadata(fs, "/ckpt", Metadata{JobName: "j", ID: 2, Tasks: map[string]Handle{"t": h}}); err != nil {
+		t.Fatal(err)
+	}
+	m, problems, err := Latest(context.Background(), fs, "/ckpt", "j", "")
+	if err != nil {
+		t.Fatalf("%v (problems %v)", err, problems)
+	}
+	r, _, err := Restore(context.Background(), fs, "/ckpt", m, "t", "/restored", testStoreOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := diffState(dump(t, r), model); d != "" || len(model) != 60 {
+		t.Fatalf("restored after the range deletions (%d keys expected): %s", len(model), d)
+	}
+	for _, st := range []*Store{r, s} {
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

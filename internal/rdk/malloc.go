@@ -13,8 +13,8 @@ import "C"
 // free them on other threads; with glibc's default arena count each
 // thread's arena keeps the memory it freed, so the C heap held about four
 // times what it used (Q1 at 10^5 keys: 117 MiB held for 30 MiB in use, a
-// third of the process's peak RSS). Two arenas hold 74 MiB there, with
-// the same throughput. The limit is set by a constructor before the first
+// third of the process's peak RSS). Two arenas held 70 to 74 MiB there,
+// at the same throughput. The limit is set by a constructor before the first
 // thread starts (glibc fixes the arena count early): MALLOC_ARENA_MAX or
 // malloc.arena_max in GLIBC_TUNABLES, when set, win; WEIR_MALLOC_ARENA_MAX
 // sets another count, 0 leaves glibc's default.

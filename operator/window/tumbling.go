@@ -33,11 +33,14 @@ type accumulator struct {
 	epoch uint64
 }
 
-// tumblingWindow is one open window: its keys' accumulators, and the
-// newest epoch that changed any of them (a capture skips the others).
+// tumblingWindow is one open window: its keys' accumulators, the newest
+// epoch that changed any of them (a capture skips the others), and the
+// keys changed in that epoch, each once (a capture encodes those: its
+// work is in proportion to the keys changed, not to the window's size).
 type tumblingWindow struct {
-	keys  map[string]accumulator
-	epoch uint64
+	keys    map[string]accumulator
+	epoch   uint64
+	changed []string
 }
 
 // Tumbling counts and sums values per key in event-time tumbling windows
@@ -55,9 +58,10 @@ type Tumbling struct {
 	// windows maps a window start to its keys' accumulators.
 	windows map[int64]*tumblingWindow
 	// epoch numbers the checkpoint epochs (from 1; restored state is of
-	// epoch 0). An accumulator changed in the current epoch carries it:
-	// there is no separate set of changed keys, which at 10^5 keys held
-	// every key again and was most of the heap.
+	// epoch 0). An accumulator changed in the current epoch carries it,
+	// and its window lists its key once (no map of changed entries with
+	// their accumulators copied, which at 10^5 keys held every key again
+	// and was most of the heap).
 	epoch uint64
 	// fired holds the starts of the windows fired since the last capture:
 	// a capture deletes each one's entries by key-group ranges, not one
@@ -96,12 +100,17 @@ func (w *Tumbling) Add(key string, ts int64, v float64) bool {
 		}
 		w.last, w.lastStart = win, start
 	}
+	if win.epoch != w.epoch {
+		win.epoch, win.changed = w.epoch, win.changed[:0]
+	}
 	a := win.keys[key]
 	a.count++
 	a.sum += v
+	if w.track && a.epoch != w.epoch {
+		win.changed = append(win.changed, key)
+	}
 	a.epoch = w.epoch
 	win.keys[key] = a
-	win.epoch = w.epoch
 	return true
 }
 
@@ -181,7 +190,7 @@ func (w *Tumbling) encode() []operator.Entry {
 	n := 0
 	for _, win := range w.windows {
 		if win.epoch == w.epoch {
-			n += len(win.keys) // at most: some may be of an older epoch
+			n += len(win.changed)
 		}
 	}
 	entries := make([]operator.Entry, 0, n+len(w.fired)*operator.KeyGroups)
@@ -189,10 +198,8 @@ func (w *Tumbling) encode() []operator.Entry {
 		if win.epoch != w.epoch {
 			continue
 		}
-		for key, a := range win.keys {
-			if a.epoch != w.epoch {
-				continue
-			}
+		for _, key := range win.changed {
+			a := win.keys[key]
 			from := len(arena)
 			arena = binary.BigEndian.AppendUint16(arena, uint16(operator.KeyGroup(key)))
 			arena = binary.BigEndian.AppendUint64(arena, uint64(start))
@@ -212,6 +219,12 @@ func (w *Tumbling) encode() []operator.Entry {
 			arena = append(arena, arena[from:to]...)
 			incPrefix(arena[to:])
 			entries = append(entries, operator.Entry{Key: arena[from:to:to], End: arena[to:len(arena):len(arena)]})
+		}
+	}
+	for _, win := range w.windows {
+		if win.epoch == w.epoch {
+			clear(win.changed) // keep the capacity, not the keys
+			win.changed = win.changed[:0]
 		}
 	}
 	w.sizeHint = len(arena)
