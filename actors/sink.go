@@ -84,7 +84,7 @@ type deliveryFailed struct{ err error }
 // broker slows the whole job down instead of growing memory.
 type Sink struct {
 	cfg  SinkConfig
-	prod *kafka.Producer
+	prod *rdk.Producer
 	// out produces to the topic many records per cgo crossing
 	// (internal/rdk); nil when the shim cannot attach.
 	out    *rdk.Topic
@@ -562,11 +562,6 @@ func (s *Sink) writeTxRaw(recs []RawRecord) error {
 	return s.writeTxRecords(out)
 }
 
-// ProducerEventsChannelSize bounds the Go client's Events() channel of
-// every producer the engine creates (confluent-kafka-go's default is 10^6
-// entries, about 16 MiB of heap per channel, two channels per producer).
-const ProducerEventsChannelSize = 10_000
-
 func (s *Sink) start(ctx actor.Context) error {
 	if s.cfg.Transactional != nil || (s.cfg.Postgres != nil && s.cfg.PostgresExactlyOnce) {
 		return s.startTx()
@@ -584,70 +579,53 @@ func (s *Sink) start(ctx actor.Context) error {
 		}
 		return nil
 	}
-	p, err := kafkaconf.NewProducer(s.cfg.Brokers, kafka.ConfigMap{
+	if err := checkTopics(s.cfg.Brokers, s.cfg.Properties, s.cfg.DeadLetterTopics, s.cfg.FlushTimeout); err != nil {
+		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
+	}
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	metrics, task, derr := s.cfg.Metrics, s.cfg.Task, &s.deliveryErr
+	// The producer is weir's own (rdk.Producer): its delivery reports are
+	// counted in C, and only a failure reaches Go.
+	conf := kafkaconf.ProducerConfig(s.cfg.Brokers, kafka.ConfigMap{
 		"enable.idempotence": true,
 		"acks":               "all",
 		"linger.ms":          5,
-		// The Go client's channels default to 10^6 entries each (~32 MiB of
-		// heap per producer); the delivery reports are drained by their
-		// own goroutine, and ProduceChannel is never used.
-		"go.events.channel.size":  ProducerEventsChannelSize,
-		"go.produce.channel.size": 1,
-		// A delivery report is read for its error only: no copies of
-		// each record's key and value.
-		"go.delivery.report.fields": "none",
 	}, s.cfg.Properties, nil)
+	p, err := rdk.NewProducer(conf, rdk.ProducerEvents{
+		Delivered: func(n int64) { metrics.ResultsOut.Add(n) }, // dead letters are not results
+		Failed: func(err error) {
+			err = fmt.Errorf("sink %s: %w", task, err)
+			derr.Store(&err)
+			root.Send(self, &deliveryFailed{err})
+		},
+	})
 	if err != nil {
-		return fmt.Errorf("sink %s: create producer: %w", s.cfg.Task, err)
+		return fmt.Errorf("sink %s: create producer: kafka producer: %w", s.cfg.Task, err)
 	}
-	if err := checkTopics(p, s.cfg.DeadLetterTopics, s.cfg.FlushTimeout); err != nil {
+	if s.out, err = p.Result(s.cfg.Topic); err != nil {
 		p.Close()
 		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
 	}
 	s.prod = p
-	if s.out, err = rdk.AttachTopic(p, s.cfg.Topic); err != nil {
-		s.cfg.Log.Warn("sink: producing records one at a time through the client (the batch writer cannot attach)", "task", s.cfg.Task, "err", err)
-	}
 	if s.cfg.Done != nil {
 		s.cfg.Done.Add(1)
 	}
-	root, self := ctx.ActorSystem().Root, ctx.Self()
-	metrics, task, derr, topic := s.cfg.Metrics, s.cfg.Task, &s.deliveryErr, s.cfg.Topic
-	go func() {
-		reported := false
-		for ev := range p.Events() {
-			switch e := ev.(type) {
-			case *kafka.Message:
-				if e.TopicPartition.Error != nil {
-					if !reported {
-						reported = true
-						err := fmt.Errorf("sink %s: write to %s: %w", task, *e.TopicPartition.Topic, e.TopicPartition.Error)
-						derr.Store(&err)
-						root.Send(self, &deliveryFailed{err})
-					}
-					continue
-				}
-				if e.TopicPartition.Topic == nil || *e.TopicPartition.Topic == topic {
-					metrics.ResultsOut.Add(1) // dead letters are not results
-				}
-			case kafka.Error:
-				if e.IsFatal() && !reported {
-					reported = true
-					root.Send(self, &deliveryFailed{fmt.Errorf("sink %s: fatal producer error: %w", task, e)})
-				}
-			}
-		}
-	}()
 	return nil
 }
 
 // checkTopics checks that the dead-letter topics exist (with all topics'
-// metadata: a request naming one could create it).
-func checkTopics(p *kafka.Producer, topics []string, timeout time.Duration) error {
+// metadata: a request naming one could create it), through an admin client
+// with the job's properties props.
+func checkTopics(brokers string, props map[string]string, topics []string, timeout time.Duration) error {
 	if len(topics) == 0 {
 		return nil
 	}
-	md, err := p.GetMetadata(nil, true, int(timeout.Milliseconds()))
+	a, err := kafkaconf.NewAdmin(brokers, props)
+	if err != nil {
+		return fmt.Errorf("metadata for the dead-letter topics: %w", err)
+	}
+	defer a.Close()
+	md, err := a.GetMetadata(nil, true, int(timeout.Milliseconds()))
 	if err != nil {
 		return fmt.Errorf("metadata for the dead-letter topics: %w", err)
 	}
@@ -692,14 +670,6 @@ func (s *Sink) writeRaw(recs []RawRecord) error {
 
 // writePlain produces records to the sink's topic.
 func (s *Sink) writePlain(recs []RawRecord) error {
-	if s.out == nil {
-		for _, r := range recs {
-			if err := s.produceTo(r); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
 	deadline := time.Now().Add(s.cfg.FlushTimeout)
 	err := s.out.ProduceAll(kafka.PartitionAny, len(recs), func(i int) ([]byte, []byte) {
 		return recs[i].Key, recs[i].Value
@@ -726,17 +696,13 @@ func (s *Sink) produceTo(r RawRecord) error {
 	if topic == "" {
 		topic = s.cfg.Topic
 	}
-	msg := &kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
-		Key:            r.Key,
-		Value:          r.Value,
-	}
+	var hs []rdk.Header
 	for _, h := range r.Headers {
-		msg.Headers = append(msg.Headers, kafka.Header{Key: h.Key, Value: h.Value})
+		hs = append(hs, rdk.Header{Key: h.Key, Value: h.Value})
 	}
 	deadline := time.Now().Add(s.cfg.FlushTimeout)
 	for {
-		err := s.prod.Produce(msg, nil)
+		err := s.prod.ProduceOne(topic, r.Key, r.Value, hs, r.Topic == "") // dead letters are not results
 		if err == nil {
 			return nil
 		}

@@ -25,6 +25,10 @@ type Topic struct {
 	klen  []int32
 	vlen  []int32
 	chunk int
+	// tag is the opaque of every record produced: non-nil marks them
+	// for a Producer's count of delivered results (nil on a
+	// confluent-kafka-go producer, whose poller reads the opaque).
+	tag unsafe.Pointer
 }
 
 // AttachTopic returns a handle to produce to topic through p. The records
@@ -35,12 +39,17 @@ func AttachTopic(p *kafka.Producer, topic string) (*Topic, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newTopic(rk, p.String(), topic)
+}
+
+// newTopic returns a handle to produce to topic through rk (named client).
+func newTopic(rk *C.rd_kafka_t, client, topic string) (*Topic, error) {
 	cs := C.CString(topic)
 	defer C.free(unsafe.Pointer(cs))
 	rkt := C.rd_kafka_topic_new(rk, cs, nil)
 	if rkt == nil {
 		code := C.rd_kafka_last_error()
-		return nil, fmt.Errorf("rdk: topic %q on %s: %w", topic, p, errorOf(C.int(code), "", false))
+		return nil, fmt.Errorf("rdk: topic %q on %s: %w", topic, client, errorOf(C.int(code), "", false))
 	}
 	return &Topic{rkt: rkt, name: topic, chunk: 256 << 10}, nil
 }
@@ -92,7 +101,7 @@ func (t *Topic) Produce(partition int32, n int, rec func(i int) (key, value []by
 		}
 		got := int(C.weir_produce(t.rkt, C.int32_t(partition), base,
 			(*C.int64_t)(unsafe.Pointer(&t.koff[0])), (*C.int32_t)(unsafe.Pointer(&t.klen[0])),
-			(*C.int32_t)(unsafe.Pointer(&t.vlen[0])), C.int(m), &code))
+			(*C.int32_t)(unsafe.Pointer(&t.vlen[0])), C.int(m), t.tag, &code))
 		done += got
 		if got < m {
 			return done, errorOf(code, "", false)

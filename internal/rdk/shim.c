@@ -149,7 +149,7 @@ int weir_consume(rd_kafka_queue_t *rkq, int timeout_ms, weir_rec *recs, int max,
 // null). It stops at the first record librdkafka refuses, returns how many
 // it produced and the refusal's error code in *err.
 int weir_produce(rd_kafka_topic_t *rkt, int32_t partition, char *buf, int64_t *koff, int32_t *klen, int32_t *vlen,
-                        int n, int *err) {
+                        int n, void *opaque, int *err) {
 	*err = 0;
 	for (int i = 0; i < n; i++) {
 		char *k = klen[i] < 0 ? NULL : buf + koff[i];
@@ -157,10 +157,104 @@ int weir_produce(rd_kafka_topic_t *rkt, int32_t partition, char *buf, int64_t *k
 		size_t kl = klen[i] < 0 ? 0 : (size_t)klen[i];
 		size_t vl = vlen[i] < 0 ? 0 : (size_t)vlen[i];
 		if (vlen[i] < 0) v = NULL;
-		if (rd_kafka_produce(rkt, partition, WEIR_MSG_F_COPY, v, vl, k, kl, NULL) == -1) {
+		if (rd_kafka_produce(rkt, partition, WEIR_MSG_F_COPY, v, vl, k, kl, opaque) == -1) {
 			*err = rd_kafka_last_error();
 			return i;
 		}
 	}
 	return n;
+}
+
+// put copies s (at most 1024 bytes) into buf at *used; it sets *off and
+// *len, or returns 0 when it does not fit.
+static int put(const char *s, char *buf, int64_t cap, int64_t *used, int64_t *off, int32_t *len) {
+	size_t n = s ? strlen(s) : 0;
+	if (n > 1024) n = 1024;
+	if (*used + (int64_t)n > cap) return 0;
+	memcpy(buf + *used, s, n);
+	*off = *used;
+	*len = (int32_t)n;
+	*used += n;
+	return 1;
+}
+
+// weir_serve serves the main queue of a producer of our own: up to
+// max_events events, the first wait at most timeout_ms, then only what is
+// already queued. Delivery reports are counted in *counts (added to);
+// failed deliveries (as many as there is room for), log lines and errors
+// become notes whose strings are copied into buf (cap bytes, at least
+// max_notes*2048). It stops before an event when fewer than 1 note is
+// left, and returns the number of notes.
+int weir_serve(rd_kafka_queue_t *rkq, int timeout_ms, int max_events, weir_note *notes, int max_notes, char *buf,
+               int64_t cap, weir_counts *counts) {
+	int n = 0;
+	int64_t used = 0;
+	for (int e = 0; e < max_events && n < max_notes; e++) {
+		rd_kafka_event_t *ev = rd_kafka_queue_poll(rkq, e == 0 ? timeout_ms : 0);
+		if (!ev) break;
+		int type = rd_kafka_event_type(ev);
+		if (type == WEIR_EVENT_DR) {
+			const rd_kafka_message_t *m;
+			while ((m = rd_kafka_event_message_next(ev)) != NULL) {
+				if (!m->err) {
+					if (m->_private) counts->tagged++;
+					else counts->untagged++;
+					continue;
+				}
+				counts->failed++;
+				if (n >= max_notes) continue;
+				weir_note *o = &notes[n];
+				memset(o, 0, sizeof(*o));
+				o->kind = WEIR_NOTE_FAILED;
+				o->err = m->err;
+				if (put(rd_kafka_err2str(m->err), buf, cap, &used, &o->text_off, &o->text_len) &&
+				    put(m->rkt ? rd_kafka_topic_name(m->rkt) : "", buf, cap, &used, &o->tag_off, &o->tag_len))
+					n++;
+			}
+		} else if (type == WEIR_EVENT_LOG) {
+			const char *fac = NULL, *str = NULL;
+			int level = 0;
+			if (rd_kafka_event_log(ev, &fac, &str, &level) == 0) {
+				weir_note *o = &notes[n];
+				memset(o, 0, sizeof(*o));
+				o->kind = WEIR_NOTE_LOG;
+				o->level = level;
+				if (put(str, buf, cap, &used, &o->text_off, &o->text_len) &&
+				    put(fac, buf, cap, &used, &o->tag_off, &o->tag_len))
+					n++;
+			}
+		} else if (type == WEIR_EVENT_ERROR) {
+			weir_note *o = &notes[n];
+			memset(o, 0, sizeof(*o));
+			o->kind = WEIR_NOTE_ERR;
+			o->err = rd_kafka_event_error(ev);
+			o->fatal = rd_kafka_event_error_is_fatal(ev);
+			if (put(rd_kafka_event_error_string(ev), buf, cap, &used, &o->text_off, &o->text_len)) n++;
+		}
+		rd_kafka_event_destroy(ev);
+	}
+	return n;
+}
+
+// weir_produce_headers produces one record with headers: header i's name
+// is hbuf at its offset (hkeylen[i] bytes), its value follows (hvallen[i]
+// bytes; -1: null). It returns 0 or the error code of the refusal.
+int weir_produce_headers(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partition, void *key, size_t klen, int knull,
+                         void *val, size_t vlen, int vnull, char *hbuf, int32_t *hkeylen, int32_t *hvallen, int nh,
+                         void *opaque) {
+	rd_kafka_headers_t *h = rd_kafka_headers_new(nh > 0 ? (size_t)nh : 1);
+	int64_t off = 0;
+	for (int i = 0; i < nh; i++) {
+		const char *name = hbuf + off;
+		off += hkeylen[i];
+		const void *v = hvallen[i] < 0 ? NULL : hbuf + off;
+		if (hvallen[i] > 0) off += hvallen[i];
+		rd_kafka_header_add(h, name, hkeylen[i], v, hvallen[i] < 0 ? 0 : hvallen[i]);
+	}
+	rd_kafka_resp_err_t err = rd_kafka_producev(
+	    rk, WEIR_VTYPE_RKT, rkt, WEIR_VTYPE_PARTITION, partition, WEIR_VTYPE_MSGFLAGS, WEIR_MSG_F_COPY,
+	    WEIR_VTYPE_KEY, knull ? NULL : key, knull ? (size_t)0 : klen, WEIR_VTYPE_VALUE, vnull ? NULL : val,
+	    vnull ? (size_t)0 : vlen, WEIR_VTYPE_HEADERS, h, WEIR_VTYPE_OPAQUE, opaque, WEIR_VTYPE_END);
+	if (err) rd_kafka_headers_destroy(h); // taken over only on success
+	return err;
 }

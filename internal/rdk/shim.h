@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 typedef struct rd_kafka_s rd_kafka_t;
 typedef struct rd_kafka_queue_s rd_kafka_queue_t;
@@ -67,11 +68,47 @@ int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags, voi
                      const void *key, size_t keylen, void *msg_opaque);
 rd_kafka_resp_err_t rd_kafka_last_error(void);
 
+// The producer of our own (producer.go).
+typedef struct rd_kafka_conf_s rd_kafka_conf_t;
+typedef struct rd_kafka_headers_s rd_kafka_headers_t;
+typedef int rd_kafka_conf_res_t;
+rd_kafka_conf_t *rd_kafka_conf_new(void);
+void rd_kafka_conf_destroy(rd_kafka_conf_t *conf);
+rd_kafka_conf_res_t rd_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                                      size_t errstr_size);
+void rd_kafka_conf_set_events(rd_kafka_conf_t *conf, int events);
+rd_kafka_t *rd_kafka_new(int type, rd_kafka_conf_t *conf, char *errstr, size_t errstr_size);
+void rd_kafka_destroy(rd_kafka_t *rk);
+rd_kafka_queue_t *rd_kafka_queue_get_main(rd_kafka_t *rk);
+rd_kafka_resp_err_t rd_kafka_set_log_queue(rd_kafka_t *rk, rd_kafka_queue_t *rkqu);
+rd_kafka_resp_err_t rd_kafka_flush(rd_kafka_t *rk, int timeout_ms);
+int rd_kafka_outq_len(rd_kafka_t *rk);
+const char *rd_kafka_topic_name(const rd_kafka_topic_t *rkt);
+int rd_kafka_event_log(rd_kafka_event_t *rkev, const char **fac, const char **str, int *level);
+rd_kafka_headers_t *rd_kafka_headers_new(size_t initial_count);
+void rd_kafka_headers_destroy(rd_kafka_headers_t *hdrs);
+rd_kafka_resp_err_t rd_kafka_header_add(rd_kafka_headers_t *hdrs, const char *name, ssize_t name_size,
+                                        const void *value, ssize_t value_size);
+rd_kafka_resp_err_t rd_kafka_producev(rd_kafka_t *rk, ...);
+
+#define WEIR_EVENT_DR 0x1
 #define WEIR_EVENT_FETCH 0x2
+#define WEIR_EVENT_LOG 0x4
 #define WEIR_EVENT_ERROR 0x8
 #define WEIR_EVENT_OFFSET_COMMIT 0x20
 #define WEIR_ERR_PARTITION_EOF (-191)
 #define WEIR_MSG_F_COPY 0x2
+#define WEIR_CONF_OK 0
+#define WEIR_RD_KAFKA_PRODUCER 0
+// rd_kafka_vtype_t of rd_kafka_producev's arguments.
+#define WEIR_VTYPE_END 0
+#define WEIR_VTYPE_RKT 2
+#define WEIR_VTYPE_PARTITION 3
+#define WEIR_VTYPE_VALUE 4
+#define WEIR_VTYPE_KEY 5
+#define WEIR_VTYPE_OPAQUE 6
+#define WEIR_VTYPE_MSGFLAGS 7
+#define WEIR_VTYPE_HEADERS 10
 
 // What one entry of a batch is.
 #define WEIR_REC 0
@@ -99,6 +136,36 @@ int weir_consume(rd_kafka_queue_t *rkq, int timeout_ms, weir_rec *recs, int max,
                  int64_t *used, int64_t *need, rd_kafka_event_t **pending,
                  const rd_kafka_message_t **pending_msg);
 int weir_produce(rd_kafka_topic_t *rkt, int32_t partition, char *buf, int64_t *koff, int32_t *klen, int32_t *vlen,
-                 int n, int *err);
+                 int n, void *opaque, int *err);
+
+// What one note of weir_serve is.
+#define WEIR_NOTE_LOG 0
+#define WEIR_NOTE_ERR 1
+#define WEIR_NOTE_FAILED 2
+
+typedef struct {
+	int64_t text_off; // into the buffer: LOG, ERR: the message; FAILED: the error string
+	int64_t tag_off;  // LOG: the facility; FAILED: the topic
+	int32_t text_len;
+	int32_t tag_len;
+	int32_t kind;
+	int32_t level; // LOG: syslog level
+	int32_t err;   // ERR, FAILED: the error code
+	int32_t fatal; // ERR
+} weir_note;
+
+// What weir_serve counts: the records delivered that were produced with
+// a non-NULL opaque, the others delivered, and those that failed.
+typedef struct {
+	int64_t tagged;
+	int64_t untagged;
+	int64_t failed;
+} weir_counts;
+
+int weir_serve(rd_kafka_queue_t *rkq, int timeout_ms, int max_events, weir_note *notes, int max_notes, char *buf,
+               int64_t cap, weir_counts *counts);
+int weir_produce_headers(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partition, void *key, size_t klen, int knull,
+                         void *val, size_t vlen, int vnull, char *hbuf, int32_t *hkeylen, int32_t *hvallen, int nh,
+                         void *opaque);
 
 #endif

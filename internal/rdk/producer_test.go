@@ -1,0 +1,258 @@
+package rdk
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// events records what a Producer reports.
+type events struct {
+	delivered atomic.Int64
+	mu        sync.Mutex
+	failed    []error
+}
+
+func (e *events) hooks() ProducerEvents {
+	return ProducerEvents{
+		Delivered: func(n int64) { e.delivered.Add(n) },
+		Failed: func(err error) {
+			e.mu.Lock()
+			e.failed = append(e.failed, err)
+			e.mu.Unlock()
+		},
+	}
+}
+
+func (e *events) failures() []error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]error(nil), e.failed...)
+}
+
+func ownProducer(t testing.TB, brokers string, extra kafka.ConfigMap, ev ProducerEvents) *Producer {
+	t.Helper()
+	cfg := kafka.ConfigMap{"bootstrap.servers": brokers, "linger.ms": 1, "message.max.bytes": 8000000,
+		"go.delivery.report.fields": "none"} // a go.* key is ignored
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	p, err := NewProducer(cfg, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestProducerCountsResults: random records through a Result topic and
+// dead letters with headers through ProduceOne all arrive once, in order,
+// with their keys, values and headers (null stays null); Delivered counts
+// the results and the records ProduceOne marks as results, not the others.
+func TestProducerCountsResults(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d (replay: change the seed line)", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	brokers := cluster(t)
+	var ev events
+	p := ownProducer(t, brokers, nil, ev.hooks())
+	defer p.Close()
+	out, err := p.Result(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := records(rng, 600)
+	if err := out.ProduceAll(0, len(recs), func(i int) ([]byte, []byte) { return recs[i].key, recs[i].value },
+		func(full error) error { p.Flush(10); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	// To partition 1 (any partition of a 2-partition topic: checked by
+	// reading both): 3 dead letters and 2 results with headers.
+	type one struct {
+		key, value []byte
+		headers    []Header
+		result     bool
+	}
+	ones := []one{
+		{[]byte("k0"), []byte("v0"), []Header{{"error", []byte("bad json")}, {"empty", []byte{}}, {"null", nil}}, false},
+		{nil, nil, nil, false},
+		{[]byte("k2"), []byte("v2"), []Header{{"h", []byte("x")}}, true},
+		{[]byte{}, []byte("v3"), []Header{{"", []byte("noname")}}, false},
+		{[]byte("k4"), []byte{}, nil, true},
+	}
+	for _, o := range ones {
+		if err := p.ProduceOne(topic, o.key, o.value, o.headers, o.result); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left := p.Flush(30_000); left != 0 {
+		t.Fatalf("%d records not delivered", left)
+	}
+	if got, want := ev.delivered.Load(), int64(len(recs)+2); got != want {
+		t.Fatalf("Delivered counted %d records, want %d (%d results and the 2 of ProduceOne marked so)", got, want, len(recs))
+	}
+	if f := ev.failures(); len(f) != 0 {
+		t.Fatalf("failures reported: %v", f)
+	}
+	got := readBack(t, brokers, len(recs)+len(ones))
+	var p0 []Entry
+	for _, e := range got[0] {
+		p0 = append(p0, e)
+	}
+	// ProduceOne's records may land in either partition: match them by
+	// value, the results by order in partition 0.
+	i := 0
+	for _, e := range p0 {
+		if i < len(recs) && equalNull(e.Key, recs[i].key) && equalNull(e.Value, recs[i].value) {
+			i++
+		}
+	}
+	if i != len(recs) {
+		t.Fatalf("partition 0 holds the first %d of %d results in order", i, len(recs))
+	}
+
+	// Headers, read by the client.
+	c := consumer(t, brokers, nil)
+	defer c.Close()
+	seen := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for seen < len(ones) && time.Now().Before(deadline) {
+		ev := c.Poll(100)
+		m, ok := ev.(*kafka.Message)
+		if !ok || m.TopicPartition.Error != nil {
+			continue
+		}
+		for _, o := range ones {
+			if !equalNull(m.Key, o.key) || !equalNull(m.Value, o.value) {
+				continue
+			}
+			if len(m.Headers) != len(o.headers) {
+				t.Fatalf("record %q: headers %v, want %v", m.Key, m.Headers, o.headers)
+			}
+			for j, h := range o.headers {
+				if m.Headers[j].Key != h.Key || !equalNull(m.Headers[j].Value, h.Value) {
+					t.Fatalf("record %q header %d: %q=%q (nil %v), want %q=%q (nil %v)", m.Key, j, m.Headers[j].Key,
+						m.Headers[j].Value, m.Headers[j].Value == nil, h.Key, h.Value, h.Value == nil)
+				}
+			}
+			seen++
+		}
+	}
+	if seen != len(ones) {
+		t.Fatalf("read %d of the %d records of ProduceOne within 30s", seen, len(ones))
+	}
+}
+
+// equalNull compares two byte strings, null (nil) apart from empty.
+func equalNull(a, b []byte) bool {
+	return (a == nil) == (b == nil) && string(a) == string(b)
+}
+
+// TestProducerReportsFailure: a record the brokers refuse (larger than the
+// topic's limit) is reported once to Failed, naming the topic and the
+// broker's error, and is not counted as delivered; Flush still returns.
+func TestProducerReportsFailure(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic),
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "1000"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var ev events
+	p := ownProducer(t, c.ListenAddrs()[0], kafka.ConfigMap{"message.send.max.retries": 0}, ev.hooks())
+	defer p.Close()
+	out, err := p.Result(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	// One request each: the broker refuses a request whole.
+	big := make([]byte, 5000)
+	for _, v := range [][]byte{[]byte("small"), big, []byte("small")} {
+		if _, err := out.Produce(0, 1, func(int) ([]byte, []byte) { return nil, v }); err != nil {
+			t.Fatal(err)
+		}
+		if left := p.Flush(30_000); left != 0 {
+			t.Fatalf("%d records not delivered or failed", left)
+		}
+	}
+	f := ev.failures()
+	if len(f) != 1 {
+		t.Fatalf("%d failures reported, want 1: %v", len(f), f)
+	}
+	var ke kafka.Error
+	if !errors.As(f[0], &ke) || ke.Code() != kafka.ErrMsgSizeTooLarge || !strings.Contains(f[0].Error(), "write to "+topic) {
+		t.Fatalf("failure %q (code %v), want the topic and %v", f[0], ke.Code(), kafka.ErrMsgSizeTooLarge)
+	}
+	if d := ev.delivered.Load(); d != 2 {
+		t.Fatalf("Delivered counted %d records, want the 2 small ones", d)
+	}
+}
+
+// TestProducerBadConfig: a property librdkafka does not know, a value it
+// refuses and a value of an unknown type are errors naming them.
+func TestProducerBadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		conf kafka.ConfigMap
+		want string
+	}{
+		{kafka.ConfigMap{"no.such.property": "1"}, "no.such.property"},
+		{kafka.ConfigMap{"acks": "several"}, "acks"},
+		{kafka.ConfigMap{"linger.ms": []int{1}}, "linger.ms"},
+		{kafka.ConfigMap{"go.logs.channel": "stderr"}, "go.logs.channel"},
+	} {
+		tc.conf["bootstrap.servers"] = "127.0.0.1:1"
+		p, err := NewProducer(tc.conf, ProducerEvents{})
+		if err == nil {
+			p.Close()
+			t.Fatalf("%v: no error", tc.conf)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%v: error %q does not name %q", tc.conf, err, tc.want)
+		}
+	}
+}
+
+// TestProducerLogs: the client's log lines reach go.logs.channel, with the
+// client's name and facility.
+func TestProducerLogs(t *testing.T) {
+	logs := make(chan kafka.LogEvent, 100)
+	p := ownProducer(t, "127.0.0.1:1", kafka.ConfigMap{"go.logs.channel.enable": true, "go.logs.channel": logs,
+		"log_level": 7, "debug": "generic"}, ProducerEvents{})
+	defer p.Close()
+	select {
+	case ev := <-logs:
+		if ev.Name != p.String() || ev.Tag == "" || ev.Message == "" {
+			t.Fatalf("log event %+v: want the client's name %q, a tag and a message", ev, p.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no log line within 30s")
+	}
+}
+
+// TestProducerCloseWithQueued: Close returns with records still queued
+// for a broker that is not there, and a second Close does nothing.
+func TestProducerCloseWithQueued(t *testing.T) {
+	p := ownProducer(t, "127.0.0.1:1", nil, ProducerEvents{})
+	out, err := p.Result(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Produce(-1, 10, func(i int) ([]byte, []byte) { return nil, fmt.Appendf(nil, "%d", i) }); err != nil {
+		t.Fatal(err)
+	}
+	if p.Len() < 10 { // and the events not served yet
+		t.Fatalf("Len %d, want at least the 10 queued records", p.Len())
+	}
+	out.Close()
+	p.Close()
+	p.Close()
+}
