@@ -212,6 +212,9 @@ type Sink struct {
 	closed bool
 	seq    uint64 // of the newest spill file
 	counts Counts
+	// recycled are spill files of committed epochs kept for reuse
+	// (spillRecycled at most), newest last.
+	recycled []string
 }
 
 // Counts are a Sink's transactions so far.
@@ -430,6 +433,40 @@ func (s *Sink) checkCommitted(committed map[string]uint64) error {
 	return nil
 }
 
+// newSpill makes the spill file name: a recycled file renamed, or a new
+// one.
+func (s *Sink) newSpill(name string) (*spillWriter, error) {
+	for len(s.recycled) > 0 {
+		old := s.recycled[len(s.recycled)-1]
+		s.recycled = s.recycled[:len(s.recycled)-1]
+		w, err := reuseSpill(s.cfg.SpillFS, s.cfg.SpillDir, old, name, s.cfg.Routed)
+		if err == nil {
+			return w, nil
+		}
+		removeSpill(s.cfg.SpillFS, s.cfg.SpillDir, old) // only garbage; a new file does
+	}
+	return createSpill(s.cfg.SpillFS, s.cfg.SpillDir, name, s.cfg.Routed)
+}
+
+// recycle closes the spill file of a committed epoch and keeps it for a
+// later one, or deletes it when spillRecycled are kept.
+func (s *Sink) recycle(w *spillWriter) {
+	if len(s.recycled) >= spillRecycled {
+		w.remove()
+		return
+	}
+	w.close()
+	s.recycled = append(s.recycled, w.name)
+}
+
+// removeRecycled deletes the files kept for reuse.
+func (s *Sink) removeRecycled() {
+	for _, n := range s.recycled {
+		removeSpill(s.cfg.SpillFS, s.cfg.SpillDir, n)
+	}
+	s.recycled = nil
+}
+
 // removeOwnSpills deletes the spill files of this owner: those of the
 // previous run, all committed or never pre-committed once Recover is done.
 func (s *Sink) removeOwnSpills() {
@@ -490,7 +527,7 @@ func (s *Sink) Write(ctx context.Context, recs []Record) error {
 		if e.spill == nil {
 			s.seq = max(s.seq+1, uint64(time.Now().UnixNano()))
 			name := fmt.Sprintf("%s%016x%s", spillPrefix(s.cfg.Owner), s.seq, spillSuffix)
-			w, err := createSpill(s.cfg.SpillFS, s.cfg.SpillDir, name, s.cfg.Routed)
+			w, err := s.newSpill(name)
 			if err != nil {
 				return s.fail(fmt.Errorf("txsink: write %s: %w", s.cfg.Owner, err))
 			}
@@ -599,7 +636,7 @@ func (s *Sink) Commit(ctx context.Context, upTo uint64) error {
 		s.pend = s.pend[1:]
 		s.bytes -= e.bytes
 		if e.spill != nil {
-			e.spill.remove() // committed: no checkpoint needs its records
+			s.recycle(e.spill) // committed: no checkpoint needs its records
 		}
 	}
 	// Give freed slots to the epochs waiting for one, oldest first.
@@ -646,6 +683,7 @@ func (s *Sink) Abort(ctx context.Context) error {
 	if s.cur.spill != nil {
 		s.cur.spill.remove() // in no checkpoint
 	}
+	s.removeRecycled()
 	for _, e := range append(slices.Clone(s.pend), s.cur) {
 		if e.txn == nil {
 			continue

@@ -47,6 +47,15 @@ func spillFiles(t *testing.T, fs vfs.FS) []string {
 	return names
 }
 
+func fileSize(t *testing.T, fs vfs.FS, name string) int64 {
+	t.Helper()
+	fi, err := fs.Stat(fs.PathJoin("spill", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
 func spillRecs(from, n int) []Record {
 	out := make([]Record, n)
 	for i := range out {
@@ -57,9 +66,10 @@ func spillRecs(from, n int) []Record {
 
 // TestSpillKeepsRecordsOffHeapAndState: with a spill directory the sink
 // drops records once its transaction has them, the state of a pre-commit
-// names a file instead of holding 10^4 records, the file goes once the
-// epoch is committed, and a crash after the pre-commit replays the epoch
-// from its file exactly once.
+// names a file instead of holding 10^4 records, the file is kept for reuse
+// once the epoch is committed and the next epoch writes over it (under
+// its own name: the file is then longer than the epoch's records), and a
+// crash after the pre-commit replays the epoch from its file exactly once.
 func TestSpillKeepsRecordsOffHeapAndState(t *testing.T) {
 	ctx := context.Background()
 	sys, fs := NewMemSystem(), vfs.NewMem()
@@ -83,21 +93,29 @@ func TestSpillKeepsRecordsOffHeapAndState(t *testing.T) {
 	if err := s.Commit(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	if got := spillFiles(t, fs); len(got) != 0 {
-		t.Fatalf("spill files %v after the commit, want none", got)
+	first := spillFiles(t, fs)
+	if len(first) != 1 || len(s.recycled) != 1 || s.recycled[0] != first[0] {
+		t.Fatalf("spill files %v after the commit, kept for reuse %v, want the epoch's kept", first, s.recycled)
 	}
 	if n := len(sys.Output()); n != 10000 {
 		t.Fatalf("%d records committed, want 10000", n)
 	}
+	size1 := fileSize(t, fs, first[0])
 
 	// Epoch 2 is pre-committed, then the process dies: its transaction is
 	// lost with it (as librdkafka's is), the file and the state remain.
 	if err := s.Write(ctx, spillRecs(10000, 500)); err != nil {
 		t.Fatal(err)
 	}
+	if got := spillFiles(t, fs); len(got) != 1 || got[0] == first[0] || len(s.recycled) != 0 {
+		t.Fatalf("spill files %v (kept for reuse %v) after epoch 2's first write, want epoch 1's renamed", got, s.recycled)
+	}
 	st, err = s.PreCommit(ctx, 2)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := spillFiles(t, fs); fileSize(t, fs, got[0]) != size1 {
+		t.Fatalf("epoch 2's file is %d bytes, want epoch 1's %d: written over, not cut", fileSize(t, fs, got[0]), size1)
 	}
 	if err := s.Write(ctx, spillRecs(10500, 7)); err != nil { // the open epoch 3: in no checkpoint
 		t.Fatal(err)
