@@ -11,11 +11,13 @@
 // (bench/, 2*10^6 events, exactly-once, profiles of weirbench -cpuprofile),
 // runtime.cgocall alone took 34% of the job's CPU. The client offers no
 // batch call: its channel-based consumer is deprecated and still one event
-// per record, and delivery reports are already off in the sink. The shim
+// per record. The shim
 // calls librdkafka's event API in a loop inside one crossing and copies
 // what the engine needs (partition, offset, timestamp, key, value) into
 // one Go buffer per batch; produce calls rd_kafka_produce in a loop with a
-// topic handle looked up once.
+// topic handle looked up once. The at-least-once sink's producer is the
+// package's own (Producer, producer.go): it needs every delivery failure,
+// and the client hands each delivery report to Go as a Message.
 //
 // The shim works on the client handles confluent-kafka-go creates (their
 // configuration, security settings and the rest of their API stay in

@@ -3,6 +3,7 @@ package rdk
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,6 +146,90 @@ func BenchmarkProduce(b *testing.B) {
 			if left := p.Flush(120_000); left != 0 {
 				b.Fatalf("%d records not delivered", left)
 			}
+		})
+	}
+}
+
+// BenchmarkProduceDelivered produces records and waits for their delivery
+// reports, as the at-least-once sink does: "client" through a
+// confluent-kafka-go producer whose reports a goroutine reads from
+// Events() (one Go Message per record), "own" through Producer (reports
+// counted in C). The broker (kfake) runs in the process, so ns/op includes
+// its work; allocs/op is the client side's per record plus the broker's.
+func BenchmarkProduceDelivered(b *testing.B) {
+	for _, path := range []string{"client", "own"} {
+		b.Run(path, func(b *testing.B) {
+			brokers := cluster(b)
+			recs := make([][]byte, 4096)
+			for i := range recs {
+				recs[i] = benchValue(i)
+			}
+			conf := kafka.ConfigMap{"bootstrap.servers": brokers, "linger.ms": 5, "acks": "all",
+				"enable.idempotence": true, "queue.buffering.max.messages": 100_000}
+			var delivered atomic.Int64
+			var produce func(n int) error
+			var flush func() int
+			if path == "client" {
+				conf["go.delivery.report.fields"] = "none"
+				conf["go.events.channel.size"] = 10_000
+				p, err := kafka.NewProducer(&conf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close()
+				go func() {
+					for ev := range p.Events() {
+						if m, ok := ev.(*kafka.Message); ok && m.TopicPartition.Error == nil {
+							delivered.Add(1)
+						}
+					}
+				}()
+				tp, err := AttachTopic(p, topic)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer tp.Close()
+				produce = func(n int) error {
+					return tp.ProduceAll(kafka.PartitionAny, n, func(i int) ([]byte, []byte) { return nil, recs[i] },
+						func(error) error { p.Flush(2); return nil })
+				}
+				flush = func() int { return p.Flush(120_000) }
+			} else {
+				p, err := NewProducer(conf, ProducerEvents{Delivered: func(n int64) { delivered.Add(n) }})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer p.Close()
+				tp, err := p.Result(topic)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer tp.Close()
+				produce = func(n int) error {
+					return tp.ProduceAll(kafka.PartitionAny, n, func(i int) ([]byte, []byte) { return nil, recs[i] },
+						func(error) error { p.Flush(2); return nil })
+				}
+				flush = func() int { return p.Flush(120_000) }
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for done := 0; done < b.N; {
+				n := min(len(recs), b.N-done)
+				if err := produce(n); err != nil {
+					b.Fatal(err)
+				}
+				done += n
+			}
+			if left := flush(); left != 0 {
+				b.Fatalf("%d records not delivered", left)
+			}
+			for deadline := time.Now().Add(time.Minute); delivered.Load() < int64(b.N); {
+				if time.Now().After(deadline) {
+					b.Fatalf("%d of %d delivery reports within a minute", delivered.Load(), b.N)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			b.StopTimer()
 		})
 	}
 }
