@@ -167,60 +167,50 @@ func BenchmarkProduceDelivered(b *testing.B) {
 			conf := kafka.ConfigMap{"bootstrap.servers": brokers, "linger.ms": 5, "acks": "all",
 				"enable.idempotence": true, "queue.buffering.max.messages": 100_000}
 			var delivered atomic.Int64
-			var produce func(n int) error
-			var flush func() int
+			var p interface{ Flush(int) int }
+			var tp *Topic
 			if path == "client" {
 				conf["go.delivery.report.fields"] = "none"
 				conf["go.events.channel.size"] = 10_000
-				p, err := kafka.NewProducer(&conf)
+				cp, err := kafka.NewProducer(&conf)
 				if err != nil {
 					b.Fatal(err)
 				}
-				defer p.Close()
+				defer cp.Close()
 				go func() {
-					for ev := range p.Events() {
+					for ev := range cp.Events() {
 						if m, ok := ev.(*kafka.Message); ok && m.TopicPartition.Error == nil {
 							delivered.Add(1)
 						}
 					}
 				}()
-				tp, err := AttachTopic(p, topic)
-				if err != nil {
+				if tp, err = AttachTopic(cp, topic); err != nil {
 					b.Fatal(err)
 				}
-				defer tp.Close()
-				produce = func(n int) error {
-					return tp.ProduceAll(kafka.PartitionAny, n, func(i int) ([]byte, []byte) { return nil, recs[i] },
-						func(error) error { p.Flush(2); return nil })
-				}
-				flush = func() int { return p.Flush(120_000) }
+				p = cp
 			} else {
-				p, err := NewProducer(conf, ProducerEvents{Delivered: func(n int64) { delivered.Add(n) }})
+				op, err := NewProducer(conf, ProducerEvents{Delivered: func(n int64) { delivered.Add(n) }})
 				if err != nil {
 					b.Fatal(err)
 				}
-				defer p.Close()
-				tp, err := p.Result(topic)
-				if err != nil {
+				defer op.Close()
+				if tp, err = op.Result(topic); err != nil {
 					b.Fatal(err)
 				}
-				defer tp.Close()
-				produce = func(n int) error {
-					return tp.ProduceAll(kafka.PartitionAny, n, func(i int) ([]byte, []byte) { return nil, recs[i] },
-						func(error) error { p.Flush(2); return nil })
-				}
-				flush = func() int { return p.Flush(120_000) }
+				p = op
 			}
+			defer tp.Close() // before the producer's Close
 			b.ReportAllocs()
 			b.ResetTimer()
 			for done := 0; done < b.N; {
 				n := min(len(recs), b.N-done)
-				if err := produce(n); err != nil {
+				if err := tp.ProduceAll(kafka.PartitionAny, n, func(i int) ([]byte, []byte) { return nil, recs[i] },
+					func(error) error { p.Flush(2); return nil }); err != nil {
 					b.Fatal(err)
 				}
 				done += n
 			}
-			if left := flush(); left != 0 {
+			if left := p.Flush(120_000); left != 0 {
 				b.Fatalf("%d records not delivered", left)
 			}
 			for deadline := time.Now().Add(time.Minute); delivered.Load() < int64(b.N); {
