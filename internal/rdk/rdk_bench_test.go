@@ -3,6 +3,7 @@ package rdk
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -167,6 +168,12 @@ func BenchmarkProduceDelivered(b *testing.B) {
 			conf := kafka.ConfigMap{"bootstrap.servers": brokers, "linger.ms": 5, "acks": "all",
 				"enable.idempotence": true, "queue.buffering.max.messages": 100_000}
 			var delivered atomic.Int64
+			all, allOnce := make(chan struct{}), sync.Once{}
+			count := func(n int64) {
+				if delivered.Add(n) >= int64(b.N) {
+					allOnce.Do(func() { close(all) })
+				}
+			}
 			var p interface{ Flush(int) int }
 			var tp *Topic
 			if path == "client" {
@@ -180,7 +187,7 @@ func BenchmarkProduceDelivered(b *testing.B) {
 				go func() {
 					for ev := range cp.Events() {
 						if m, ok := ev.(*kafka.Message); ok && m.TopicPartition.Error == nil {
-							delivered.Add(1)
+							count(1)
 						}
 					}
 				}()
@@ -189,7 +196,7 @@ func BenchmarkProduceDelivered(b *testing.B) {
 				}
 				p = cp
 			} else {
-				op, err := NewProducer(conf, ProducerEvents{Delivered: func(n int64) { delivered.Add(n) }})
+				op, err := NewProducer(conf, ProducerEvents{Delivered: count})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -213,11 +220,10 @@ func BenchmarkProduceDelivered(b *testing.B) {
 			if left := p.Flush(120_000); left != 0 {
 				b.Fatalf("%d records not delivered", left)
 			}
-			for deadline := time.Now().Add(time.Minute); delivered.Load() < int64(b.N); {
-				if time.Now().After(deadline) {
-					b.Fatalf("%d of %d delivery reports within a minute", delivered.Load(), b.N)
-				}
-				time.Sleep(time.Millisecond)
+			select {
+			case <-all:
+			case <-time.After(time.Minute):
+				b.Fatalf("%d of %d delivery reports within a minute", delivered.Load(), b.N)
 			}
 			b.StopTimer()
 		})
