@@ -569,10 +569,13 @@ func (k *Kafka) listEnds(ctx context.Context, a *kafka.AdminClient, parts []kafk
 }
 
 // leaderUnknown reports whether code says a partition's leader is not
-// known (yet) to the broker asked.
+// known (yet) to the broker asked, or that the broker and the client do
+// not agree on its leader epoch yet (a topic created or a leader elected a
+// moment ago).
 func leaderUnknown(code kafka.ErrorCode) bool {
 	switch code {
-	case kafka.ErrNotLeaderForPartition, kafka.ErrLeaderNotAvailable, kafka.ErrUnknownTopicOrPart, kafka.ErrNotCoordinator:
+	case kafka.ErrNotLeaderForPartition, kafka.ErrLeaderNotAvailable, kafka.ErrUnknownTopicOrPart, kafka.ErrNotCoordinator,
+		kafka.ErrUnknownLeaderEpoch, kafka.ErrFencedLeaderEpoch:
 		return true
 	}
 	return false

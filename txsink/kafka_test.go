@@ -528,3 +528,49 @@ func TestKafkaRecoverNotBlockedBySibling(t *testing.T) {
 	open(0) // must not wait for subtask 1's open transaction
 	must(t, s1.Commit(ctx, 1))
 }
+
+// TestKafkaProgressLeaderEpochRetried: while the broker answers the
+// progress topic's offset lookups with UNKNOWN_LEADER_EPOCH (its view of a
+// new topic's leader lags the client's), Recover asks again instead of
+// failing the sink.
+func TestKafkaProgressLeaderEpochRetried(t *testing.T) {
+	ctx := testCtx(t)
+	c, brokers := newKfake(t)
+	var hits atomic.Int64
+	c.ControlKey(kmsg.ListOffsets.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if hits.Load() >= 3 {
+			return nil, nil, false
+		}
+		c.KeepControl()
+		hits.Add(1)
+		r := req.(*kmsg.ListOffsetsRequest)
+		resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewListOffsetsResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewListOffsetsResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	k, err := NewKafka(ctx, kafkaCfg(brokers, sinkOpts{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	s, err := New(k, Config{Owner: Owner("job", "sink", 0), OpTimeout: 30 * time.Second, CheckCommitted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Recover(ctx); err != nil {
+		t.Fatalf("recover: %v", err)
+	}
+	if hits.Load() == 0 {
+		t.Fatal("the UNKNOWN_LEADER_EPOCH fault was never hit")
+	}
+}
