@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/weirstream/weir/internal/kfakeresp"
 )
 
 // listerOn returns an offset lister of topic "in" (3 partitions) on an
@@ -28,21 +30,12 @@ func listerOn(t *testing.T, timeout time.Duration, fault func(*kmsg.ListOffsetsR
 	brokers := c.ListenAddrs()[0]
 	c.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
-		r := req.(*kmsg.ListOffsetsRequest)
-		resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewListOffsetsResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewListOffsetsResponseTopicPartition()
-				sp.Partition, sp.LeaderEpoch, sp.Timestamp, sp.Offset = rp.Partition, 0, -1, 0
-				if rp.Timestamp == -1 && rp.Partition == 1 { // latest
-					sp.Offset = 5
-				}
-				st.Partitions = append(st.Partitions, sp)
+		resp := kfakeresp.ListOffsets(req.(*kmsg.ListOffsetsRequest), func(rp *kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) {
+			sp.LeaderEpoch, sp.Timestamp, sp.Offset = 0, -1, 0
+			if rp.Timestamp == -1 && rp.Partition == 1 { // latest
+				sp.Offset = 5
 			}
-			resp.Topics = append(resp.Topics, st)
-		}
+		})
 		fault(resp)
 		return resp, nil, true
 	})

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirstream/weir/integration/verify"
+	"github.com/weirstream/weir/internal/kfakeresp"
 )
 
 const (
@@ -543,20 +544,9 @@ func TestKafkaProgressLeaderEpochRetried(t *testing.T) {
 		}
 		c.KeepControl()
 		hits.Add(1)
-		r := req.(*kmsg.ListOffsetsRequest)
-		resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewListOffsetsResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewListOffsetsResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return kfakeresp.ListOffsets(req.(*kmsg.ListOffsetsRequest), func(_ *kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) {
+			sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+		}), nil, true
 	})
 	k, err := NewKafka(ctx, kafkaCfg(brokers, sinkOpts{}))
 	if err != nil {
