@@ -85,8 +85,8 @@ type deliveryFailed struct{ err error }
 type Sink struct {
 	cfg  SinkConfig
 	prod *rdk.Producer
-	// out produces to the topic many records per cgo crossing
-	// (internal/rdk); nil when the shim cannot attach.
+	// out produces results to the topic through prod, many records per
+	// cgo crossing (internal/rdk).
 	out    *rdk.Topic
 	ended  int
 	failed bool
