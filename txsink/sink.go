@@ -474,6 +474,7 @@ func (s *Sink) removeOwnSpills() {
 	if err != nil {
 		return // only garbage is left behind
 	}
+	s.recycled = nil // deleted below with the rest
 	prefix := spillPrefix(s.cfg.Owner)
 	for _, n := range names {
 		if strings.HasPrefix(n, prefix) && strings.HasSuffix(n, spillSuffix) {
