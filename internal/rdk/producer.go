@@ -49,6 +49,13 @@ type Producer struct {
 	hkl    []int32
 	hvl    []int32
 
+	// served counts the serving crossings whose reports have all been
+	// handed to ev; tick is closed and replaced when it grows. Flush waits
+	// on them: an empty queue does not mean its last reports were counted.
+	smu    sync.Mutex
+	served uint64
+	tick   chan struct{}
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -124,7 +131,7 @@ func NewProducer(conf kafka.ConfigMap, ev ProducerEvents) (*Producer, error) {
 		return nil, kafka.NewError(kafka.ErrInvalidArg, C.GoString(errstr), false)
 	}
 	p := &Producer{rk: rk, q: C.rd_kafka_queue_get_main(rk), name: C.GoString(C.rd_kafka_name(rk)), ev: ev,
-		logs: logs, topics: map[string]*Topic{}, stop: make(chan struct{}), done: make(chan struct{})}
+		logs: logs, topics: map[string]*Topic{}, tick: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	if logs != nil {
 		C.rd_kafka_set_log_queue(rk, nil) // the main queue, which serve reads
 	}
@@ -201,6 +208,11 @@ func (p *Producer) serve() {
 				}
 			}
 		}
+		p.smu.Lock()
+		p.served++
+		close(p.tick)
+		p.tick = make(chan struct{})
+		p.smu.Unlock()
 	}
 }
 
@@ -287,9 +299,36 @@ func (p *Producer) ProduceOne(topic string, key, value []byte, headers []Header,
 }
 
 // Flush waits up to timeoutMs for every record produced to be delivered
-// or failed (its report served), and returns how many are still queued.
+// or failed, and for its report to be handed to Events, and returns how
+// many records are still queued (1 when none is but reports taken off the
+// queue are not handed over yet). When it returns 0, Events.Delivered has
+// counted and Events.Failed has been told of every record produced before.
 func (p *Producer) Flush(timeoutMs int) int {
+	deadline := time.Now().Add(time.Duration(timeoutMs) * time.Millisecond)
 	C.rd_kafka_flush(p.rk, C.int(timeoutMs))
+	if left := p.Len(); left > 0 {
+		return left
+	}
+	// The queue is empty, but the serving goroutine may hold reports it
+	// took off it: the end of its current crossing is the fence. A
+	// crossing waiting on the empty queue is woken (rd_kafka_queue_yield
+	// also makes the next wait return at once).
+	p.smu.Lock()
+	tick := p.tick
+	p.smu.Unlock()
+	C.rd_kafka_queue_yield(p.q)
+	wait := time.Until(deadline)
+	if wait < time.Millisecond {
+		wait = time.Millisecond // one crossing of an idle producer, woken
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-tick:
+	case <-p.done:
+	case <-t.C:
+		return 1
+	}
 	return p.Len()
 }
 

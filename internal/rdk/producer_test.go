@@ -197,6 +197,50 @@ func TestProducerReportsFailure(t *testing.T) {
 	}
 }
 
+// TestProducerFlushFencesReports: when Flush returns 0, the reports of
+// every record produced before it have been handed to Events, even when
+// the serving goroutine is still busy with reports it took off the queue
+// (here: hooks that take 20 ms to record them). An at-least-once sink
+// acknowledges a barrier on that answer.
+func TestProducerFlushFencesReports(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic),
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "1000"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var ev events
+	slow := ev.hooks()
+	delivered, failed := slow.Delivered, slow.Failed
+	slow.Delivered = func(n int64) { time.Sleep(20 * time.Millisecond); delivered(n) }
+	slow.Failed = func(err error) { time.Sleep(20 * time.Millisecond); failed(err) }
+	p := ownProducer(t, c.ListenAddrs()[0], kafka.ConfigMap{"message.send.max.retries": 0}, slow)
+	defer p.Close()
+	out, err := p.Result(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	big := make([]byte, 5000)
+	steps := []struct {
+		value                  []byte
+		wantDelivered, wantErr int
+	}{{[]byte("a"), 1, 0}, {big, 1, 1}, {[]byte("b"), 2, 1}, {[]byte("c"), 3, 1}}
+	for i, st := range steps {
+		if _, err := out.Produce(0, 1, func(int) ([]byte, []byte) { return nil, st.value }); err != nil {
+			t.Fatal(err)
+		}
+		left := p.Flush(30_000)
+		if left != 0 {
+			t.Fatalf("step %d: %d records not delivered or failed", i, left)
+		}
+		if d, f := ev.delivered.Load(), len(ev.failures()); d != int64(st.wantDelivered) || f != st.wantErr {
+			t.Fatalf("step %d: Flush returned 0 with %d delivered and %d failures handed over, want %d and %d",
+				i, d, f, st.wantDelivered, st.wantErr)
+		}
+	}
+}
+
 // TestProducerBadConfig: a property librdkafka does not know, a value it
 // refuses and a value of an unknown type are errors naming them.
 func TestProducerBadConfig(t *testing.T) {

@@ -51,6 +51,7 @@ const char *rd_kafka_name(const rd_kafka_t *rk);
 rd_kafka_queue_t *rd_kafka_queue_get_consumer(rd_kafka_t *rk);
 void rd_kafka_queue_destroy(rd_kafka_queue_t *rkqu);
 rd_kafka_event_t *rd_kafka_queue_poll(rd_kafka_queue_t *rkqu, int timeout_ms);
+void rd_kafka_queue_yield(rd_kafka_queue_t *rkqu);
 rd_kafka_event_type_t rd_kafka_event_type(const rd_kafka_event_t *rkev);
 const rd_kafka_message_t *rd_kafka_event_message_next(rd_kafka_event_t *rkev);
 void rd_kafka_event_destroy(rd_kafka_event_t *rkev);
