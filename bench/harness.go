@@ -59,6 +59,10 @@ type Measurement struct {
 	Checkpoints          int     `json:"checkpoints"`
 	CheckpointP50Ms      float64 `json:"checkpoint_p50_ms"`
 	CheckpointP99Ms      float64 `json:"checkpoint_p99_ms"`
+	// CheckpointMs is every completed checkpoint's duration, in the order
+	// they completed (with few checkpoints, p99 is the slowest: this says
+	// which one it was).
+	CheckpointMs []float64 `json:"checkpoint_ms,omitempty"`
 }
 
 // CheckResult is one system's outcome of the equal-work check.
@@ -446,6 +450,7 @@ func measurement(wl, sys string, run int, res childResult, u procUsage) Measurem
 	}
 	m.CheckpointP50Ms = percentile(ck, 50)
 	m.CheckpointP99Ms = percentile(ck, 99)
+	m.CheckpointMs = ck
 	return m
 }
 
