@@ -29,7 +29,203 @@ type Extractor func(value []byte) (key []byte, ts int64, v float64, err error)
 // object: keyField (string or number), tsField (integer milliseconds) and,
 // when valField is not empty, valField (number). It validates the whole
 // object, so malformed JSON is an error, not a guess.
+//
+// Most records take a fast path over plain JSON (no escapes, no nesting,
+// no exponents, at most 15 significant digits in the value); whatever it
+// does not accept goes through the full scanner, which gives the same
+// answer or the error.
 func JSONExtractor(keyField, tsField, valField string) Extractor {
+	slow := jsonExtractorSlow(keyField, tsField, valField)
+	if keyField == "" || tsField == "" || keyField == tsField || valField != "" && (keyField == valField || tsField == valField) {
+		return slow
+	}
+	return func(value []byte) ([]byte, int64, float64, error) {
+		if key, ts, v, ok := fastExtract(value, keyField, tsField, valField); ok {
+			return key, ts, v, nil
+		}
+		return slow(value)
+	}
+}
+
+// jsonPlain marks the bytes a JSON string holds as they are: not a quote,
+// a backslash or a control character.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// pow10 holds the powers of ten a float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
+
+// fastExtract is JSONExtractor's fast path: ok is false for anything it
+// does not take (the full scanner then answers), never for a record it
+// reads differently from the full scanner. The fields are distinct, and
+// only valField may be empty (no value read).
+func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts int64, v float64, ok bool) {
+	n := len(b)
+	i := 0
+	for i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	if i >= n || b[i] != '{' {
+		return
+	}
+	i++
+	var haveKey, haveTS bool
+	haveValue := valField == ""
+	for {
+		for i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+		if i >= n || b[i] != '"' {
+			return // also the empty object: the full scanner reports what is missing
+		}
+		i++
+		start := i
+		for i < n && jsonPlain[b[i]] {
+			i++
+		}
+		if i >= n || b[i] != '"' {
+			return
+		}
+		name := b[start:i]
+		if len(name) == 0 {
+			return // matches an empty valField in the full scanner
+		}
+		i++
+		for i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+		if i >= n || b[i] != ':' {
+			return
+		}
+		i++
+		for i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+		if i >= n {
+			return
+		}
+		c := b[i]
+		switch {
+		case c == '"':
+			i++
+			start := i
+			for i < n && jsonPlain[b[i]] {
+				i++
+			}
+			if i >= n || b[i] != '"' {
+				return
+			}
+			if string(name) == keyField {
+				key, haveKey = b[start:i], true
+			} else if string(name) == tsField || string(name) == valField {
+				return // not a number: the full scanner's error
+			}
+			i++
+		case c == '-' || c >= '0' && c <= '9':
+			// -?(0|[1-9][0-9]*)(\.[0-9]+)?, no exponent; mant holds up to
+			// 18 digits of it.
+			start := i
+			neg := c == '-'
+			if neg {
+				i++
+			}
+			digits, frac := 0, -1
+			var mant uint64
+			if i < n && b[i] == '0' {
+				i++
+				digits = 1
+			} else {
+				for i < n && b[i] >= '0' && b[i] <= '9' {
+					mant = mant*10 + uint64(b[i]-'0')
+					digits++
+					i++
+				}
+				if digits == 0 {
+					return
+				}
+			}
+			if i < n && b[i] == '.' {
+				i++
+				f := i
+				for i < n && b[i] >= '0' && b[i] <= '9' {
+					mant = mant*10 + uint64(b[i]-'0')
+					i++
+				}
+				frac = i - f
+				if frac == 0 {
+					return
+				}
+				digits += frac
+			}
+			if i < n && (b[i] == 'e' || b[i] == 'E' || b[i] >= '0' && b[i] <= '9') {
+				return // an exponent, or a leading zero followed by digits
+			}
+			switch {
+			case string(name) == keyField:
+				key, haveKey = b[start:i], true
+			case string(name) == tsField:
+				if neg || frac >= 0 || digits > 18 {
+					return
+				}
+				ts, haveTS = int64(mant), true
+			case string(name) == valField && valField != "":
+				if digits > 15 {
+					return
+				}
+				v = float64(mant)
+				if frac > 0 {
+					v /= pow10[frac]
+				}
+				if neg {
+					v = -v
+				}
+				haveValue = true
+			}
+		case c == 't' && n-i >= 4 && string(b[i:i+4]) == "true",
+			c == 'n' && n-i >= 4 && string(b[i:i+4]) == "null":
+			if string(name) == keyField || string(name) == tsField || string(name) == valField {
+				return
+			}
+			i += 4
+		case c == 'f' && n-i >= 5 && string(b[i:i+5]) == "false":
+			if string(name) == keyField || string(name) == tsField || string(name) == valField {
+				return
+			}
+			i += 5
+		default:
+			return // nesting, or not JSON
+		}
+		for i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+		if i >= n {
+			return
+		}
+		if b[i] == ',' {
+			i++
+			continue
+		}
+		if b[i] != '}' {
+			return
+		}
+		i++
+		break
+	}
+	for i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	if i != n || !haveKey || !haveTS || !haveValue {
+		return
+	}
+	return key, ts, v, true
+}
+
+// jsonExtractorSlow is JSONExtractor's full scanner.
+func jsonExtractorSlow(keyField, tsField, valField string) Extractor {
 	return func(value []byte) ([]byte, int64, float64, error) {
 		var (
 			key       []byte

@@ -3,7 +3,10 @@ package actors
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
+	"math"
 	"math/rand"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +64,80 @@ func testSeed(t *testing.T) *rand.Rand {
 	}
 	t.Logf("seed %d (replay with -seed %d)", seed, seed)
 	return rand.New(rand.NewSource(seed))
+}
+
+// TestJSONExtractorFastPathAgrees: on random records built from the
+// pieces the fast path decides on (plain and escaped strings, integers,
+// decimals, exponents, leading zeros, literals, nesting, whitespace,
+// duplicate and missing fields, an empty name), mangled or not, the
+// extractor answers exactly as the full scanner alone: the same key,
+// event time, value (bit for bit) and error text. With valField empty too.
+func TestJSONExtractorFastPathAgrees(t *testing.T) {
+	rng := testSeed(t)
+	values := []string{`"u17"`, `"a\\"b"`, `"\u0041"`, `""`, `0`, `-0`, `7`, `-12`, `1764028800123`, `01`,
+		`0.5`, `-0.0`, `12.25`, `3.`, `.5`, `1e3`, `2E-2`, `123456789012345`, `1234567890123456`, `0.1234567890123456`,
+		`99999999999999999999`, `true`, `false`, `null`, `nul`, `{"x":1}`, `[1,2]`, `"tab\there"`, `-`, `1.5e`}
+	names := []string{"k", "ts", "v", "seq", "", "k\\u0000"}
+	ws := []string{"", "", "", " ", "\n\t", "\r "}
+	const mangle = `{}[]",:0.-e "a\1`
+	for _, valField := range []string{"v", ""} {
+		took := 0
+		fast := JSONExtractor("k", "ts", valField)
+		slow := jsonExtractorSlow("k", "ts", valField)
+		for i := 0; i < 20000; i++ {
+			var b strings.Builder
+			b.WriteString(ws[rng.Intn(len(ws))] + "{")
+			// Half the records hold the three fields (any order) and up to
+			// two others; the rest up to five fields of any name.
+			var fields []string
+			if rng.Intn(2) == 0 {
+				fields = []string{"k", "ts", "v"}
+				rng.Shuffle(3, func(i, j int) { fields[i], fields[j] = fields[j], fields[i] })
+				for e := rng.Intn(3); e > 0; e-- {
+					pos := rng.Intn(len(fields) + 1)
+					fields = append(fields[:pos], append([]string{names[rng.Intn(len(names))]}, fields[pos:]...)...)
+				}
+			} else {
+				for f := rng.Intn(6); f > 0; f-- {
+					fields = append(fields, names[rng.Intn(len(names))])
+				}
+			}
+			for f, name := range fields {
+				if f > 0 {
+					b.WriteString(ws[rng.Intn(len(ws))] + ",")
+				}
+				val := values[rng.Intn(len(values))]
+				good := rng.Intn(4) != 0
+				switch {
+				case name == "k" && good:
+					val = `"key` + string(rune('a'+rng.Intn(26))) + `"`
+				case name == "ts" && good:
+					val = strconv.FormatInt(rng.Int63n(1<<41), 10)
+				case name == "v" && good:
+					val = strconv.FormatFloat(float64(rng.Intn(2_000_000)-1_000_000)/float64([]int{1, 10, 100, 1000}[rng.Intn(4)]), 'f', -1, 64)
+				}
+				fmt.Fprintf(&b, "%s\"%s\"%s:%s%s", ws[rng.Intn(len(ws))], name, ws[rng.Intn(len(ws))], ws[rng.Intn(len(ws))], val)
+			}
+			b.WriteString(ws[rng.Intn(len(ws))] + "}" + ws[rng.Intn(len(ws))])
+			rec := []byte(b.String())
+			if rng.Intn(4) == 0 { // mangle one byte
+				pos := rng.Intn(len(rec))
+				rec[pos] = mangle[rng.Intn(len(mangle))]
+			}
+			if _, _, _, ok := fastExtract(rec, "k", "ts", valField); ok {
+				took++
+			}
+			k1, ts1, v1, err1 := fast(rec)
+			k2, ts2, v2, err2 := slow(rec)
+			if string(k1) != string(k2) || (k1 == nil) != (k2 == nil) || ts1 != ts2 || math.Float64bits(v1) != math.Float64bits(v2) || fmt.Sprint(err1) != fmt.Sprint(err2) {
+				t.Fatalf("valField %q, %q: extractor (%q, %d, %v, %v), full scanner (%q, %d, %v, %v)", valField, rec, k1, ts1, v1, err1, k2, ts2, v2, err2)
+			}
+		}
+		if took < 1000 {
+			t.Fatalf("valField %q: the fast path took %d of 20000 records; the test does not exercise it", valField, took)
+		}
+		t.Logf("valField %q: the fast path took %d of 20000 records", valField, took)
+	}
 }
 
 // TestJSONExtractorAgreesWithEncodingJSON: on random valid and mangled
