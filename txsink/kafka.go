@@ -262,6 +262,10 @@ func (k *Kafka) newProducer(id string) (*kproducer, error) {
 		// goroutine and ProduceChannel is never used.
 		"go.events.channel.size":  10_000,
 		"go.produce.channel.size": 1,
+		// With go.delivery.reports off the client still turns every
+		// delivery report into a Go Message before dropping it; with no
+		// fields it at least copies no key and value into each.
+		"go.delivery.report.fields": "none",
 	}, k.cfg.Properties, kafka.ConfigMap{
 		"transactional.id":       id,
 		"transaction.timeout.ms": int(k.tt.Milliseconds()),
