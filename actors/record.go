@@ -65,10 +65,7 @@ var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 // only valField may be empty (no value read).
 func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts int64, v float64, ok bool) {
 	n := len(b)
-	i := 0
-	for i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
+	i := skipWS(b, 0)
 	if i >= n || b[i] != '{' {
 		return
 	}
@@ -76,17 +73,13 @@ func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts i
 	var haveKey, haveTS bool
 	haveValue := valField == ""
 	for {
-		for i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-			i++
-		}
+		i = skipWS(b, i)
 		if i >= n || b[i] != '"' {
 			return // also the empty object: the full scanner reports what is missing
 		}
 		i++
 		start := i
-		for i < n && jsonPlain[b[i]] {
-			i++
-		}
+		i = plainEnd(b, i)
 		if i >= n || b[i] != '"' {
 			return
 		}
@@ -95,16 +88,12 @@ func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts i
 			return // matches an empty valField in the full scanner
 		}
 		i++
-		for i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-			i++
-		}
+		i = skipWS(b, i)
 		if i >= n || b[i] != ':' {
 			return
 		}
 		i++
-		for i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-			i++
-		}
+		i = skipWS(b, i)
 		if i >= n {
 			return
 		}
@@ -113,9 +102,7 @@ func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts i
 		case c == '"':
 			i++
 			start := i
-			for i < n && jsonPlain[b[i]] {
-				i++
-			}
+			i = plainEnd(b, i)
 			if i >= n || b[i] != '"' {
 				return
 			}
@@ -199,9 +186,7 @@ func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts i
 		default:
 			return // nesting, or not JSON
 		}
-		for i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-			i++
-		}
+		i = skipWS(b, i)
 		if i >= n {
 			return
 		}
@@ -215,13 +200,29 @@ func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts i
 		i++
 		break
 	}
-	for i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
+	i = skipWS(b, i)
 	if i != n || !haveKey || !haveTS || !haveValue {
 		return
 	}
 	return key, ts, v, true
+}
+
+// skipWS returns the index of the first byte at or after i that is not
+// JSON whitespace.
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainEnd returns the index of the first byte at or after i that a JSON
+// string does not hold as it is (see jsonPlain).
+func plainEnd(b []byte, i int) int {
+	for i < len(b) && jsonPlain[b[i]] {
+		i++
+	}
+	return i
 }
 
 // jsonExtractorSlow is JSONExtractor's full scanner.
