@@ -156,9 +156,10 @@ func equalNull(a, b []byte) bool {
 	return (a == nil) == (b == nil) && string(a) == string(b)
 }
 
-// smallCluster is a one-partition kfake cluster that refuses records over
-// 1000 bytes; it is closed when the test ends.
-func smallCluster(t *testing.T) string {
+// refusingProducer is a Producer (no retries) with a Result topic on a
+// one-partition kfake cluster that refuses records over 1000 bytes; all
+// are closed when the test ends.
+func refusingProducer(t *testing.T, ev ProducerEvents) (*Producer, *Topic) {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic),
 		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "1000"}))
@@ -166,22 +167,22 @@ func smallCluster(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	return c.ListenAddrs()[0]
+	p := ownProducer(t, c.ListenAddrs()[0], kafka.ConfigMap{"message.send.max.retries": 0}, ev)
+	t.Cleanup(p.Close)
+	out, err := p.Result(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(out.Close) // before the producer's Close: cleanups run last first
+	return p, out
 }
 
 // TestProducerReportsFailure: a record the brokers refuse (larger than the
 // topic's limit) is reported once to Failed, naming the topic and the
 // broker's error, and is not counted as delivered; Flush still returns.
 func TestProducerReportsFailure(t *testing.T) {
-	brokers := smallCluster(t)
 	var ev events
-	p := ownProducer(t, brokers, kafka.ConfigMap{"message.send.max.retries": 0}, ev.hooks())
-	defer p.Close()
-	out, err := p.Result(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
+	p, out := refusingProducer(t, ev.hooks())
 	// One request each: the broker refuses a request whole.
 	big := make([]byte, 5000)
 	for _, v := range [][]byte{[]byte("small"), big, []byte("small")} {
@@ -211,19 +212,12 @@ func TestProducerReportsFailure(t *testing.T) {
 // (here: hooks that take 20 ms to record them). An at-least-once sink
 // acknowledges a barrier on that answer.
 func TestProducerFlushFencesReports(t *testing.T) {
-	brokers := smallCluster(t)
 	var ev events
 	slow := ev.hooks()
 	delivered, failed := slow.Delivered, slow.Failed
 	slow.Delivered = func(n int64) { time.Sleep(20 * time.Millisecond); delivered(n) }
 	slow.Failed = func(err error) { time.Sleep(20 * time.Millisecond); failed(err) }
-	p := ownProducer(t, brokers, kafka.ConfigMap{"message.send.max.retries": 0}, slow)
-	defer p.Close()
-	out, err := p.Result(topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
+	p, out := refusingProducer(t, slow)
 	big := make([]byte, 5000)
 	steps := []struct {
 		value                  []byte
