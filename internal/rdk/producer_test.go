@@ -206,29 +206,51 @@ func TestProducerReportsFailure(t *testing.T) {
 	}
 }
 
-// TestProducerFlushFencesReports: when Flush returns 0, the reports of
-// every record produced before it have been handed to Events, even when
-// the serving goroutine is still busy with reports it took off the queue
-// (here: hooks that take 20 ms to record them). An at-least-once sink
-// acknowledges a barrier on that answer.
+// TestProducerFlushFencesReports: Flush returns 0 only once the reports
+// of every record produced before it have been handed to Events. Each
+// step's report is held inside its hook (the serving goroutine has taken
+// it off the queue, so the queue is empty): Flush must not return 0 then,
+// and once the hook is let go it returns 0 with the report counted. An
+// at-least-once sink acknowledges a barrier on that answer.
 func TestProducerFlushFencesReports(t *testing.T) {
 	var ev events
-	slow := ev.hooks()
-	delivered, failed := slow.Delivered, slow.Failed
-	slow.Delivered = func(n int64) { time.Sleep(20 * time.Millisecond); delivered(n) }
-	slow.Failed = func(err error) { time.Sleep(20 * time.Millisecond); failed(err) }
-	p, out := refusingProducer(t, slow)
+	var hold atomic.Pointer[chan struct{}] // the current step's release
+	entered := make(chan struct{}, 1)
+	gate := func() {
+		if rel := hold.Load(); rel != nil {
+			entered <- struct{}{}
+			<-*rel
+		}
+	}
+	held := ev.hooks()
+	delivered, failed := held.Delivered, held.Failed
+	held.Delivered = func(n int64) { gate(); delivered(n) }
+	held.Failed = func(err error) { gate(); failed(err) }
+	p, out := refusingProducer(t, held)
 	big := make([]byte, 5000)
 	steps := []struct {
 		value                  []byte
 		wantDelivered, wantErr int
 	}{{[]byte("a"), 1, 0}, {big, 1, 1}, {[]byte("b"), 2, 1}, {[]byte("c"), 3, 1}}
 	for i, st := range steps {
+		rel := make(chan struct{})
+		var once sync.Once
+		release := func() { hold.Store(nil); once.Do(func() { close(rel) }) }
+		t.Cleanup(release) // a failed step must not leave the serving goroutine held: Close waits for it
+		hold.Store(&rel)
 		if _, err := out.Produce(0, 1, func(int) ([]byte, []byte) { return nil, st.value }); err != nil {
 			t.Fatal(err)
 		}
-		left := p.Flush(30_000)
-		if left != 0 {
+		select {
+		case <-entered:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("step %d: no report reached Events within 30s", i)
+		}
+		if left := p.Flush(200); left == 0 {
+			t.Fatalf("step %d: Flush returned 0 while the report was still held by the serving goroutine", i)
+		}
+		release()
+		if left := p.Flush(30_000); left != 0 {
 			t.Fatalf("step %d: %d records not delivered or failed", i, left)
 		}
 		if d, f := ev.delivered.Load(), len(ev.failures()); d != int64(st.wantDelivered) || f != st.wantErr {
