@@ -49,12 +49,11 @@ type Producer struct {
 	hkl    []int32
 	hvl    []int32
 
-	// served counts the serving crossings whose reports have all been
-	// handed to ev; tick is closed and replaced when it grows. Flush waits
-	// on them: an empty queue does not mean its last reports were counted.
-	smu    sync.Mutex
-	served uint64
-	tick   chan struct{}
+	// tick is closed and replaced at the end of every serving crossing,
+	// once its reports are handed to ev. Flush waits on it: an empty queue
+	// does not mean its last reports were counted.
+	smu  sync.Mutex
+	tick chan struct{}
 
 	stop chan struct{}
 	done chan struct{}
@@ -209,7 +208,6 @@ func (p *Producer) serve() {
 			}
 		}
 		p.smu.Lock()
-		p.served++
 		close(p.tick)
 		p.tick = make(chan struct{})
 		p.smu.Unlock()
