@@ -341,9 +341,11 @@ func (j *Job) Run(ctx context.Context) error {
 			return fmt.Errorf("job %s: %w", j.spec.Name, err)
 		}
 		j.obs.setState("restarting")
-		j.metrics.Restarts.Add(1)
+		// Logged before it is counted: whoever sees the count sees the
+		// failure that caused it in the log.
 		j.opts.log.Error("job failed; restarting from the latest complete checkpoint",
 			"job", j.spec.Name, "err", err, "restart", policy.Restarts(), "strategy", policy.Config().Strategy, "delay", delay.Round(time.Millisecond))
+		j.metrics.Restarts.Add(1)
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
