@@ -108,8 +108,13 @@ func Owner(job, sink string, subtask int) string {
 	return fmt.Sprintf("%s/%s/%d", job, sink, subtask)
 }
 
-// Kafka is the Backend on confluent-kafka-go transactions. Slot i uses
-// transactional id TransactionalID(prefix, job, sink, subtask, i).
+// Kafka is the Backend on Kafka transactions, through weir's own producer
+// over the librdkafka that confluent-kafka-go bundles (internal/rdk): it
+// is told of no successful delivery (delivery.report.only.error), where a
+// confluent-kafka-go producer turns each batch of reports into Go values
+// only to drop them; a failed delivery makes the transaction fail at its
+// commit. Slot i uses transactional id TransactionalID(prefix, job, sink,
+// subtask, i).
 type Kafka struct {
 	cfg   KafkaConfig
 	tt    time.Duration
@@ -122,18 +127,14 @@ type Kafka struct {
 	progressParts atomic.Int32
 }
 
-// kproducer is one transactional producer and the fatal error its event
-// reader saw.
+// kproducer is one transactional producer and its first fatal error.
 type kproducer struct {
 	id    string
-	p     *kafka.Producer
-	fatal atomic.Pointer[kafka.Error]
-	done  chan struct{}
-	// out produces the records to the output topic many per cgo crossing
-	// (internal/rdk); nil until the first Write, or when the shim cannot
-	// attach (noShim: then each record goes through Produce).
-	out    *rdk.Topic
-	noShim bool
+	p     *rdk.Producer
+	fatal atomic.Pointer[error]
+	// out produces the records to the output topic many per cgo crossing,
+	// marker the markers to the progress topic; nil until first used.
+	out, marker *rdk.Topic
 }
 
 // NewKafka validates cfg, checks both topics, and checks the transaction
@@ -254,49 +255,39 @@ func (k *Kafka) ProgressName() string { return k.cfg.ProgressTopic }
 func (k *Kafka) IDs() []string { return append([]string(nil), k.ids...) }
 
 func (k *Kafka) newProducer(id string) (*kproducer, error) {
-	p, err := kafkaconf.NewProducer(k.cfg.Brokers, kafka.ConfigMap{
+	conf := kafkaconf.ProducerConfig(k.cfg.Brokers, kafka.ConfigMap{
 		"linger.ms":           5,
 		"enable.metrics.push": false,
-		// The Go client's channels default to 10^6 entries each (~32 MiB
-		// of heap per producer); events are drained by their own
-		// goroutine and ProduceChannel is never used.
-		"go.events.channel.size":  10_000,
-		"go.produce.channel.size": 1,
-		// With go.delivery.reports off the client still turns every
-		// delivery report into a Go Message before dropping it; with no
-		// fields it at least copies no key and value into each.
-		"go.delivery.report.fields": "none",
 	}, k.cfg.Properties, kafka.ConfigMap{
 		"transactional.id":       id,
 		"transaction.timeout.ms": int(k.tt.Milliseconds()),
 		"enable.idempotence":     true,
 		"acks":                   "all",
-		"go.delivery.reports":    false,
+		// A failed delivery fails the transaction's commit; a successful
+		// one needs no report.
+		"delivery.report.only.error": true,
+	})
+	kp := &kproducer{id: id}
+	p, err := rdk.NewProducer(conf, rdk.ProducerEvents{
+		Fatal: func(err error) { kp.fatal.CompareAndSwap(nil, &err) },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("txsink: kafka: producer %s: %w", id, err)
+		return nil, fmt.Errorf("txsink: kafka: producer %s: kafka producer: %w", id, err)
 	}
+	kp.p = p
 	k.openProducers.Add(1)
-	kp := &kproducer{id: id, p: p, done: make(chan struct{})}
-	go func() {
-		defer close(kp.done)
-		for ev := range p.Events() {
-			if e, ok := ev.(kafka.Error); ok && e.IsFatal() {
-				kp.fatal.CompareAndSwap(nil, &e)
-			}
-		}
-	}()
 	return kp, nil
 }
 
 func (k *Kafka) closeProducer(kp *kproducer) {
-	if kp.out != nil {
-		kp.out.Close()
-		kp.out = nil
+	for _, t := range []**rdk.Topic{&kp.out, &kp.marker} {
+		if *t != nil {
+			(*t).Close()
+			*t = nil
+		}
 	}
-	_ = kp.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
+	_ = kp.p.Purge()
 	kp.p.Close()
-	<-kp.done
 	k.openProducers.Add(-1)
 }
 
@@ -380,8 +371,8 @@ func (k *Kafka) Fence(ctx context.Context, ids []string) error {
 func retry(ctx context.Context, fn func(context.Context) error) error {
 	for {
 		err := fn(ctx)
-		var ke kafka.Error
-		if err == nil || !errors.As(err, &ke) || !ke.IsRetriable() {
+		var re interface{ IsRetriable() bool }
+		if err == nil || !errors.As(err, &re) || !re.IsRetriable() {
 			return err
 		}
 		select {
@@ -646,29 +637,37 @@ type kafkaTxn struct {
 	kp *kproducer
 }
 
-func (t *kafkaTxn) produce(ctx context.Context, msg *kafka.Message) error {
+// produce calls fn until the producer's queue has room for its record.
+func (t *kafkaTxn) produce(ctx context.Context, fn func() error) error {
 	for {
-		err := t.kp.p.Produce(msg, nil)
+		err := fn()
 		var ke kafka.Error
 		if err == nil || !errors.As(err, &ke) || ke.Code() != kafka.ErrQueueFull {
 			return classify(err)
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("producer queue full: %w", context.Cause(ctx))
+		if err := t.room(ctx); err != nil {
+			return err
 		}
-		// Short waits: with delivery reports off no event wakes Flush
-		// early, so Flush(n) sleeps its whole n ms whenever a record is
-		// outstanding.
-		t.kp.p.Flush(flushPollMs)
 	}
 }
 
-// flushPollMs is how long one Flush call of a transactional producer may
-// wait. Its producers have delivery reports off, and confluent-kafka-go's
-// Flush waits for an event in steps of up to the timeout given, so a long
-// step (say 100 ms) would add up to that to every pre-commit and to every
-// wait for room in a full queue, however fast the broker acknowledges.
-const flushPollMs = 2
+// room waits a little for the producer's queue to drain (it is full).
+func (t *kafkaTxn) room(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("producer queue full: %w", context.Cause(ctx))
+	}
+	t.kp.p.Flush(roomWaitMs)
+	return nil
+}
+
+// roomWaitMs is one wait for room in a full producer queue: librdkafka
+// wakes a flush when its queue empties, not when it has room again, so a
+// long step would leave the queue idle for up to its length.
+const roomWaitMs = 2
+
+// prepareFlushMs is one step of the flush of a pre-commit (it returns
+// when the queue is empty; Prepare checks its context between steps).
+const prepareFlushMs = 100
 
 // Write implements Txn. Records with a Topic or Headers (a dead-letter
 // topic) are produced one by one, the others many per cgo crossing.
@@ -700,11 +699,14 @@ func (t *kafkaTxn) writeRouted(ctx context.Context, r Record) error {
 	if topic == "" {
 		topic = t.k.cfg.Topic
 	}
-	msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny}, Key: r.Key, Value: r.Value}
-	for _, h := range r.Headers {
-		msg.Headers = append(msg.Headers, kafka.Header{Key: h.Key, Value: h.Value})
+	var hs []rdk.Header
+	if len(r.Headers) > 0 {
+		hs = make([]rdk.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			hs[i] = rdk.Header{Key: h.Key, Value: h.Value}
+		}
 	}
-	if err := t.produce(ctx, msg); err != nil {
+	if err := t.produce(ctx, func() error { return t.kp.p.ProduceOne(topic, r.Key, r.Value, hs, false) }); err != nil {
 		return fmt.Errorf("txsink: kafka: produce to %q on %s: %w", topic, t.kp.id, err)
 	}
 	return nil
@@ -715,31 +717,16 @@ func (t *kafkaTxn) writeRouted(ctx context.Context, r Record) error {
 func (t *kafkaTxn) writePlain(ctx context.Context, recs []Record) error {
 	topic := t.k.cfg.Topic
 	kp := t.kp
-	if kp.out == nil && !kp.noShim {
-		out, err := rdk.AttachTopic(kp.p, topic)
+	if kp.out == nil {
+		out, err := kp.p.Topic(topic)
 		if err != nil {
-			kp.noShim = true
+			return fmt.Errorf("txsink: kafka: produce to %q on %s: %w", topic, kp.id, err)
 		}
 		kp.out = out
 	}
-	if kp.out == nil {
-		for _, r := range recs {
-			msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny}, Key: r.Key, Value: r.Value}
-			if err := t.produce(ctx, msg); err != nil {
-				return fmt.Errorf("txsink: kafka: produce to %q on %s: %w", topic, kp.id, err)
-			}
-		}
-		return nil
-	}
 	err := kp.out.ProduceAll(kafka.PartitionAny, len(recs), func(i int) ([]byte, []byte) {
 		return recs[i].Key, recs[i].Value
-	}, func(error) error {
-		if ctx.Err() != nil {
-			return fmt.Errorf("producer queue full: %w", context.Cause(ctx))
-		}
-		kp.p.Flush(flushPollMs)
-		return nil
-	})
+	}, func(error) error { return t.room(ctx) })
 	if err != nil {
 		return fmt.Errorf("txsink: kafka: produce to %q on %s: %w", topic, kp.id, classify(err))
 	}
@@ -757,12 +744,22 @@ func (t *kafkaTxn) Prepare(ctx context.Context, owner string, epoch uint64) erro
 		return fmt.Errorf("%w: progress topic %q: partition count unknown", ErrProgress, t.k.cfg.ProgressTopic)
 	}
 	part := MarkerPartition(owner, n)
-	msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: part},
-		Key: []byte(owner), Value: strconv.AppendUint(nil, epoch, 10)}
-	if err := t.produce(ctx, msg); err != nil {
+	if t.kp.marker == nil {
+		m, err := t.kp.p.Topic(topic)
+		if err != nil {
+			return fmt.Errorf("txsink: kafka: marker of %s epoch %d on %s: %w", owner, epoch, t.kp.id, err)
+		}
+		t.kp.marker = m
+	}
+	key, value := []byte(owner), strconv.AppendUint(nil, epoch, 10)
+	err := t.produce(ctx, func() error {
+		_, err := t.kp.marker.Produce(part, 1, func(int) ([]byte, []byte) { return key, value })
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("txsink: kafka: marker of %s epoch %d on %s: %w", owner, epoch, t.kp.id, err)
 	}
-	for t.kp.p.Flush(flushPollMs) > 0 {
+	for t.kp.p.Flush(prepareFlushMs) > 0 {
 		if ctx.Err() != nil {
 			return fmt.Errorf("txsink: kafka: flush %s: %d records not acknowledged: %w", t.kp.id, t.kp.p.Len(), context.Cause(ctx))
 		}
@@ -784,8 +781,8 @@ func (t *kafkaTxn) Commit(ctx context.Context) error {
 	if err == nil {
 		return nil
 	}
-	var ke kafka.Error
-	if errors.As(err, &ke) && ke.TxnRequiresAbort() {
+	var ae interface{ TxnRequiresAbort() bool }
+	if errors.As(err, &ae) && ae.TxnRequiresAbort() {
 		if aerr := t.kp.p.AbortTransaction(ctx); aerr != nil {
 			err = fmt.Errorf("%w; abort: %w", err, aerr)
 		}

@@ -67,8 +67,12 @@ type ProducerEvents struct {
 	// Result topic that the brokers acknowledged since the last call.
 	Delivered func(n int64)
 	// Failed is called once, with the first failed delivery (naming the
-	// topic) or the first fatal error of the producer.
+	// topic) or the first fatal error of the producer (unless Fatal is
+	// set).
 	Failed func(err error)
+	// Fatal, when set, is called once with the producer's first fatal
+	// error, which then does not go to Failed.
+	Fatal func(err error)
 }
 
 // NewProducer makes a producer with the configuration conf (a
@@ -176,7 +180,7 @@ func (p *Producer) serve() {
 	notes := make([]C.weir_note, serveNotes)
 	buf := make([]byte, serveNotes*2048)
 	base := (*C.char)(unsafe.Pointer(unsafe.SliceData(buf)))
-	failed := false
+	failed, fatal := false, false
 	for {
 		select {
 		case <-p.stop:
@@ -201,9 +205,18 @@ func (p *Producer) serve() {
 					p.ev.Failed(fmt.Errorf("write to %s: %w", tag, errorOf(C.int(o.err), text, false)))
 				}
 			case C.WEIR_NOTE_ERR:
-				if o.fatal != 0 && !failed && p.ev.Failed != nil {
+				if o.fatal == 0 {
+					break
+				}
+				err := fmt.Errorf("fatal producer error: %w", errorOf(C.int(o.err), text, true))
+				if p.ev.Fatal != nil {
+					if !fatal {
+						fatal = true
+						p.ev.Fatal(err)
+					}
+				} else if !failed && p.ev.Failed != nil {
 					failed = true
-					p.ev.Failed(fmt.Errorf("fatal producer error: %w", errorOf(C.int(o.err), text, true)))
+					p.ev.Failed(err)
 				}
 			}
 		}

@@ -1,9 +1,11 @@
 package rdk
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -318,4 +320,132 @@ func TestProducerCloseWithQueued(t *testing.T) {
 	out.Close()
 	p.Close()
 	p.Close()
+}
+
+// TestProducerTransactions: with delivery.report.only.error, records
+// produced through a Topic of the Producer belong to its transaction (an
+// aborted one is not read by a read_committed consumer, a committed one
+// is, and no successful delivery is reported); a call out of order is a
+// *TxnError that names it and is neither retriable nor fatal; a producer
+// fenced by another of its transactional.id fails its commit with a fatal
+// error, which goes to Events.Fatal, not Failed (which hears of the
+// records purged).
+func TestProducerTransactions(t *testing.T) {
+	brokers := cluster(t)
+	var ev events
+	var fatal atomic.Pointer[error]
+	hooks := ev.hooks()
+	hooks.Fatal = func(err error) { fatal.CompareAndSwap(nil, &err) }
+	p := ownProducer(t, brokers, kafka.ConfigMap{"transactional.id": "tx-own", "delivery.report.only.error": true}, hooks)
+	defer p.Close()
+	ctx := t.Context()
+	if err := p.InitTransactions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var te *TxnError
+	if err := p.CommitTransaction(ctx); !errors.As(err, &te) || te.Err.Code() != kafka.ErrState || te.IsRetriable() || te.IsFatal() {
+		t.Fatalf("commit before begin: %v (%#v), want a state error, not retriable, not fatal", err, te)
+	}
+	tp, err := p.Topic(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	write := func(prefix string, commit bool) {
+		t.Helper()
+		if err := p.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tp.Produce(0, 10, func(i int) ([]byte, []byte) { return nil, fmt.Appendf(nil, "%s-%d", prefix, i) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.ProduceOne(topic, []byte("k"), fmt.Appendf(nil, "%s-one", prefix), []Header{{Key: "h", Value: []byte("v")}}, false); err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			err = p.CommitTransaction(ctx)
+		} else {
+			err = p.AbortTransaction(ctx)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("aborted", false)
+	write("committed", true)
+	if n := p.Flush(1000); n != 0 {
+		t.Fatalf("Flush after the commit: %d left", n)
+	}
+	c := consumer(t, brokers, kafka.ConfigMap{"isolation.level": "read_committed"})
+	defer c.Close()
+	sc, err := AttachConsumer(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	var vals []string
+	deadline := time.Now().Add(30 * time.Second)
+	for len(vals) < 11 {
+		if time.Now().After(deadline) {
+			t.Fatalf("read %q within 30s", vals)
+		}
+		batch, err := sc.Poll(100*time.Millisecond, 100, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range batch {
+			if e.Kind == Record {
+				vals = append(vals, string(e.Value))
+			}
+		}
+	}
+	slices.Sort(vals)
+	want := []string{"committed-one"}
+	for i := 0; i < 10; i++ {
+		want = append(want, fmt.Sprintf("committed-%d", i))
+	}
+	slices.Sort(want)
+	if !slices.Equal(vals, want) {
+		t.Fatalf("read %q, want %q", vals, want)
+	}
+	if n := ev.delivered.Load(); n != 0 {
+		t.Errorf("Delivered counted %d records none of which was a result", n)
+	}
+
+	// A second producer of the id fences the first.
+	p2 := ownProducer(t, brokers, kafka.ConfigMap{"transactional.id": "tx-own"}, ProducerEvents{})
+	defer p2.Close()
+	if err := p2.InitTransactions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = p.BeginTransaction()
+	if err == nil {
+		_, err = tp.Produce(0, 1, func(int) ([]byte, []byte) { return nil, []byte("zombie") })
+	}
+	if err == nil {
+		err = p.CommitTransaction(ctx)
+	}
+	if err == nil {
+		t.Fatal("the fenced producer committed")
+	}
+	if !errors.As(err, &te) || !te.IsFatal() {
+		t.Errorf("the fenced producer's commit: %v, want a fatal *TxnError", err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for fatal.Load() == nil {
+		if fctx.Err() != nil {
+			t.Fatal("no fatal error reported after the producer was fenced")
+		}
+		p.Flush(10)
+	}
+	if err := *fatal.Load(); !strings.Contains(err.Error(), "fenced") {
+		t.Errorf("fatal error %v, want one naming the fencing", err)
+	}
+	for _, f := range ev.failures() { // records aborted or purged are
+		var ke kafka.Error
+		if errors.As(f, &ke) && ke.IsFatal() {
+			t.Errorf("Failed told of %v; the fatal error goes to Fatal only", f)
+		}
+	}
 }

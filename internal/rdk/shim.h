@@ -92,6 +92,23 @@ rd_kafka_resp_err_t rd_kafka_header_add(rd_kafka_headers_t *hdrs, const char *na
                                         const void *value, ssize_t value_size);
 rd_kafka_resp_err_t rd_kafka_producev(rd_kafka_t *rk, ...);
 
+// Transactions (txn.go).
+typedef struct rd_kafka_error_s rd_kafka_error_t;
+rd_kafka_error_t *rd_kafka_init_transactions(rd_kafka_t *rk, int timeout_ms);
+rd_kafka_error_t *rd_kafka_begin_transaction(rd_kafka_t *rk);
+rd_kafka_error_t *rd_kafka_commit_transaction(rd_kafka_t *rk, int timeout_ms);
+rd_kafka_error_t *rd_kafka_abort_transaction(rd_kafka_t *rk, int timeout_ms);
+rd_kafka_resp_err_t rd_kafka_error_code(const rd_kafka_error_t *error);
+const char *rd_kafka_error_string(const rd_kafka_error_t *error);
+int rd_kafka_error_is_fatal(const rd_kafka_error_t *error);
+int rd_kafka_error_is_retriable(const rd_kafka_error_t *error);
+int rd_kafka_error_txn_requires_abort(const rd_kafka_error_t *error);
+void rd_kafka_error_destroy(rd_kafka_error_t *error);
+rd_kafka_resp_err_t rd_kafka_purge(rd_kafka_t *rk, int purge_flags);
+#define WEIR_PURGE_F_QUEUE 0x1
+#define WEIR_PURGE_F_INFLIGHT 0x2
+#define WEIR_PURGE_F_NON_BLOCKING 0x4
+
 #define WEIR_EVENT_DR 0x1
 #define WEIR_EVENT_FETCH 0x2
 #define WEIR_EVENT_LOG 0x4
