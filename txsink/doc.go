@@ -1,6 +1,7 @@
 // Package txsink owns the two-phase-commit sink protocol: the contract
 // (Sink over a Backend), the sink state kept in checkpoints (State), the
-// Kafka backend on confluent-kafka-go transactions (Kafka) and an
+// Kafka backend on Kafka transactions (Kafka, through weir's own producer
+// over the librdkafka that confluent-kafka-go bundles) and an
 // in-memory backend for tests (MemSystem). See design.md for the protocol
 // and its state diagram.
 //

@@ -208,7 +208,7 @@ func (p *Producer) serve() {
 				if o.fatal == 0 {
 					break
 				}
-				err := fmt.Errorf("fatal producer error: %w", errorOf(C.int(o.err), text, true))
+				err := fmt.Errorf("fatal producer error: %w", p.fatalError(C.int(o.err), text))
 				if p.ev.Fatal != nil {
 					if !fatal {
 						fatal = true
@@ -225,6 +225,18 @@ func (p *Producer) serve() {
 		p.tick = make(chan struct{})
 		p.smu.Unlock()
 	}
+}
+
+// fatalError is the error that made the producer fail: the event of a
+// fatal error carries a generic code (_FATAL), rd_kafka_fatal_error the
+// original one (_FENCED for a producer fenced by a newer one, say).
+func (p *Producer) fatalError(code C.int, text string) kafka.Error {
+	buf := (*C.char)(C.malloc(512))
+	defer C.free(unsafe.Pointer(buf))
+	if c := C.rd_kafka_fatal_error(p.rk, buf, 512); c != 0 {
+		return errorOf(C.int(c), C.GoString(buf), true)
+	}
+	return errorOf(code, text, true)
 }
 
 // log hands a log line to the logs channel, unless Close has begun.

@@ -439,11 +439,11 @@ func TestProducerTransactions(t *testing.T) {
 		}
 		p.Flush(10)
 	}
-	if err := *fatal.Load(); !strings.Contains(err.Error(), "fenced") {
-		t.Errorf("fatal error %v, want one naming the fencing", err)
+	var ke kafka.Error
+	if err := *fatal.Load(); !errors.As(err, &ke) || ke.Code() != kafka.ErrFenced || !ke.IsFatal() {
+		t.Errorf("fatal error %v, want a fatal kafka.Error with the code of the fencing (%v)", err, kafka.ErrFenced)
 	}
 	for _, f := range ev.failures() { // records aborted or purged are
-		var ke kafka.Error
 		if errors.As(f, &ke) && ke.IsFatal() {
 			t.Errorf("Failed told of %v; the fatal error goes to Fatal only", f)
 		}

@@ -435,3 +435,54 @@ func TestMallocArenasFromEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// TestProduceAllPartitionerKeepsOrder: records for the topic's partitioner
+// (partition -1) through a queue of 10 records, which fills up in the
+// middle of the batches handed to librdkafka: every record arrives once
+// and each key's records in the order produced.
+func TestProduceAllPartitionerKeepsOrder(t *testing.T) {
+	brokers := cluster(t)
+	p := producer(t, brokers, kafka.ConfigMap{"queue.buffering.max.messages": 10})
+	defer p.Close()
+	tp, err := AttachTopic(p, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, keys = 1000, 7
+	waits := 0
+	if err := tp.ProduceAll(kafka.PartitionAny, n, func(i int) ([]byte, []byte) {
+		return fmt.Appendf(nil, "k%d", i%keys), fmt.Appendf(nil, "%d", i)
+	}, func(error) error { waits++; p.Flush(10); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	tp.Close()
+	if waits == 0 {
+		t.Fatal("a queue of 10 records never filled up")
+	}
+	if left := p.Flush(30_000); left != 0 {
+		t.Fatalf("%d records not delivered", left)
+	}
+	got := readBack(t, brokers, n)
+	last := map[string]int{}
+	total := 0
+	for part, es := range got {
+		for _, e := range es {
+			total++
+			i, err := strconv.Atoi(string(e.Value))
+			if err != nil {
+				t.Fatalf("partition %d: value %q", part, e.Value)
+			}
+			k := string(e.Key)
+			if prev, ok := last[k]; ok && i <= prev {
+				t.Fatalf("partition %d: key %s has %d after %d", part, k, i, prev)
+			}
+			if want := fmt.Sprintf("k%d", i%keys); k != want {
+				t.Fatalf("record %d has key %s, want %s", i, k, want)
+			}
+			last[k] = i
+		}
+	}
+	if total != n {
+		t.Fatalf("%d records read, want %d", total, n)
+	}
+}

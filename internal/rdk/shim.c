@@ -148,19 +148,41 @@ int weir_consume(rd_kafka_queue_t *rkq, int timeout_ms, weir_rec *recs, int max,
 // (klen[i] bytes; -1: null), its value follows it (vlen[i] bytes; -1:
 // null). It stops at the first record librdkafka refuses, returns how many
 // it produced and the refusal's error code in *err.
+//
+// It goes through rd_kafka_produce_batch, WEIR_PRODUCE_BATCH records at a
+// time: one look at the clock and one hold of the topic's lock per batch,
+// where rd_kafka_produce takes two clock readings and the lock per record.
+// A full queue refuses the record it is reached at and every one after it
+// in that batch (librdkafka propagates the error), so the records produced
+// are always a prefix. After another refusal (a record too large, say) the
+// batch's later records may have been produced: the caller fails on that
+// error, and its transaction with it.
 int weir_produce(rd_kafka_topic_t *rkt, int32_t partition, char *buf, int64_t *koff, int32_t *klen, int32_t *vlen,
                         int n, void *opaque, int *err) {
+	rd_kafka_message_t msgs[WEIR_PRODUCE_BATCH];
 	*err = 0;
-	for (int i = 0; i < n; i++) {
-		char *k = klen[i] < 0 ? NULL : buf + koff[i];
-		char *v = buf + koff[i] + (klen[i] < 0 ? 0 : klen[i]);
-		size_t kl = klen[i] < 0 ? 0 : (size_t)klen[i];
-		size_t vl = vlen[i] < 0 ? 0 : (size_t)vlen[i];
-		if (vlen[i] < 0) v = NULL;
-		if (rd_kafka_produce(rkt, partition, WEIR_MSG_F_COPY, v, vl, k, kl, opaque) == -1) {
-			*err = rd_kafka_last_error();
-			return i;
+	for (int done = 0; done < n;) {
+		int m = n - done < WEIR_PRODUCE_BATCH ? n - done : WEIR_PRODUCE_BATCH;
+		memset(msgs, 0, sizeof(msgs[0]) * (size_t)m);
+		for (int j = 0; j < m; j++) {
+			int i = done + j;
+			rd_kafka_message_t *r = &msgs[j];
+			r->key = klen[i] < 0 ? NULL : buf + koff[i];
+			r->key_len = klen[i] < 0 ? 0 : (size_t)klen[i];
+			r->payload = vlen[i] < 0 ? NULL : buf + koff[i] + (klen[i] < 0 ? 0 : klen[i]);
+			r->len = vlen[i] < 0 ? 0 : (size_t)vlen[i];
+			r->_private = opaque;
 		}
+		int good = rd_kafka_produce_batch(rkt, partition, WEIR_MSG_F_COPY, msgs, m);
+		if (good < m) {
+			for (int j = 0; j < m; j++) {
+				if (msgs[j].err) {
+					*err = msgs[j].err;
+					return done + j;
+				}
+			}
+		}
+		done += m;
 	}
 	return n;
 }

@@ -67,6 +67,8 @@ rd_kafka_topic_t *rd_kafka_topic_new(rd_kafka_t *rk, const char *topic, rd_kafka
 void rd_kafka_topic_destroy(rd_kafka_topic_t *rkt);
 int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags, void *payload, size_t len,
                      const void *key, size_t keylen, void *msg_opaque);
+int rd_kafka_produce_batch(rd_kafka_topic_t *rkt, int32_t partition, int msgflags, rd_kafka_message_t *rkmessages,
+                           int message_cnt);
 rd_kafka_resp_err_t rd_kafka_last_error(void);
 
 // The producer of our own (producer.go).
@@ -105,6 +107,7 @@ int rd_kafka_error_is_retriable(const rd_kafka_error_t *error);
 int rd_kafka_error_txn_requires_abort(const rd_kafka_error_t *error);
 void rd_kafka_error_destroy(rd_kafka_error_t *error);
 rd_kafka_resp_err_t rd_kafka_purge(rd_kafka_t *rk, int purge_flags);
+rd_kafka_resp_err_t rd_kafka_fatal_error(rd_kafka_t *rk, char *errstr, size_t errstr_size);
 #define WEIR_PURGE_F_QUEUE 0x1
 #define WEIR_PURGE_F_INFLIGHT 0x2
 #define WEIR_PURGE_F_NON_BLOCKING 0x4
@@ -153,6 +156,7 @@ typedef struct {
 int weir_consume(rd_kafka_queue_t *rkq, int timeout_ms, weir_rec *recs, int max, char *buf, int64_t cap,
                  int64_t *used, int64_t *need, rd_kafka_event_t **pending,
                  const rd_kafka_message_t **pending_msg);
+#define WEIR_PRODUCE_BATCH 256
 int weir_produce(rd_kafka_topic_t *rkt, int32_t partition, char *buf, int64_t *koff, int32_t *klen, int32_t *vlen,
                  int n, void *opaque, int *err);
 
