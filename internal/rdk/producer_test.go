@@ -351,54 +351,18 @@ func TestProducerTransactions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tp.Close()
-	write := func(prefix string, commit bool) {
-		t.Helper()
-		if err := p.BeginTransaction(); err != nil {
-			t.Fatal(err)
-		}
+	write := func(prefix string) error {
 		if _, err := tp.Produce(0, 10, func(i int) ([]byte, []byte) { return nil, fmt.Appendf(nil, "%s-%d", prefix, i) }); err != nil {
-			t.Fatal(err)
+			return err
 		}
-		if err := p.ProduceOne(topic, []byte("k"), fmt.Appendf(nil, "%s-one", prefix), []Header{{Key: "h", Value: []byte("v")}}, false); err != nil {
-			t.Fatal(err)
-		}
-		if commit {
-			err = p.CommitTransaction(ctx)
-		} else {
-			err = p.AbortTransaction(ctx)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		return p.ProduceOne(topic, []byte("k"), fmt.Appendf(nil, "%s-one", prefix), []Header{{Key: "h", Value: []byte("v")}}, false)
 	}
-	write("aborted", false)
-	write("committed", true)
+	inTxn(t, p, false, func() error { return write("aborted") })
+	inTxn(t, p, true, func() error { return write("committed") })
 	if n := p.Flush(1000); n != 0 {
 		t.Fatalf("Flush after the commit: %d left", n)
 	}
-	c := consumer(t, brokers, kafka.ConfigMap{"isolation.level": "read_committed"})
-	defer c.Close()
-	sc, err := AttachConsumer(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	var vals []string
-	deadline := time.Now().Add(30 * time.Second)
-	for len(vals) < 11 {
-		if time.Now().After(deadline) {
-			t.Fatalf("read %q within 30s", vals)
-		}
-		batch, err := sc.Poll(100*time.Millisecond, 100, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range batch {
-			if e.Kind == Record {
-				vals = append(vals, string(e.Value))
-			}
-		}
-	}
+	vals := readCommitted(t, brokers, 11)
 	slices.Sort(vals)
 	want := []string{"committed-one"}
 	for i := 0; i < 10; i++ {

@@ -2,6 +2,7 @@ package rdk
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -229,24 +230,52 @@ func TestProduceTransactional(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tp.Close()
-	write := func(prefix string, commit bool) {
-		if err := p.BeginTransaction(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tp.Produce(0, 10, func(i int) ([]byte, []byte) { return nil, fmt.Appendf(nil, "%s-%d", prefix, i) }); err != nil {
-			t.Fatal(err)
-		}
-		if commit {
-			err = p.CommitTransaction(ctx)
-		} else {
-			err = p.AbortTransaction(ctx)
-		}
-		if err != nil {
-			t.Fatal(err)
+	write := func(prefix string) error {
+		_, err := tp.Produce(0, 10, func(i int) ([]byte, []byte) { return nil, fmt.Appendf(nil, "%s-%d", prefix, i) })
+		return err
+	}
+	inTxn(t, p, false, func() error { return write("aborted") })
+	inTxn(t, p, true, func() error { return write("committed") })
+	vals := readCommitted(t, brokers, 10)
+	for i, v := range vals {
+		if want := fmt.Sprintf("committed-%d", i); v != want {
+			t.Fatalf("record %d: %q, want %q (all: %q)", i, v, want, vals)
 		}
 	}
-	write("aborted", false)
-	write("committed", true)
+}
+
+// txnProducer is what inTxn needs of a producer (confluent-kafka-go's or
+// ours).
+type txnProducer interface {
+	BeginTransaction() error
+	CommitTransaction(context.Context) error
+	AbortTransaction(context.Context) error
+}
+
+// inTxn runs produce in a transaction of p, then commits or aborts it.
+func inTxn(t *testing.T, p txnProducer, commit bool, produce func() error) {
+	t.Helper()
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := produce(); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if commit {
+		err = p.CommitTransaction(t.Context())
+	} else {
+		err = p.AbortTransaction(t.Context())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readCommitted reads the values of the first n records of the topic that
+// a read_committed consumer sees, within 30s.
+func readCommitted(t *testing.T, brokers string, n int) []string {
+	t.Helper()
 	c := consumer(t, brokers, kafka.ConfigMap{"isolation.level": "read_committed"})
 	defer c.Close()
 	sc, err := AttachConsumer(c)
@@ -256,7 +285,7 @@ func TestProduceTransactional(t *testing.T) {
 	defer sc.Close()
 	var vals []string
 	deadline := time.Now().Add(30 * time.Second)
-	for len(vals) < 10 {
+	for len(vals) < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("read %q within 30s", vals)
 		}
@@ -270,11 +299,7 @@ func TestProduceTransactional(t *testing.T) {
 			}
 		}
 	}
-	for i, v := range vals {
-		if want := fmt.Sprintf("committed-%d", i); v != want {
-			t.Fatalf("record %d: %q, want %q (all: %q)", i, v, want, vals)
-		}
-	}
+	return vals
 }
 
 // TestConsumerCommitResults: the results of the client's offset commits
