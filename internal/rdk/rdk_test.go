@@ -367,18 +367,27 @@ type fakeClient struct{}
 
 func (fakeClient) String() string { return "x" }
 
-// TestProduceAllWaitsForRoom: with a queue of 10 records, ProduceAll asks
-// for room whenever it is full and every record arrives once, in order; an
-// error from room ends it with the records before it produced.
-func TestProduceAllWaitsForRoom(t *testing.T) {
+// tenRecordQueue returns a cluster, a producer whose queue holds 10
+// records and a shim topic on it (both closed at the end of the test;
+// closing them earlier is fine).
+func tenRecordQueue(t *testing.T) (string, *kafka.Producer, *Topic) {
+	t.Helper()
 	brokers := cluster(t)
 	p := producer(t, brokers, kafka.ConfigMap{"queue.buffering.max.messages": 10})
-	defer p.Close()
+	t.Cleanup(p.Close)
 	tp, err := AttachTopic(p, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tp.Close()
+	t.Cleanup(tp.Close) // runs before p.Close
+	return brokers, p, tp
+}
+
+// TestProduceAllWaitsForRoom: with a queue of 10 records, ProduceAll asks
+// for room whenever it is full and every record arrives once, in order; an
+// error from room ends it with the records before it produced.
+func TestProduceAllWaitsForRoom(t *testing.T) {
+	brokers, p, tp := tenRecordQueue(t)
 	const n = 500
 	rec := func(i int) ([]byte, []byte) { return nil, fmt.Appendf(nil, "v%d", i) }
 	waits := 0
@@ -466,13 +475,7 @@ func TestMallocArenasFromEnvironment(t *testing.T) {
 // middle of the batches handed to librdkafka: every record arrives once
 // and each key's records in the order produced.
 func TestProduceAllPartitionerKeepsOrder(t *testing.T) {
-	brokers := cluster(t)
-	p := producer(t, brokers, kafka.ConfigMap{"queue.buffering.max.messages": 10})
-	defer p.Close()
-	tp, err := AttachTopic(p, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	brokers, p, tp := tenRecordQueue(t)
 	const n, keys = 1000, 7
 	waits := 0
 	if err := tp.ProduceAll(kafka.PartitionAny, n, func(i int) ([]byte, []byte) {
