@@ -248,3 +248,33 @@ func BenchmarkJSONExtractor(b *testing.B) {
 		}
 	}
 }
+
+// TestPlainEnd: the eight-bytes-at-a-time scan stops where the byte-wise
+// one does, for every byte value at every offset of a word and past it.
+func TestPlainEnd(t *testing.T) {
+	ref := func(b []byte, i int) int {
+		for i < len(b) && jsonPlain[b[i]] {
+			i++
+		}
+		return i
+	}
+	for c := 0; c < 256; c++ {
+		for n := 0; n <= 20; n++ {
+			for pos := 0; pos <= n; pos++ {
+				b := []byte(strings.Repeat("x", n))
+				if pos < n {
+					b[pos] = byte(c)
+				}
+				// Bytes after the stop that a borrow could flag.
+				if pos+1 < n {
+					b[pos+1] = byte(255 - c)
+				}
+				for start := 0; start <= min(n, 3); start++ {
+					if got, want := plainEnd(b, start), ref(b, start); got != want {
+						t.Fatalf("plainEnd(%q, %d) = %d, want %d", b, start, got, want)
+					}
+				}
+			}
+		}
+	}
+}
