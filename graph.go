@@ -46,6 +46,10 @@ type exchange[T any] struct {
 	hashed  bool // by key; key nil: by the key the records carry
 	batch   int
 	bufs    [][]operator.Rec[T]
+	// weight, when not nil, is the input records a value stands for (a
+	// combiner's partial): a batch counts those, not its values.
+	weight  func(T) int
+	weights []int
 }
 
 // recordKey on a hash edge partitions by the key the records already
@@ -64,6 +68,9 @@ func (x *exchange[T]) Emit(r operator.Rec[T]) {
 		x.bufs[i] = make([]operator.Rec[T], 0, x.batch)
 	}
 	x.bufs[i] = append(x.bufs[i], r)
+	if x.weight != nil {
+		x.weights[i] += x.weight(r.V)
+	}
 	if len(x.bufs[i]) >= x.batch {
 		x.flushOne(i)
 	}
@@ -73,7 +80,11 @@ func (x *exchange[T]) flushOne(i int) {
 	if len(x.bufs[i]) == 0 {
 		return
 	}
-	x.send(x.targets[i], x.bufs[i], len(x.bufs[i]))
+	n := len(x.bufs[i])
+	if x.weight != nil {
+		n, x.weights[i] = x.weights[i], 0
+	}
+	x.send(x.targets[i], x.bufs[i], n)
 	x.bufs[i] = nil
 }
 
@@ -105,6 +116,9 @@ func portFor[T any]() *port {
 			x := &exchange[T]{send: send, targets: targets, batch: batch, bufs: make([][]operator.Rec[T], len(targets)), hashed: key != nil}
 			if k, ok := key.(func(T) string); ok {
 				x.key = k
+			}
+			if w, ok := any(partialRecords).(func(T) int); ok {
+				x.weight, x.weights = w, make([]int, len(targets))
 			}
 			return x, x.flush
 		},

@@ -1,6 +1,7 @@
 package weir
 
 import (
+	"math"
 	"runtime"
 	"strconv"
 	"testing"
@@ -74,6 +75,15 @@ func benchDecode(b *testing.B, d actors.Decoder, values [][]byte) {
 func BenchmarkConsumeWindowRecords(b *testing.B) {
 	values := benchEvents(b)
 	d := &extractDecoder{extract: actors.JSONExtractor("user", "ts", "amount")}
+	benchDecode(b, d, values)
+}
+
+// BenchmarkConsumeWindowPartials: the fast window job's decoder (the same
+// extraction, each record folded into its key's partial of the poll)
+// over one poll's records.
+func BenchmarkConsumeWindowPartials(b *testing.B) {
+	values := benchEvents(b)
+	d := newCombineDecoder(actors.JSONExtractor("user", "ts", "amount"), 10_000)
 	benchDecode(b, d, values)
 }
 
@@ -165,4 +175,83 @@ func BenchmarkProduceKeyedJSON(b *testing.B) {
 	if sent != b.N*len(results) {
 		b.Fatalf("sent %d records, want %d", sent, b.N*len(results))
 	}
+}
+
+// BenchmarkWindowJobPoll: the window job's work on one poll of 4096 of
+// the bench's events over 1000 keys (Q1 at 10^3 keys, 10s windows) past
+// the consumer: decoding, the key exchange to two window subtasks and
+// their windows, with a watermark after each poll. sub-benchmark records
+// is the path of one record at a time, partials the job's path (records
+// folded per key and window in the source; see combineDecoder).
+func BenchmarkWindowJobPoll(b *testing.B) {
+	const pollRecords, size = 4096, 10_000
+	events, err := verify.Generate(verify.GenConfig{Seed: 1, Keys: 1000, Partitions: 1, Events: 64 * pollRecords,
+		Start: 1_700_000_000_000, Step: 100 * time.Microsecond, OutOfOrderness: 500 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	values := make([][]byte, len(events))
+	for i, e := range events {
+		values[i] = e.AppendJSON(nil)
+	}
+	extract := actors.JSONExtractor("user", "ts", "amount")
+	run := func(b *testing.B, d actors.Decoder, flush func(), ws []*window.Tumbling, emitAll func(data any)) {
+		b.ResetTimer()
+		before := mallocs()
+		polls := len(values) / pollRecords
+		for i := 0; i < b.N; i++ {
+			p := i % polls
+			if p == 0 && i > 0 {
+				// The input again, to windows that have not seen it.
+				for j := range ws {
+					ws[j].Fire(math.MaxInt64, func(window.Result) {})
+					ws[j] = window.NewTumbling(size, true)
+				}
+			}
+			var maxTS int64
+			for _, v := range values[p*pollRecords : (p+1)*pollRecords] {
+				ts, err := d.Decode(nil, v, 0, 0, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				d.Keep()
+				maxTS = max(maxTS, ts)
+			}
+			data, _ := d.Take()
+			emitAll(data)
+			flush()
+			for _, w := range ws {
+				w.Fire(maxTS-500, func(window.Result) {})
+			}
+		}
+		perRecord(b, pollRecords, before, mallocs())
+	}
+	b.Run("records", func(b *testing.B) {
+		ws := []*window.Tumbling{window.NewTumbling(size, true), window.NewTumbling(size, true)}
+		em, flush := portFor[float64]().exchange(func(t int, data any, _ int) {
+			for _, r := range data.([]operator.Rec[float64]) {
+				ws[t].Add(r.Key, r.TS, r.V)
+			}
+		}, []int{0, 1}, recordKey{}, 1024)
+		x := em.(emitter[float64])
+		run(b, &extractDecoder{extract: extract}, flush, ws, func(data any) {
+			for _, r := range data.([]operator.Rec[float64]) {
+				x.Emit(r)
+			}
+		})
+	})
+	b.Run("partials", func(b *testing.B) {
+		ws := []*window.Tumbling{window.NewTumbling(size, true), window.NewTumbling(size, true)}
+		em, flush := portFor[partial]().exchange(func(t int, data any, _ int) {
+			for _, r := range data.([]operator.Rec[partial]) {
+				ws[t].AddN(r.Key, r.TS, r.V.n, r.V.sum)
+			}
+		}, []int{0, 1}, recordKey{}, 1024)
+		x := em.(emitter[partial])
+		run(b, newCombineDecoder(extract, size), flush, ws, func(data any) {
+			for _, r := range data.([]operator.Rec[partial]) {
+				x.Emit(r)
+			}
+		})
+	})
 }

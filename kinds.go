@@ -44,8 +44,9 @@ func kindGraph(spec JobSpec) (*graphPlan, error) {
 			windowGraph(e, spec, src, sk, extract)
 			break
 		}
-		in := addSource[float64](e, src)
 		size := spec.Window.Size.Milliseconds()
+		src.decoder = func() actors.Decoder { return newCombineDecoder(extract, size) }
+		in := addSource[partial](e, src)
 		results := countSumWindow(in, size, UID("window"))
 		addSink(results, sk, Format[window.Result](resultFormat{sizeMillis: size}))
 	default:
@@ -102,10 +103,21 @@ type keyCache struct {
 const keyCacheSlots = 1 << 16
 
 func (c *keyCache) get(b []byte) string {
+	return c.getHashed(b, c.hash(b))
+}
+
+// hash is the cache's hash of b (getHashed takes it).
+func (c *keyCache) hash(b []byte) uint64 {
 	if c.slots == nil {
 		c.seed, c.slots = maphash.MakeSeed(), make([]string, keyCacheSlots)
 	}
-	slot := &c.slots[maphash.Bytes(c.seed, b)&(keyCacheSlots-1)]
+	return maphash.Bytes(c.seed, b)
+}
+
+// getHashed is get of b whose c.hash is h: a caller that hashes the key
+// anyway hashes it once.
+func (c *keyCache) getHashed(b []byte, h uint64) string {
+	slot := &c.slots[h&(keyCacheSlots-1)]
 	if *slot == string(b) { // no allocation for the compare
 		return *slot
 	}
@@ -134,16 +146,16 @@ func (f resultFormat) Decode(_, _ []byte) (window.Result, error) {
 	return window.Result{}, fmt.Errorf("weir: window results are written, not read")
 }
 
-// countSumWindow counts and sums the values of s, keyed by the key its
-// records carry, in event-time tumbling windows of sizeMillis: the window
-// job's operator.
-func countSumWindow(s Stream[float64], sizeMillis int64, opts ...OpOption) Stream[window.Result] {
+// countSumWindow counts and sums the partials of s (see combineDecoder),
+// keyed by the key its records carry, in event-time tumbling windows of
+// sizeMillis: the window job's operator.
+func countSumWindow(s Stream[partial], sizeMillis int64, opts ...OpOption) Stream[window.Result] {
 	n := s.n.env.addNode("window", opts, portFor[window.Result]())
 	n.connect(s, recordKey{})
 	n.stateful = true
 	n.build = func(b *buildCtx, outs []any) (any, lifecycle, error) {
 		op := &windowOp{w: window.NewTumbling(sizeMillis, b.checkpoints), out: outs[0].(emitter[window.Result]), metrics: b.metrics, uid: n.uid}
-		return emitFunc[float64](op.element), op, nil
+		return emitFunc[partial](op.element), op, nil
 	}
 	return Stream[window.Result]{n: n}
 }
@@ -156,9 +168,9 @@ type windowOp struct {
 	uid     string
 }
 
-func (o *windowOp) element(r operator.Rec[float64]) {
-	if !o.w.Add(r.Key, r.TS, r.V) && o.metrics != nil {
-		o.metrics.LateDropped.Add(1)
+func (o *windowOp) element(r operator.Rec[partial]) {
+	if !o.w.AddN(r.Key, r.TS, r.V.n, r.V.sum) && o.metrics != nil {
+		o.metrics.LateDropped.Add(r.V.n)
 	}
 }
 

@@ -87,6 +87,14 @@ func (w *Tumbling) Watermark() int64 { return w.wm }
 // Add adds v to key's window of event time ts. It returns false, adding
 // nothing, when that window has already fired (a late record).
 func (w *Tumbling) Add(key string, ts int64, v float64) bool {
+	return w.AddN(key, ts, 1, v)
+}
+
+// AddN adds n values summing to sum to key's window of event time ts: a
+// partial aggregate, as a source's combiner folds one poll's records of a
+// key and window into one. It returns false, adding nothing, when that
+// window has already fired (the n records are late).
+func (w *Tumbling) AddN(key string, ts, n int64, sum float64) bool {
 	start, end := bounds(ts, w.size)
 	if end <= w.wm {
 		return false
@@ -104,8 +112,8 @@ func (w *Tumbling) Add(key string, ts int64, v float64) bool {
 		win.epoch, win.changed = w.epoch, win.changed[:0]
 	}
 	a := win.keys[key]
-	a.count++
-	a.sum += v
+	a.count += n
+	a.sum += sum
 	if w.track && a.epoch != w.epoch {
 		win.changed = append(win.changed, key)
 	}
@@ -136,6 +144,10 @@ func (w *Tumbling) Fire(wm int64, emit func(Result)) {
 		}
 	}
 }
+
+// Bounds returns the first and the last millisecond of the tumbling
+// window of sizeMillis that holds ts (see bounds).
+func Bounds(ts, sizeMillis int64) (start, end int64) { return bounds(ts, sizeMillis) }
 
 // bounds returns the first and the last millisecond of the window of size
 // that holds ts. Windows are aligned to multiples of size; the first and
