@@ -151,3 +151,41 @@ func TestCombineDecoderSkipsFoldingManyKeys(t *testing.T) {
 		t.Fatalf("after the skipped polls: %d partials of 10 keys, want 10", got)
 	}
 }
+
+// TestExchangeCountsPartialRecords: a batch of partials sent over a key
+// exchange counts the records the partials fold (the receiving task's
+// records_in), and a batch of other values counts its values.
+func TestExchangeCountsPartialRecords(t *testing.T) {
+	sent := map[int]int{}
+	em, flush := portFor[partial]().exchange(func(tgt int, data any, n int) {
+		if got := len(data.([]operator.Rec[partial])); got == n {
+			t.Errorf("a batch of %d partials counted %d: its values, not its records", got, n)
+		}
+		sent[tgt] += n
+	}, []int{0, 1}, recordKey{}, 3)
+	x := em.(emitter[partial])
+	want := 0
+	for i := 0; i < 10; i++ {
+		n := int64(2 + i)
+		x.Emit(operator.Rec[partial]{Key: "k" + strconv.Itoa(i), V: partial{n: n, sum: 1}})
+		want += int(n)
+	}
+	flush()
+	if got := sent[0] + sent[1]; got != want {
+		t.Fatalf("the batches counted %d records, the partials fold %d", got, want)
+	}
+	counted := 0
+	em2, flush2 := portFor[float64]().exchange(func(_ int, data any, n int) {
+		if got := len(data.([]operator.Rec[float64])); got != n {
+			t.Errorf("a batch of %d values counted %d", got, n)
+		}
+		counted += n
+	}, []int{0, 1}, recordKey{}, 3)
+	for i := 0; i < 10; i++ {
+		em2.(emitter[float64]).Emit(operator.Rec[float64]{Key: "k" + strconv.Itoa(i), V: 1})
+	}
+	flush2()
+	if counted != 10 {
+		t.Fatalf("10 values counted %d", counted)
+	}
+}
