@@ -39,7 +39,6 @@ func kindGraph(spec JobSpec) (*graphPlan, error) {
 		src.eventTime, src.bound, src.idle = true, spec.Window.OutOfOrderness, spec.Window.IdleTimeout
 		src.maxFuture, src.maxFutureSetting = spec.Window.MaxFuture, "window.max_future"
 		src.badHint = "bad_records: fail stops the job; fix the producer or the field names"
-		src.decoder = func() actors.Decoder { return &extractDecoder{extract: extract} }
 		if !fastWindow(spec) {
 			windowGraph(e, spec, src, sk, extract)
 			break
@@ -240,6 +239,7 @@ func windowGraph(e *Env, spec JobSpec, src *sourceNode, sk *sinkNode, extract ac
 	}
 	results := resultsFormat{funcs: funcs}
 	if spec.Window.LateTopic == "" {
+		src.decoder = func() actors.Decoder { return &extractDecoder{extract: extract} }
 		in := addSource[float64](e, src)
 		ks := KeyedStream[float64]{s: in}
 		ws := Window(ks, assignerOf(spec.Window)).AllowedLateness(spec.Window.AllowedLateness)
