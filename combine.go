@@ -92,6 +92,10 @@ func (d *combineDecoder) Decode(_, value []byte, _ int64, _ int32, _ int64) (int
 	return ts, nil
 }
 
+// CopiesInput: the key goes through the key cache (a copy), the rest
+// into numbers (actors.InputCopier).
+func (d *combineDecoder) CopiesInput() bool { return true }
+
 func (d *combineDecoder) Keep() {
 	d.records++
 	if d.out == nil {

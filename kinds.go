@@ -73,6 +73,10 @@ func (d *extractDecoder) Decode(_, value []byte, _ int64, _ int32, _ int64) (int
 	return ts, nil
 }
 
+// CopiesInput: the key goes through the key cache (a copy), the rest
+// into numbers (actors.InputCopier).
+func (d *extractDecoder) CopiesInput() bool { return true }
+
 func (d *extractDecoder) Keep() {
 	if d.buf == nil {
 		d.buf = make([]operator.Rec[float64], 0, max(256, d.last))

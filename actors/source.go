@@ -157,6 +157,14 @@ type Decoder interface {
 	Take() (data any, n int)
 }
 
+// InputCopier is implemented by a Decoder that keeps no reference to the
+// key and value bytes it is given (it copies what it keeps) when
+// CopiesInput is true. The source then reads every poll into one reused
+// buffer instead of a new one per poll.
+type InputCopier interface {
+	CopiesInput() bool
+}
+
 // polled is what the poller hands the source actor: records of one poll
 // round, per-partition progress, and whether the poller is done.
 type polled struct {

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -64,6 +65,11 @@ func newPoller(root *actor.RootContext, self *actor.PID, cons *kafka.Consumer, o
 	rd, err := newReader(cons)
 	if err != nil {
 		cfg.Log.Warn("source: reading records one at a time through the client (the batch reader cannot attach)", "task", cfg.Task, "err", err)
+	}
+	if c, ok := dec.(InputCopier); ok && c.CopiesInput() {
+		if r, ok := rd.(*rdk.Consumer); ok {
+			r.ReuseBuffer()
+		}
 	}
 	return &poller{
 		dec:  dec,
@@ -378,6 +384,16 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 		return pp
 	}
 	next := p.next
+	// Records come in runs of one partition: cur is the progress of the
+	// run's partition, looked up once per run, and its targets end. While
+	// dirty, cur.next is ahead of next[cur.partition]: it is written back
+	// when the run ends and before anything else reads next.
+	var (
+		cur       *partProgress
+		curEnd    int64
+		curHasEnd bool
+		dirty     bool
+	)
 	// The processing clock of this poll: a record whose event time is more
 	// than MaxFuture ahead of it is refused (EventTime only).
 	now := p.cfg.Now()
@@ -398,15 +414,29 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 		for i := range es {
 			e := &es[i]
 			part := e.Partition
+			if e.Kind != rdk.Record || cur == nil || part != cur.partition {
+				if dirty {
+					next[cur.partition] = cur.next
+					dirty = false
+				}
+				if e.Kind == rdk.Record {
+					cur = progress(part)
+					curEnd, curHasEnd = targets[part]
+				}
+			}
 			switch e.Kind {
 			case rdk.Record:
 				b.bytes += int64(len(e.Key) + len(e.Value))
 				off := e.Offset
-				if end, ok := targets[part]; ok && off >= end {
+				if curHasEnd && off >= curEnd {
 					// Past the end: the position is the end.
-					if next[part] < end {
-						next[part] = end
-						progress(part).next = end
+					if dirty {
+						next[part] = cur.next
+						dirty = false
+					}
+					if next[part] < curEnd {
+						next[part] = curEnd
+						cur.next = curEnd
 					}
 					continue
 				}
@@ -429,23 +459,25 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 					bad = p.aheadError(ts, now)
 				}
 				if bad != nil {
+					if dirty {
+						next[part] = cur.next
+						dirty = false
+					}
 					if err := p.badRecord(part, off, bad); err != nil {
 						return nil, err
 					}
 					b.dead = append(b.dead, p.deadLetter(e, bad))
 					decoded++
-					pp := progress(part)
-					pp.next = off + 1
+					cur.next = off + 1
 					next[part] = off + 1
 					continue
 				}
 				p.dec.Keep()
 				decoded++
-				pp := progress(part)
-				pp.next = off + 1
-				next[part] = off + 1
-				if ts > pp.maxTS {
-					pp.maxTS = ts
+				cur.next = off + 1
+				dirty = true
+				if ts > cur.maxTS {
+					cur.maxTS = ts
 				}
 			case rdk.EOF:
 				// The end of what this isolation level can read: with
@@ -476,6 +508,10 @@ func (p *poller) pollBatch(targets map[int32]int64) (*polled, error) {
 				// Transient errors (broker down, ...) are retried by librdkafka.
 				p.cfg.Log.Warn("consumer error", "task", p.cfg.Task, "err", e.Err)
 			}
+		}
+		if dirty {
+			next[cur.partition] = cur.next
+			dirty = false
 		}
 		if len(es) < want {
 			break // nothing more is queued
@@ -515,7 +551,8 @@ const (
 // alias the poll's buffer, which is never reused) for DeadLetterTopic,
 // with headers naming where it was read and why.
 func (p *poller) deadLetter(e *rdk.Entry, why error) RawRecord {
-	return RawRecord{Key: e.Key, Value: e.Value, Topic: p.cfg.DeadLetterTopic, Headers: []txsink.Header{
+	// A copy: the reader may reuse the batch's buffer (InputCopier).
+	return RawRecord{Key: bytes.Clone(e.Key), Value: bytes.Clone(e.Value), Topic: p.cfg.DeadLetterTopic, Headers: []txsink.Header{
 		{Key: HeaderSourceTopic, Value: []byte(p.cfg.Topic)},
 		{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(e.Partition), 10)},
 		{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, e.Offset, 10)},

@@ -29,7 +29,8 @@ const (
 )
 
 // Entry is one entry of a consumed batch. Key and Value alias the batch's
-// buffer, which is never reused: they stay valid as long as they are held.
+// buffer, which is never reused (unless the Consumer reuses its buffer,
+// see ReuseBuffer): they stay valid as long as they are held.
 type Entry struct {
 	Kind      Kind
 	Partition int32
@@ -54,7 +55,17 @@ type Consumer struct {
 	// spare is the unused end of the last batch's buffer: nothing refers
 	// to it, so the next batch fills it before a new buffer is made.
 	spare []byte
+	// reuse: every batch is read into own (ReuseBuffer).
+	reuse bool
+	own   []byte
 }
+
+// ReuseBuffer makes every Poll read into the same buffer: the Key and
+// Value of a batch's entries are then valid only until the next Poll, and
+// a caller that keeps one must copy it. It spares the allocation (and the
+// collection) of a new buffer per batch, for a caller that copies what it
+// keeps anyway.
+func (c *Consumer) ReuseBuffer() { c.reuse = true }
 
 // AttachConsumer attaches to c's consumer queue. Poll the consumer only
 // through the returned Consumer while it is open (a kafka.Consumer's own
@@ -106,7 +117,12 @@ func (c *Consumer) Poll(timeout time.Duration, limit int, into []Entry) ([]Entry
 		c.recs = make([]C.weir_rec, limit)
 	}
 	buf := c.spare
-	if len(buf) < minSpare {
+	if c.reuse {
+		if len(c.own) < c.bufSize {
+			c.own = make([]byte, c.bufSize)
+		}
+		buf = c.own
+	} else if len(buf) < minSpare {
 		buf = make([]byte, c.bufSize)
 	}
 	var used, need C.int64_t
@@ -120,6 +136,9 @@ func (c *Consumer) Poll(timeout time.Duration, limit int, into []Entry) ([]Entry
 		}
 		// Not even one entry fits: a buffer of its size.
 		buf = make([]byte, int(need))
+		if c.reuse {
+			c.own = buf
+		}
 		ms = 0
 	}
 	// Size the next buffer by this batch: grow when it was full, shrink
@@ -130,7 +149,9 @@ func (c *Consumer) Poll(timeout time.Duration, limit int, into []Entry) ([]Entry
 	case u*4 < len(buf) && c.bufSize > 64<<10:
 		c.bufSize = max(c.bufSize/2, 64<<10)
 	}
-	c.spare = buf[used:]
+	if !c.reuse {
+		c.spare = buf[used:]
+	}
 	buf = buf[:used:used]
 	for i := range int(n) {
 		r := &c.recs[i]

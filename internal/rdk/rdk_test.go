@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -109,6 +110,13 @@ func readBack(t testing.TB, brokers string, n int) map[int32][]Entry {
 // with a bound on the time.
 func readAll(t testing.TB, c *Consumer, n int) map[int32][]Entry {
 	t.Helper()
+	return readAllWith(t, c, n, func([]Entry) {})
+}
+
+// readAllWith is readAll calling each(batch) after each Poll, before the
+// batch's entries are kept.
+func readAllWith(t testing.TB, c *Consumer, n int, each func([]Entry)) map[int32][]Entry {
+	t.Helper()
 	got := map[int32][]Entry{}
 	count := 0
 	eof := map[int32]bool{}
@@ -127,6 +135,7 @@ func readAll(t testing.TB, c *Consumer, n int) map[int32][]Entry {
 		if err != nil {
 			t.Fatal(err)
 		}
+		each(batch)
 		for _, e := range batch {
 			switch e.Kind {
 			case Record:
@@ -150,20 +159,57 @@ func readAll(t testing.TB, c *Consumer, n int) map[int32][]Entry {
 // order per partition, with its key and value (null stays null), its
 // offset and a timestamp, including records larger than a batch's buffer.
 func TestProduceConsumeBatches(t *testing.T) {
+	brokers, p0, p1 := produceRandom(t)
+	checkRecords(t, readBack(t, brokers, len(p0)+len(p1)), p0, p1)
+}
+
+// TestConsumerReuseBuffer: with ReuseBuffer, a caller that copies each
+// batch's keys and values before the next Poll reads every record as
+// TestProduceConsumeBatches does, and the batches share a buffer (one per
+// size the buffer grows to, not one per batch).
+func TestConsumerReuseBuffer(t *testing.T) {
+	brokers, p0, p1 := produceRandom(t)
+	c := consumer(t, brokers, nil)
+	defer c.Close()
+	sc, err := AttachConsumer(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	sc.ReuseBuffer()
+	buffers := map[*byte]bool{}
+	polls := 0
+	got := readAllWith(t, sc, len(p0)+len(p1), func(batch []Entry) {
+		polls++
+		buffers[unsafe.SliceData(sc.own)] = true
+		for i := range batch {
+			e := &batch[i]
+			e.Key, e.Value = bytes.Clone(e.Key), bytes.Clone(e.Value)
+		}
+	})
+	checkRecords(t, got, p0, p1)
+	t.Logf("%d polls read into %d buffers", polls, len(buffers))
+	if len(buffers) > 12 || len(buffers) >= polls {
+		t.Fatalf("%d polls read into %d buffers; want one buffer per size (at most 12)", polls, len(buffers))
+	}
+}
+
+// produceRandom writes random records (records) to the topic's two
+// partitions through Topic.Produce: partition 0 in one call, partition 1
+// in calls of random sizes. It logs its seed.
+func produceRandom(t *testing.T) (brokers string, p0, p1 []rec) {
+	t.Helper()
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d (rerun: change the seed line)", seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
-	brokers := cluster(t)
+	brokers = cluster(t)
 	p := producer(t, brokers, nil)
 	defer p.Close()
 	tp, err := AttachTopic(p, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := records(rng, 3000)
-	// Partition 0 in one call, partition 1 in calls of random sizes.
-	var p0, p1 []rec
-	for i, r := range want {
+	for i, r := range records(rng, 3000) {
 		if i%2 == 0 {
 			p0 = append(p0, r)
 		} else {
@@ -194,8 +240,14 @@ func TestProduceConsumeBatches(t *testing.T) {
 	if left := p.Flush(30_000); left != 0 {
 		t.Fatalf("%d records not delivered", left)
 	}
+	return brokers, p0, p1
+}
 
-	got := readBack(t, brokers, len(want))
+// checkRecords checks that got holds the records of p0 and p1 in order,
+// at offsets from 0, with their keys and values (null stays null) and a
+// timestamp.
+func checkRecords(t *testing.T, got map[int32][]Entry, p0, p1 []rec) {
+	t.Helper()
 	for part, exp := range map[int32][]rec{0: p0, 1: p1} {
 		if len(got[part]) != len(exp) {
 			t.Fatalf("partition %d: %d records, want %d", part, len(got[part]), len(exp))
