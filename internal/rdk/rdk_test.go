@@ -96,14 +96,25 @@ func records(rng *rand.Rand, n int) []rec {
 // does.
 func readBack(t testing.TB, brokers string, n int) map[int32][]Entry {
 	t.Helper()
+	sc, done := attached(t, brokers)
+	defer done()
+	return readAll(t, sc, n)
+}
+
+// attached is a consumer of the topic from its beginning, attached to
+// through the shim; done closes both.
+func attached(t testing.TB, brokers string) (sc *Consumer, done func()) {
+	t.Helper()
 	c := consumer(t, brokers, nil)
-	defer c.Close()
 	sc, err := AttachConsumer(c)
 	if err != nil {
+		c.Close()
 		t.Fatal(err)
 	}
-	defer sc.Close()
-	return readAll(t, sc, n)
+	return sc, func() {
+		sc.Close()
+		c.Close()
+	}
 }
 
 // readAll polls until every partition reported its end and n records came,
@@ -169,13 +180,8 @@ func TestProduceConsumeBatches(t *testing.T) {
 // size the buffer grows to, not one per batch).
 func TestConsumerReuseBuffer(t *testing.T) {
 	brokers, p0, p1 := produceRandom(t)
-	c := consumer(t, brokers, nil)
-	defer c.Close()
-	sc, err := AttachConsumer(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	sc, done := attached(t, brokers)
+	defer done()
 	sc.ReuseBuffer()
 	buffers := map[*byte]bool{}
 	polls := 0
