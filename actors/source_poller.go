@@ -547,11 +547,10 @@ const (
 	HeaderError           = "weir.error"
 )
 
-// deadLetter makes the record of e a dead letter: its key and value (they
-// alias the poll's buffer, which is never reused) for DeadLetterTopic,
-// with headers naming where it was read and why.
+// deadLetter makes the record of e a dead letter: a copy of its key and
+// value (the reader may reuse the poll's buffer, see InputCopier) for
+// DeadLetterTopic, with headers naming where it was read and why.
 func (p *poller) deadLetter(e *rdk.Entry, why error) RawRecord {
-	// A copy: the reader may reuse the batch's buffer (InputCopier).
 	return RawRecord{Key: bytes.Clone(e.Key), Value: bytes.Clone(e.Value), Topic: p.cfg.DeadLetterTopic, Headers: []txsink.Header{
 		{Key: HeaderSourceTopic, Value: []byte(p.cfg.Topic)},
 		{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(e.Partition), 10)},
