@@ -37,11 +37,12 @@ type Extractor func(value []byte) (key []byte, ts int64, v float64, err error)
 // answer or the error.
 func JSONExtractor(keyField, tsField, valField string) Extractor {
 	slow := jsonExtractorSlow(keyField, tsField, valField)
-	if keyField == "" || tsField == "" || keyField == tsField || valField != "" && (keyField == valField || tsField == valField) {
+	if !plainName(keyField) || !plainName(tsField) || keyField == tsField || valField != "" && (!plainName(valField) || keyField == valField || tsField == valField) {
 		return slow
 	}
+	f := newFieldNames(keyField, tsField, valField)
 	return func(value []byte) ([]byte, int64, float64, error) {
-		if key, ts, v, ok := fastExtract(value, keyField, tsField, valField); ok {
+		if key, ts, v, ok := fastExtract(value, &f); ok {
 			return key, ts, v, nil
 		}
 		return slow(value)
@@ -62,9 +63,13 @@ var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 
 // fastExtract is JSONExtractor's fast path: ok is false for anything it
 // does not take (the full scanner then answers), never for a record it
-// reads differently from the full scanner. The fields are distinct, and
-// only valField may be empty (no value read).
-func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts int64, v float64, ok bool) {
+// reads differently from the full scanner. The fields are distinct and
+// plain (see plainName), and only valField may be empty (no value read).
+//
+// A name is matched against the fields where it starts (the field's bytes,
+// then the closing quote), so only the other names are scanned; digits are
+// read eight at a time (readDigits).
+func fastExtract(b []byte, f *fieldNames) (key []byte, ts int64, v float64, ok bool) {
 	n := len(b)
 	i := skipWS(b, 0)
 	if i >= n || b[i] != '{' {
@@ -72,21 +77,31 @@ func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts i
 	}
 	i++
 	var haveKey, haveTS bool
-	haveValue := valField == ""
+	haveValue := f.val.name == ""
 	for {
 		i = skipWS(b, i)
 		if i >= n || b[i] != '"' {
 			return // also the empty object: the full scanner reports what is missing
 		}
 		i++
-		start := i
-		i = plainEnd(b, i)
-		if i >= n || b[i] != '"' {
-			return
-		}
-		name := b[start:i]
-		if len(name) == 0 {
-			return // matches an empty valField in the full scanner
+		// which field the name is: 1 key, 2 ts, 3 value, 0 another.
+		which := 0
+		switch {
+		case f.key.at(b, i):
+			which, i = 1, i+len(f.key.name)
+		case f.ts.at(b, i):
+			which, i = 2, i+len(f.ts.name)
+		case f.val.at(b, i):
+			which, i = 3, i+len(f.val.name)
+		default:
+			start := i
+			i = plainEnd(b, i)
+			if i >= n || b[i] != '"' {
+				return
+			}
+			if i == start {
+				return // matches an empty valField in the full scanner
+			}
 		}
 		i++
 		i = skipWS(b, i)
@@ -107,9 +122,10 @@ func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts i
 			if i >= n || b[i] != '"' {
 				return
 			}
-			if string(name) == keyField {
+			switch which {
+			case 1:
 				key, haveKey = b[start:i], true
-			} else if string(name) == tsField || string(name) == valField {
+			case 2, 3:
 				return // not a number: the full scanner's error
 			}
 			i++
@@ -127,23 +143,14 @@ func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts i
 				i++
 				digits = 1
 			} else {
-				for i < n && b[i] >= '0' && b[i] <= '9' {
-					mant = mant*10 + uint64(b[i]-'0')
-					digits++
-					i++
-				}
+				mant, digits, i = readDigits(b, i, 0)
 				if digits == 0 {
 					return
 				}
 			}
 			if i < n && b[i] == '.' {
 				i++
-				f := i
-				for i < n && b[i] >= '0' && b[i] <= '9' {
-					mant = mant*10 + uint64(b[i]-'0')
-					i++
-				}
-				frac = i - f
+				mant, frac, i = readDigits(b, i, mant)
 				if frac == 0 {
 					return
 				}
@@ -152,15 +159,15 @@ func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts i
 			if i < n && (b[i] == 'e' || b[i] == 'E' || b[i] >= '0' && b[i] <= '9') {
 				return // an exponent, or a leading zero followed by digits
 			}
-			switch {
-			case string(name) == keyField:
+			switch which {
+			case 1:
 				key, haveKey = b[start:i], true
-			case string(name) == tsField:
+			case 2:
 				if neg || frac >= 0 || digits > 18 {
 					return
 				}
 				ts, haveTS = int64(mant), true
-			case string(name) == valField && valField != "":
+			case 3:
 				if digits > 15 {
 					return
 				}
@@ -175,12 +182,12 @@ func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts i
 			}
 		case c == 't' && n-i >= 4 && string(b[i:i+4]) == "true",
 			c == 'n' && n-i >= 4 && string(b[i:i+4]) == "null":
-			if string(name) == keyField || string(name) == tsField || string(name) == valField {
+			if which != 0 {
 				return
 			}
 			i += 4
 		case c == 'f' && n-i >= 5 && string(b[i:i+5]) == "false":
-			if string(name) == keyField || string(name) == tsField || string(name) == valField {
+			if which != 0 {
 				return
 			}
 			i += 5
@@ -208,6 +215,103 @@ func fastExtract(b []byte, keyField, tsField, valField string) (key []byte, ts i
 	return key, ts, v, true
 }
 
+// fieldNames are the fields fastExtract reads.
+type fieldNames struct{ key, ts, val fieldName }
+
+func newFieldNames(keyField, tsField, valField string) fieldNames {
+	return fieldNames{newFieldName(keyField), newFieldName(tsField), newFieldName(valField)}
+}
+
+// fieldName is a field's name and, when the name and its closing quote
+// fit in eight bytes, those bytes as a little-endian word and its mask.
+type fieldName struct {
+	name       string
+	word, mask uint64
+}
+
+func newFieldName(name string) fieldName {
+	f := fieldName{name: name}
+	if name != "" && len(name) < 8 {
+		var w [8]byte
+		copy(w[:], name+`"`)
+		f.word = binary.LittleEndian.Uint64(w[:])
+		f.mask = 1<<(8*(len(name)+1)) - 1
+	}
+	return f
+}
+
+// at reports whether the name that starts at b[i] (after its opening
+// quote) is f: f's bytes, then the closing quote. f is plain (plainName),
+// so no escaped name can match here; an escaped spelling of f goes
+// through plainEnd, which stops at the backslash. The empty name (no
+// value field) matches nothing.
+func (f *fieldName) at(b []byte, i int) bool {
+	if f.mask != 0 && i+8 <= len(b) {
+		return binary.LittleEndian.Uint64(b[i:])&f.mask == f.word
+	}
+	j := i + len(f.name)
+	return f.name != "" && j < len(b) && b[j] == '"' && string(b[i:j]) == f.name
+}
+
+// plainName reports whether JSON writes the name f as its bytes: not
+// empty, no quote, backslash or control character.
+func plainName(f string) bool {
+	if f == "" {
+		return false
+	}
+	for k := 0; k < len(f); k++ {
+		if !jsonPlain[f[k]] {
+			return false
+		}
+	}
+	return true
+}
+
+// pow10u holds the powers of ten up to 10^8.
+var pow10u = [...]uint64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000}
+
+// readDigits reads the run of decimal digits at b[i], folding them into
+// mant (mant*10 + digit for each, modulo 2^64), and returns mant, the
+// number of digits and the index after them. While eight bytes remain it
+// finds the digits among them at once, and converts five to eight of
+// them at once (fewer go one by one: cheaper than the word's arithmetic).
+func readDigits(b []byte, i int, mant uint64) (uint64, int, int) {
+	start := i
+	for i+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[i:])
+		// A byte is a digit when its high nibble is 3 and adding 6 keeps
+		// it so. The first non-digit's byte is exact; a carry out of a
+		// byte above 0xf9 may mark bytes above it, never below.
+		m := (x&0xf0f0f0f0f0f0f0f0 ^ 0x3030303030303030) | ((x+0x0606060606060606)&0xf0f0f0f0f0f0f0f0 ^ 0x3030303030303030)
+		k := 8
+		if m != 0 {
+			k = bits.TrailingZeros64(m) >> 3
+		}
+		if k < 5 {
+			for e := i + k; i < e; i++ {
+				mant = mant*10 + uint64(b[i]-'0')
+			}
+			return mant, i - start, i
+		}
+		// The k digits to the top of the word, zeros (digit 0) below
+		// them, then pairs, fours and eights of digits.
+		d := (x - 0x3030303030303030) << (64 - 8*k)
+		d = (d*10 + d>>8) & 0x00ff00ff00ff00ff
+		d = (d*100 + d>>16) & 0x0000ffff0000ffff
+		d = (d*10000 + d>>32) & 0xffffffff
+		mant = mant*pow10u[k] + d
+		i += k
+		if k < 8 {
+			return mant, i - start, i
+		}
+	}
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		mant = mant*10 + uint64(b[i]-'0')
+		i++
+	}
+	return mant, i - start, i
+}
+
 // skipWS returns the index of the first byte at or after i that is not
 // JSON whitespace.
 func skipWS(b []byte, i int) int {
@@ -229,6 +333,11 @@ func plainEnd(b []byte, i int) int {
 		}
 		i += 8
 	}
+	return plainTail(b, i)
+}
+
+// plainTail is plainEnd byte by byte (fewer than eight bytes remain).
+func plainTail(b []byte, i int) int {
 	for i < len(b) && jsonPlain[b[i]] {
 		i++
 	}
