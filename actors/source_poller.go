@@ -52,7 +52,7 @@ type poller struct {
 	entries []rdk.Entry
 }
 
-func newPoller(root *actor.RootContext, self *actor.PID, cons *kafka.Consumer, offs offsetLister, cfg SourceConfig,
+func newPoller(root *actor.RootContext, self *actor.PID, cons *kafka.Consumer, rd reader, offs offsetLister, cfg SourceConfig,
 	parts []int32, positions, stop map[int32]int64) *poller {
 	next := make(map[int32]int64, len(positions))
 	for p, o := range positions {
@@ -61,10 +61,6 @@ func newPoller(root *actor.RootContext, self *actor.PID, cons *kafka.Consumer, o
 	var dec Decoder
 	if cfg.NewDecoder != nil {
 		dec = cfg.NewDecoder()
-	}
-	rd, err := newReader(cons)
-	if err != nil {
-		cfg.Log.Warn("source: reading records one at a time through the client (the batch reader cannot attach)", "task", cfg.Task, "err", err)
 	}
 	if c, ok := dec.(InputCopier); ok && c.CopiesInput() {
 		if r, ok := rd.(*rdk.Consumer); ok {
@@ -316,6 +312,9 @@ func (p *poller) discover() ([]partProgress, error) {
 	for i, part := range fresh {
 		tps[i] = kafka.TopicPartition{Topic: &topic, Partition: part, Offset: kafka.Offset(lo[part])}
 		added[i] = partProgress{partition: part, next: lo[part], maxTS: math.MinInt64}
+	}
+	if err := p.rd.Route(topic, fresh); err != nil {
+		return nil, fmt.Errorf("source %s: new partitions %s: %w", c.Task, joinInts(fresh), err)
 	}
 	if err := p.cons.IncrementalAssign(tps); err != nil {
 		return nil, fmt.Errorf("source %s: assign new partitions %s: %w", c.Task, joinInts(fresh), err)

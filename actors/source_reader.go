@@ -14,6 +14,9 @@ type reader interface {
 	// Poll appends up to limit entries to into, waiting at most timeout
 	// for the first.
 	Poll(timeout time.Duration, limit int, into []rdk.Entry) ([]rdk.Entry, error)
+	// Route has the records of the topic's partitions parts read the
+	// reader's fastest way; call it before they are assigned.
+	Route(topic string, parts []int32) error
 	// Close releases what the reader holds of the consumer; it comes
 	// before the consumer's Close.
 	Close()
@@ -34,6 +37,9 @@ func newReader(cons *kafka.Consumer) (reader, error) {
 type clientReader struct{ cons *kafka.Consumer }
 
 func (r clientReader) Close() {}
+
+// Route: the client's Poll reads every partition the same way.
+func (r clientReader) Route(string, []int32) error { return nil }
 
 func (r clientReader) Poll(timeout time.Duration, limit int, into []rdk.Entry) ([]rdk.Entry, error) {
 	ms := int(timeout.Milliseconds())

@@ -193,13 +193,24 @@ func (s *Source) start(ctx actor.Context) error {
 		}
 		c.Log.Info("source is bounded", "task", c.Task, "bound", c.Stop.Mode, "stop_offsets", stop)
 	}
+	rd, err := newReader(cons)
+	if err != nil {
+		c.Log.Warn("source: reading records one at a time through the client (the batch reader cannot attach)", "task", c.Task, "err", err)
+	}
 	if len(mine) > 0 {
+		// Routed before they are assigned: nothing of theirs is fetched
+		// into the consumer queue first.
+		if err := rd.Route(c.Topic, mine); err != nil {
+			rd.Close()
+			return fail(err)
+		}
 		assign := make([]kafka.TopicPartition, 0, len(mine))
 		topic := c.Topic
 		for _, p := range mine {
 			assign = append(assign, kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.Offset(positions[p])})
 		}
 		if err := cons.Assign(assign); err != nil {
+			rd.Close()
 			return fail(fmt.Errorf("assign %v: %w", mine, err))
 		}
 	}
@@ -217,7 +228,7 @@ func (s *Source) start(ctx actor.Context) error {
 		s.wm = restored.Watermark
 	}
 	c.Log.Info("source started", "task", c.Task, "topic", c.Topic, "partitions", mine, "start", c.Start.Mode)
-	s.poller = newPoller(ctx.ActorSystem().Root, ctx.Self(), cons, o, c, mine, positions, stop)
+	s.poller = newPoller(ctx.ActorSystem().Root, ctx.Self(), cons, rd, o, c, mine, positions, stop)
 	if len(mine) == 0 {
 		c.Log.Info("source has no partition and is idle (parallelism is larger than the partition count)",
 			"task", c.Task, "partitions", len(parts), "parallelism", c.Parallelism)

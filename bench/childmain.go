@@ -553,17 +553,28 @@ func consumeToEnd(ctx context.Context, conf *kafka.ConfigMap, topic string, end 
 		return fmt.Errorf("bench: ceiling: consumer: %w", err)
 	}
 	defer c.Close()
-	var assign []kafka.TopicPartition
+	var (
+		assign []kafka.TopicPartition
+		parts  []int32
+	)
 	for p := range end {
 		assign = append(assign, kafka.TopicPartition{Topic: &topic, Partition: p, Offset: kafka.OffsetBeginning})
+		parts = append(parts, p)
+	}
+	// The client at its best: through the batch reader weir's source uses
+	// (internal/rdk, its partitions routed as the source routes them), or
+	// the client's Poll where it cannot attach.
+	rd, err := rdk.AttachConsumer(c)
+	if err == nil {
+		defer rd.Close()
+		if err := rd.Route(topic, parts); err != nil {
+			return fmt.Errorf("bench: ceiling: %w", err)
+		}
 	}
 	if err := c.Assign(assign); err != nil {
 		return fmt.Errorf("bench: ceiling: assign: %w", err)
 	}
-	// The client at its best: through the batch reader weir's source uses
-	// (internal/rdk), or the client's Poll where it cannot attach.
-	if rd, err := rdk.AttachConsumer(c); err == nil {
-		defer rd.Close()
+	if rd != nil {
 		var batch []rdk.Entry
 		for len(end) > 0 {
 			if err := ctx.Err(); err != nil {

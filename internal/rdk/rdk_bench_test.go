@@ -46,12 +46,13 @@ func fill(b *testing.B, brokers string, n int) {
 
 func BenchmarkConsume(b *testing.B) {
 	// shim-reuse is shim with ReuseBuffer, as a source whose decoder
-	// copies what it keeps reads.
-	for _, path := range []string{"client", "shim", "shim-reuse"} {
+	// copies what it keeps reads; routed-reuse is that with the partitions
+	// routed to the shim's fetch queue (Route), as the source reads.
+	for _, path := range []string{"client", "shim", "shim-reuse", "routed-reuse"} {
 		b.Run(path, func(b *testing.B) {
 			brokers := cluster(b)
 			fill(b, brokers, b.N)
-			c := consumer(b, brokers, kafka.ConfigMap{"enable.partition.eof": false})
+			c := unassigned(b, brokers, kafka.ConfigMap{"enable.partition.eof": false})
 			defer c.Close()
 			// Wait for the first record outside the timing.
 			sc, err := AttachConsumer(c)
@@ -59,7 +60,13 @@ func BenchmarkConsume(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer sc.Close()
-			if path == "shim-reuse" {
+			if path == "routed-reuse" {
+				if err := sc.Route(topic, []int32{0, 1}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			assignBoth(b, c)
+			if path == "shim-reuse" || path == "routed-reuse" {
 				sc.ReuseBuffer()
 			}
 			var batch []Entry

@@ -47,6 +47,15 @@ func producer(t testing.TB, brokers string, extra kafka.ConfigMap) *kafka.Produc
 
 func consumer(t testing.TB, brokers string, extra kafka.ConfigMap) *kafka.Consumer {
 	t.Helper()
+	c := unassigned(t, brokers, extra)
+	assignBoth(t, c)
+	return c
+}
+
+// unassigned is a consumer of the test's settings (and extra) that has
+// not been assigned partitions yet.
+func unassigned(t testing.TB, brokers string, extra kafka.ConfigMap) *kafka.Consumer {
+	t.Helper()
 	cfg := kafka.ConfigMap{"bootstrap.servers": brokers, "group.id": "g", "enable.auto.commit": false,
 		"enable.partition.eof": true, "fetch.message.max.bytes": 8000000}
 	for k, v := range extra {
@@ -56,12 +65,18 @@ func consumer(t testing.TB, brokers string, extra kafka.ConfigMap) *kafka.Consum
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// assignBoth assigns c the topic's two partitions from their beginning.
+func assignBoth(t testing.TB, c *kafka.Consumer) {
+	t.Helper()
 	tp := topic
 	if err := c.Assign([]kafka.TopicPartition{{Topic: &tp, Partition: 0, Offset: kafka.OffsetBeginning},
 		{Topic: &tp, Partition: 1, Offset: kafka.OffsetBeginning}}); err != nil {
+		c.Close()
 		t.Fatal(err)
 	}
-	return c
 }
 
 type rec struct{ key, value []byte }
@@ -93,24 +108,33 @@ func records(rng *rand.Rand, n int) []rec {
 }
 
 // readBack reads the topic from its beginning through the shim, as readAll
-// does.
+// does, its partitions routed (the source's way).
 func readBack(t testing.TB, brokers string, n int) map[int32][]Entry {
 	t.Helper()
-	sc, done := attached(t, brokers)
+	sc, done := attached(t, brokers, true)
 	defer done()
 	return readAll(t, sc, n)
 }
 
 // attached is a consumer of the topic from its beginning, attached to
-// through the shim; done closes both.
-func attached(t testing.TB, brokers string) (sc *Consumer, done func()) {
+// through the shim, with its partitions routed to the shim's fetch queue
+// or read from the consumer queue; done closes both.
+func attached(t testing.TB, brokers string, route bool) (sc *Consumer, done func()) {
 	t.Helper()
-	c := consumer(t, brokers, nil)
+	c := unassigned(t, brokers, nil)
 	sc, err := AttachConsumer(c)
 	if err != nil {
 		c.Close()
 		t.Fatal(err)
 	}
+	if route {
+		if err := sc.Route(topic, []int32{0, 1}); err != nil {
+			sc.Close()
+			c.Close()
+			t.Fatal(err)
+		}
+	}
+	assignBoth(t, c)
 	return sc, func() {
 		sc.Close()
 		c.Close()
@@ -168,10 +192,18 @@ func readAllWith(t testing.TB, c *Consumer, n int, each func([]Entry)) map[int32
 // TestProduceConsumeBatches writes random records through Topic.Produce
 // and reads them back through Consumer.Poll: every record arrives once, in
 // order per partition, with its key and value (null stays null), its
-// offset and a timestamp, including records larger than a batch's buffer.
+// offset and a timestamp, including records larger than a batch's buffer;
+// both from the consumer queue and with the partitions routed (Route).
 func TestProduceConsumeBatches(t *testing.T) {
-	brokers, p0, p1 := produceRandom(t)
-	checkRecords(t, readBack(t, brokers, len(p0)+len(p1)), p0, p1)
+	for _, route := range []bool{false, true} {
+		name := map[bool]string{false: "consumer-queue", true: "routed"}[route]
+		t.Run(name, func(t *testing.T) {
+			brokers, p0, p1 := produceRandom(t)
+			sc, done := attached(t, brokers, route)
+			defer done()
+			checkRecords(t, readAll(t, sc, len(p0)+len(p1)), p0, p1)
+		})
+	}
 }
 
 // TestConsumerReuseBuffer: with ReuseBuffer, a caller that copies each
@@ -180,7 +212,7 @@ func TestProduceConsumeBatches(t *testing.T) {
 // size the buffer grows to, not one per batch).
 func TestConsumerReuseBuffer(t *testing.T) {
 	brokers, p0, p1 := produceRandom(t)
-	sc, done := attached(t, brokers)
+	sc, done := attached(t, brokers, true)
 	defer done()
 	sc.ReuseBuffer()
 	buffers := map[*byte]bool{}
@@ -361,38 +393,49 @@ func readCommitted(t *testing.T, brokers string, n int) []string {
 }
 
 // TestConsumerCommitResults: the results of the client's offset commits
-// come as Committed entries.
+// come as Committed entries, with the partitions routed (Route) or not.
 func TestConsumerCommitResults(t *testing.T) {
-	brokers := cluster(t)
-	c := consumer(t, brokers, kafka.ConfigMap{"enable.auto.commit": true, "auto.commit.interval.ms": 50,
-		"enable.auto.offset.store": false})
-	defer c.Close()
-	sc, err := AttachConsumer(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-	tp := topic
-	if _, err := c.StoreOffsets([]kafka.TopicPartition{{Topic: &tp, Partition: 0, Offset: 0}}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if time.Now().After(deadline) {
-			t.Fatal("no commit result within 30s")
-		}
-		batch, err := sc.Poll(100*time.Millisecond, 100, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range batch {
-			if e.Kind == Committed {
-				if e.Err != nil {
-					t.Fatalf("commit failed: %v", e.Err)
-				}
-				return
+	for _, route := range []bool{false, true} {
+		name := map[bool]string{false: "consumer-queue", true: "routed"}[route]
+		t.Run(name, func(t *testing.T) {
+			brokers := cluster(t)
+			c := unassigned(t, brokers, kafka.ConfigMap{"enable.auto.commit": true, "auto.commit.interval.ms": 50,
+				"enable.auto.offset.store": false})
+			defer c.Close()
+			sc, err := AttachConsumer(c)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
+			defer sc.Close()
+			if route {
+				if err := sc.Route(topic, []int32{0, 1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			assignBoth(t, c)
+			tp := topic
+			if _, err := c.StoreOffsets([]kafka.TopicPartition{{Topic: &tp, Partition: 0, Offset: 0}}); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				if time.Now().After(deadline) {
+					t.Fatal("no commit result within 30s")
+				}
+				batch, err := sc.Poll(100*time.Millisecond, 100, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range batch {
+					if e.Kind == Committed {
+						if e.Err != nil {
+							t.Fatalf("commit failed: %v", e.Err)
+						}
+						return
+					}
+				}
+			}
+		})
 	}
 }
 

@@ -18,11 +18,59 @@ static int copy_str(weir_rec *r, const char *s, char *buf, int64_t cap, int64_t 
 // copied into buf (cap bytes). An event that does not fit stays in
 // *pending (with its message in *pending_msg) for the next call; when not even one fits, it returns -1 and
 // *need is the buffer size it takes. It returns the number of entries and
-// the bytes of buf used in *used.
+// the bytes of buf used in *used, which it starts from (a caller reading
+// into one buffer in several calls passes what the last call left).
+// fill_msg makes r the entry of the fetched message m (a record, a
+// partition end or an error), copying its key and value into buf. When
+// they do not fit it returns 0 and *size is the room they take.
+static int fill_msg(weir_rec *r, const rd_kafka_message_t *m, char *buf, int64_t cap, int64_t *used, int64_t *size) {
+	memset(r, 0, sizeof(*r));
+	r->key_off = -1;
+	r->val_off = -1;
+	r->partition = m->partition;
+	r->offset = m->offset;
+	if (m->err) {
+		r->err = m->err;
+		if (m->err == WEIR_ERR_PARTITION_EOF) {
+			r->kind = WEIR_EOF;
+			return 1;
+		}
+		r->kind = WEIR_ERR;
+		const char *msg = rd_kafka_message_errstr(m);
+		if (!copy_str(r, msg ? msg : rd_kafka_err2str(m->err), buf, cap, used)) {
+			*size = 1024;
+			return 0;
+		}
+		return 1;
+	}
+	int64_t k = m->key ? (int64_t)m->key_len : 0;
+	int64_t v = m->payload ? (int64_t)m->len : 0;
+	if (*used + k + v > cap) {
+		*size = k + v;
+		return 0;
+	}
+	r->kind = WEIR_REC;
+	if (m->key) {
+		memcpy(buf + *used, m->key, k);
+		r->key_off = *used;
+		r->key_len = (int32_t)k;
+		*used += k;
+	}
+	if (m->payload) {
+		memcpy(buf + *used, m->payload, v);
+		r->val_off = *used;
+		r->val_len = (int32_t)v;
+		*used += v;
+	}
+	rd_kafka_timestamp_type_t tt = 0;
+	r->ts = rd_kafka_message_timestamp(m, &tt);
+	r->tstype = tt;
+	return 1;
+}
+
 int weir_consume(rd_kafka_queue_t *rkq, int timeout_ms, weir_rec *recs, int max, char *buf, int64_t cap,
                         int64_t *used, int64_t *need, rd_kafka_event_t **pending, const rd_kafka_message_t **pending_msg) {
 	int n = 0;
-	*used = 0;
 	*need = 0;
 	while (n < max) {
 		rd_kafka_event_t *ev = *pending;
@@ -47,46 +95,12 @@ int weir_consume(rd_kafka_queue_t *rkq, int timeout_ms, weir_rec *recs, int max,
 				rd_kafka_event_destroy(ev);
 				continue;
 			}
-			r->partition = m->partition;
-			r->offset = m->offset;
-			if (m->err) {
-				r->err = m->err;
-				if (m->err == WEIR_ERR_PARTITION_EOF) {
-					r->kind = WEIR_EOF;
-				} else {
-					r->kind = WEIR_ERR;
-					if (!copy_str(r, rd_kafka_err2str(m->err), buf, cap, used)) {
-						*pending = ev;
-						*pending_msg = m;
-						if (n == 0) { *need = 1024; return -1; }
-						break;
-					}
-				}
-			} else {
-				int64_t k = m->key ? (int64_t)m->key_len : 0;
-				int64_t v = m->payload ? (int64_t)m->len : 0;
-				if (*used + k + v > cap) {
-					*pending = ev;
-					*pending_msg = m;
-					if (n == 0) { *need = k + v; return -1; }
-					break;
-				}
-				r->kind = WEIR_REC;
-				if (m->key) {
-					memcpy(buf + *used, m->key, k);
-					r->key_off = *used;
-					r->key_len = (int32_t)k;
-					*used += k;
-				}
-				if (m->payload) {
-					memcpy(buf + *used, m->payload, v);
-					r->val_off = *used;
-					r->val_len = (int32_t)v;
-					*used += v;
-				}
-				rd_kafka_timestamp_type_t tt = 0;
-				r->ts = rd_kafka_message_timestamp(m, &tt);
-				r->tstype = tt;
+			int64_t size = 0;
+			if (!fill_msg(r, m, buf, cap, used, &size)) {
+				*pending = ev;
+				*pending_msg = m;
+				if (n == 0) { *need = size; return -1; }
+				break;
 			}
 		} else if (type == WEIR_EVENT_ERROR) {
 			rd_kafka_resp_err_t err = rd_kafka_event_error(ev);
@@ -141,6 +155,52 @@ int weir_consume(rd_kafka_queue_t *rkq, int timeout_ms, weir_rec *recs, int max,
 		n++;
 	}
 	return n;
+}
+
+// weir_consume_msgs reads up to max entries from rkq, a queue that only
+// partitions' fetch queues are forwarded to (records, partition ends and
+// partition errors: what rd_kafka_consume_batch_queue returns), as
+// weir_consume does: the first wait is at most timeout_ms, keys and values
+// are copied into buf from *used on, and it returns the number of entries
+// or -1 with *need set when not even one fits. It takes the messages in
+// batches of up to h->cap into h: what does not fit in buf stays there for
+// the next call. librdkafka serves such a batch with one poll bookkeeping
+// (two clock reads), where an event poll does it once per message.
+int weir_consume_msgs(rd_kafka_queue_t *rkq, int timeout_ms, weir_held *h, weir_rec *recs, int max, char *buf,
+                      int64_t cap, int64_t *used, int64_t *need) {
+	int n = 0;
+	int drained = 0;
+	*need = 0;
+	while (n < max) {
+		if (h->off == h->n) {
+			if (drained) break;
+			int want = max - n < h->cap ? max - n : h->cap;
+			ssize_t got = rd_kafka_consume_batch_queue(rkq, n == 0 ? timeout_ms : 0, h->msgs, (size_t)want);
+			timeout_ms = 0;
+			if (got <= 0) break;
+			h->off = 0;
+			h->n = (int)got;
+			drained = got < want; // the queue held no more
+		}
+		rd_kafka_message_t *m = h->msgs[h->off];
+		int64_t size = 0;
+		if (!fill_msg(&recs[n], m, buf, cap, used, &size)) {
+			if (n == 0) { *need = size; return -1; }
+			break;
+		}
+		rd_kafka_message_destroy(m);
+		h->msgs[h->off++] = NULL;
+		n++;
+	}
+	return n;
+}
+
+// weir_held_free destroys the messages h still holds.
+void weir_held_free(weir_held *h) {
+	for (; h->off < h->n; h->off++) {
+		rd_kafka_message_destroy(h->msgs[h->off]);
+		h->msgs[h->off] = NULL;
+	}
 }
 
 // weir_produce produces n records in order to rkt (partition -1: the

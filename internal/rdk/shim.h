@@ -70,6 +70,13 @@ int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags, voi
 int rd_kafka_produce_batch(rd_kafka_topic_t *rkt, int32_t partition, int msgflags, rd_kafka_message_t *rkmessages,
                            int message_cnt);
 rd_kafka_resp_err_t rd_kafka_last_error(void);
+rd_kafka_queue_t *rd_kafka_queue_new(rd_kafka_t *rk);
+rd_kafka_queue_t *rd_kafka_queue_get_partition(rd_kafka_t *rk, const char *topic, int32_t partition);
+void rd_kafka_queue_forward(rd_kafka_queue_t *src, rd_kafka_queue_t *dst);
+ssize_t rd_kafka_consume_batch_queue(rd_kafka_queue_t *rkqu, int timeout_ms, rd_kafka_message_t **rkmessages,
+                                     size_t rkmessages_size);
+void rd_kafka_message_destroy(rd_kafka_message_t *rkmessage);
+const char *rd_kafka_message_errstr(const rd_kafka_message_t *rkmessage);
 
 // The producer of our own (producer.go).
 typedef struct rd_kafka_conf_s rd_kafka_conf_t;
@@ -156,6 +163,19 @@ typedef struct {
 int weir_consume(rd_kafka_queue_t *rkq, int timeout_ms, weir_rec *recs, int max, char *buf, int64_t cap,
                  int64_t *used, int64_t *need, rd_kafka_event_t **pending,
                  const rd_kafka_message_t **pending_msg);
+
+// Messages taken from a fetch queue and not yet handed over: msgs[off:n]
+// (cap slots, C memory).
+typedef struct {
+	rd_kafka_message_t **msgs;
+	int cap;
+	int off;
+	int n;
+} weir_held;
+
+int weir_consume_msgs(rd_kafka_queue_t *rkq, int timeout_ms, weir_held *h, weir_rec *recs, int max, char *buf,
+                      int64_t cap, int64_t *used, int64_t *need);
+void weir_held_free(weir_held *h);
 #define WEIR_PRODUCE_BATCH 256
 int weir_produce(rd_kafka_topic_t *rkt, int32_t partition, char *buf, int64_t *koff, int32_t *klen, int32_t *vlen,
                  int n, void *opaque, int *err);
