@@ -75,7 +75,9 @@ const heldCap = 1024
 // one poll bookkeeping per batch (two clock reads, about 50 ns) where the
 // consumer queue's event poll does it per record. Everything else (commit
 // results, client errors) still comes on the consumer queue, which Poll
-// reads first without waiting. Call it before the partitions are assigned:
+// reads first without waiting, and again after the wait on the fetch
+// queue, which an event on the consumer queue ends. Call it before the
+// partitions are assigned:
 // records fetched before are on the consumer queue, and a partition read
 // from both queues could be read out of order.
 func (c *Consumer) Route(topic string, parts []int32) error {
@@ -93,6 +95,7 @@ func (c *Consumer) Route(topic string, parts []int32) error {
 		c.held = (*C.weir_held)(C.calloc(1, C.size_t(unsafe.Sizeof(C.weir_held{}))))
 		c.held.msgs = (**C.rd_kafka_message_t)(C.calloc(heldCap, C.size_t(unsafe.Sizeof((*C.rd_kafka_message_t)(nil)))))
 		c.held.cap = heldCap
+		C.weir_wake_on(c.rkq, c.fetchq)
 	}
 	ct := C.CString(topic)
 	defer C.free(unsafe.Pointer(ct))
@@ -136,6 +139,9 @@ func (c *Consumer) Close() {
 	if c.pending != nil {
 		C.rd_kafka_event_destroy(c.pending)
 		c.pending, c.pendMsg = nil, nil
+	}
+	if c.fetchq != nil {
+		C.weir_wake_on(c.rkq, nil)
 	}
 	for _, pq := range c.routed {
 		C.rd_kafka_queue_forward(pq, nil)
@@ -234,6 +240,14 @@ func (c *Consumer) Poll(timeout time.Duration, limit int, into []Entry) ([]Entry
 			}
 			buf, used = c.grow(int(need)), 0
 			ms = 0
+		}
+		// What ended the wait may be an event on the consumer queue.
+		if n < limit && c.held.off == c.held.n {
+			got := int(C.weir_consume(c.rkq, 0, &c.recs[n], C.int(limit-n), (*C.char)(unsafe.Pointer(unsafe.SliceData(buf))),
+				C.int64_t(len(buf)), &used, &need, &c.pending, &c.pendMsg))
+			if got > 0 {
+				n += got
+			}
 		}
 	}
 	// Size the next buffer by this batch: grow when it was full, shrink

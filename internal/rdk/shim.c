@@ -195,6 +195,20 @@ int weir_consume_msgs(rd_kafka_queue_t *rkq, int timeout_ms, weir_held *h, weir_
 	return n;
 }
 
+// weir_wake yields the fetch queue (opaque): an event on the consumer
+// queue ends a wait on the fetch queue.
+static void weir_wake(rd_kafka_t *rk, void *opaque) {
+	(void)rk;
+	rd_kafka_queue_yield((rd_kafka_queue_t *)opaque);
+}
+
+// weir_wake_on makes every event on consumerq end a wait on fetchq, or
+// (fetchq NULL) stops it. librdkafka calls the callback with consumerq's
+// lock held, so once this returns with NULL no call is under way.
+void weir_wake_on(rd_kafka_queue_t *consumerq, rd_kafka_queue_t *fetchq) {
+	rd_kafka_queue_cb_event_enable(consumerq, fetchq ? weir_wake : NULL, fetchq);
+}
+
 // weir_held_free destroys the messages h still holds.
 void weir_held_free(weir_held *h) {
 	for (; h->off < h->n; h->off++) {

@@ -77,6 +77,8 @@ ssize_t rd_kafka_consume_batch_queue(rd_kafka_queue_t *rkqu, int timeout_ms, rd_
                                      size_t rkmessages_size);
 void rd_kafka_message_destroy(rd_kafka_message_t *rkmessage);
 const char *rd_kafka_message_errstr(const rd_kafka_message_t *rkmessage);
+void rd_kafka_queue_cb_event_enable(rd_kafka_queue_t *rkqu, void (*event_cb)(rd_kafka_t *rk, void *qev_opaque),
+                                    void *qev_opaque);
 
 // The producer of our own (producer.go).
 typedef struct rd_kafka_conf_s rd_kafka_conf_t;
@@ -176,6 +178,7 @@ typedef struct {
 int weir_consume_msgs(rd_kafka_queue_t *rkq, int timeout_ms, weir_held *h, weir_rec *recs, int max, char *buf,
                       int64_t cap, int64_t *used, int64_t *need);
 void weir_held_free(weir_held *h);
+void weir_wake_on(rd_kafka_queue_t *consumerq, rd_kafka_queue_t *fetchq);
 #define WEIR_PRODUCE_BATCH 256
 int weir_produce(rd_kafka_topic_t *rkt, int32_t partition, char *buf, int64_t *koff, int32_t *klen, int32_t *vlen,
                  int n, void *opaque, int *err);
