@@ -164,6 +164,13 @@ func (c *Consumer) Close() {
 	}
 }
 
+// events reads the consumer queue's entries into recs and buf from *used
+// on, waiting at most ms for the first (weir_consume).
+func (c *Consumer) events(ms C.int, recs []C.weir_rec, buf []byte, used, need *C.int64_t) int {
+	return int(C.weir_consume(c.rkq, ms, &recs[0], C.int(len(recs)), (*C.char)(unsafe.Pointer(unsafe.SliceData(buf))),
+		C.int64_t(len(buf)), used, need, &c.pending, &c.pendMsg))
+}
+
 // grow returns a new buffer of size bytes, for an entry that does not fit
 // in an empty buffer of the usual size.
 func (c *Consumer) grow(size int) []byte {
@@ -214,8 +221,7 @@ func (c *Consumer) Poll(timeout time.Duration, limit int, into []Entry) ([]Entry
 		first = 0
 	}
 	for {
-		got := int(C.weir_consume(c.rkq, first, &c.recs[0], C.int(limit), (*C.char)(unsafe.Pointer(unsafe.SliceData(buf))),
-			C.int64_t(len(buf)), &used, &need, &c.pending, &c.pendMsg))
+		got := c.events(first, c.recs[:limit], buf, &used, &need)
 		if got >= 0 {
 			n = got
 			break
@@ -243,9 +249,7 @@ func (c *Consumer) Poll(timeout time.Duration, limit int, into []Entry) ([]Entry
 		}
 		// What ended the wait may be an event on the consumer queue.
 		if n < limit && c.held.off == c.held.n {
-			got := int(C.weir_consume(c.rkq, 0, &c.recs[n], C.int(limit-n), (*C.char)(unsafe.Pointer(unsafe.SliceData(buf))),
-				C.int64_t(len(buf)), &used, &need, &c.pending, &c.pendMsg))
-			if got > 0 {
+			if got := c.events(0, c.recs[n:limit], buf, &used, &need); got > 0 {
 				n += got
 			}
 		}
