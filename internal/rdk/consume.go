@@ -181,6 +181,13 @@ func (c *Consumer) grow(size int) []byte {
 	return buf
 }
 
+// consumeChunk bounds the entries one call into C takes from the fetch
+// queue. To the Go scheduler a call into C is a system call: one that is
+// still under way at the next tick of its monitor (every 20 µs while it
+// is busy) may lose its P to another thread. Short calls keep the poller
+// on its thread; a crossing costs far less than the records it brings.
+const consumeChunk = 256
+
 // minSpare is the smallest end of a buffer worth filling.
 const minSpare = 16 << 10
 
@@ -234,18 +241,22 @@ func (c *Consumer) Poll(timeout time.Duration, limit int, into []Entry) ([]Entry
 		if n > 0 {
 			ms = 0
 		}
-		for {
-			got := int(C.weir_consume_msgs(c.fetchq, ms, c.held, &c.recs[n], C.int(limit-n), (*C.char)(unsafe.Pointer(unsafe.SliceData(buf))),
+		for n < limit {
+			want := min(limit-n, consumeChunk)
+			got := int(C.weir_consume_msgs(c.fetchq, ms, c.held, &c.recs[n], C.int(want), (*C.char)(unsafe.Pointer(unsafe.SliceData(buf))),
 				C.int64_t(len(buf)), &used, &need))
+			ms = 0
 			if got >= 0 {
 				n += got
-				break
+				if got < want {
+					break // the queue is empty or the buffer full
+				}
+				continue
 			}
 			if n > 0 {
 				break // the buffer is full
 			}
 			buf, used = c.grow(int(need)), 0
-			ms = 0
 		}
 		// What ended the wait may be an event on the consumer queue.
 		if n < limit && c.held.off == c.held.n {
