@@ -413,3 +413,43 @@ func TestProducerTransactions(t *testing.T) {
 		}
 	}
 }
+
+// TestProducerPrime: Prime on a live cluster succeeds and leaves an
+// idempotent producer writing as before; on a cluster that cannot be
+// reached it returns an error naming the topic once its wait is over.
+// (What Prime saves is measured by BenchmarkProducerFirstFlush.)
+func TestProducerPrime(t *testing.T) {
+	var ev events
+	p := ownProducer(t, cluster(t), kafka.ConfigMap{"enable.idempotence": true, "acks": "all"}, ev.hooks())
+	defer p.Close()
+	out, err := p.Result(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if err := p.Prime(out, 10*time.Second); err != nil {
+		t.Fatalf("Prime: %v", err)
+	}
+	if _, err := out.Produce(0, 1, func(int) ([]byte, []byte) { return []byte("k"), []byte("v") }); err != nil {
+		t.Fatal(err)
+	}
+	if left := p.Flush(30_000); left != 0 {
+		t.Fatalf("%d records not delivered after Prime", left)
+	}
+	if d, f := ev.delivered.Load(), ev.failures(); d != 1 || len(f) != 0 {
+		t.Fatalf("delivered %d, failures %v; want 1 delivered", d, f)
+	}
+
+	// A port nothing listens on.
+	down := ownProducer(t, "127.0.0.1:1", kafka.ConfigMap{"enable.idempotence": true}, ProducerEvents{})
+	defer down.Close()
+	dt, err := down.Result(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dt.Close()
+	err = down.Prime(dt, 100*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "metadata for "+topic) {
+		t.Fatalf("Prime on an unreachable cluster: %v, want an error naming the topic", err)
+	}
+}
