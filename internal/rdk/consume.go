@@ -67,8 +67,9 @@ type Consumer struct {
 	held   *C.weir_held
 }
 
-// heldCap is how many messages one read of the routed fetch queue takes.
-const heldCap = 1024
+// heldCap is how many messages one read of the routed fetch queue takes:
+// no more than one call into C hands over.
+const heldCap = consumeChunk
 
 // Route sends the records of topic's partitions parts to a fetch queue of
 // the Consumer's own, which Poll reads with librdkafka's batch consume:
@@ -77,9 +78,9 @@ const heldCap = 1024
 // results, client errors) still comes on the consumer queue, which Poll
 // reads first without waiting, and again after the wait on the fetch
 // queue, which an event on the consumer queue ends. Call it before the
-// partitions are assigned:
-// records fetched before are on the consumer queue, and a partition read
-// from both queues could be read out of order.
+// partitions are assigned: records fetched before are on the consumer
+// queue, and a partition read from both queues could be read out of
+// order.
 func (c *Consumer) Route(topic string, parts []int32) error {
 	if c.rkq == nil {
 		return fmt.Errorf("rdk: route on a closed consumer")
