@@ -606,10 +606,6 @@ func (s *Sink) start(ctx actor.Context) error {
 		p.Close()
 		return fmt.Errorf("sink %s: %w", s.cfg.Task, err)
 	}
-	// A head start on the idempotent producer's id, which the first flush
-	// (the first checkpoint) would otherwise wait for; an error only loses
-	// the head start: the producer reports what is wrong when it writes.
-	_ = p.Prime(s.out, primeTimeout)
 	s.prod = p
 	if s.cfg.Done != nil {
 		s.cfg.Done.Add(1)
@@ -640,9 +636,6 @@ func checkTopics(brokers string, props map[string]string, topics []string, timeo
 	}
 	return nil
 }
-
-// primeTimeout bounds each wait of the sink producer's Prime.
-const primeTimeout = time.Second
 
 // queueFullWaitMs is one step of the sink's waits on the producer: for room
 // when its queue is full, and for the queue to empty at a barrier. A step

@@ -375,31 +375,3 @@ func (p *Producer) Close() {
 		C.rd_kafka_destroy(p.rk)
 	})
 }
-
-// primeGap is the pause between Prime's two metadata requests.
-const primeGap = 10 * time.Millisecond
-
-// Prime gives an idempotent producer a head start on its producer id: it
-// asks for t's metadata twice, primeGap apart, each wait bounded by
-// timeout. librdkafka's idempotent producer asks for its id when a
-// metadata response arrives while it has a broker connection up, and
-// otherwise when its retry timer fires, 500 ms after the last try. It
-// tries first when it is created, before any connection is up, and the
-// first response comes over the bootstrap connection, before the broker
-// it names is connected; the second comes after. Records produced before
-// the id wait for it: without Prime, the first flush of a new producer
-// (an at-least-once sink's first checkpoint) waits for the timer. The
-// producer works without Prime, so its error only says the head start
-// was lost.
-func (p *Producer) Prime(t *Topic, timeout time.Duration) error {
-	ms := C.int(timeout.Milliseconds())
-	for i := range 2 {
-		if i > 0 {
-			time.Sleep(primeGap)
-		}
-		if code := C.weir_metadata(p.rk, t.rkt, ms); code != 0 {
-			return fmt.Errorf("metadata for %s: %w", t.name, errorOf(code, "", false))
-		}
-	}
-	return nil
-}

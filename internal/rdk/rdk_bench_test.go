@@ -241,38 +241,3 @@ func BenchmarkProduceDelivered(b *testing.B) {
 		})
 	}
 }
-
-// BenchmarkProducerFirstFlush: from creating an idempotent producer to
-// its first record delivered, with and without Prime (ms per producer;
-// closing it is not counted).
-func BenchmarkProducerFirstFlush(b *testing.B) {
-	brokers := cluster(b)
-	for _, prime := range []bool{false, true} {
-		b.Run(map[bool]string{false: "unprimed", true: "primed"}[prime], func(b *testing.B) {
-			var first time.Duration
-			for b.Loop() {
-				start := time.Now()
-				p := ownProducer(b, brokers, kafka.ConfigMap{"enable.idempotence": true, "acks": "all", "enable.metrics.push": false}, ProducerEvents{})
-				out, err := p.Result(topic)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if prime {
-					if err := p.Prime(out, 10*time.Second); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if _, err := out.Produce(0, 1, func(int) ([]byte, []byte) { return nil, []byte("v") }); err != nil {
-					b.Fatal(err)
-				}
-				if left := p.Flush(30_000); left != 0 {
-					b.Fatalf("%d records not delivered", left)
-				}
-				first += time.Since(start)
-				out.Close()
-				p.Close()
-			}
-			b.ReportMetric(float64(first.Microseconds())/1000/float64(b.N), "ms/first-delivery")
-		})
-	}
-}

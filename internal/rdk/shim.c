@@ -354,12 +354,3 @@ int weir_produce_headers(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partitio
 	if (err) rd_kafka_headers_destroy(h); // taken over only on success
 	return err;
 }
-
-// weir_metadata asks for rkt's metadata, waiting at most timeout_ms, and
-// returns the error code.
-int weir_metadata(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int timeout_ms) {
-	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
-	if (md) rd_kafka_metadata_destroy(md);
-	return (int)err;
-}

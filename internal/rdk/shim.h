@@ -48,11 +48,6 @@ typedef struct rd_kafka_topic_partition_list_s {
 } rd_kafka_topic_partition_list_t;
 
 const char *rd_kafka_name(const rd_kafka_t *rk);
-// The metadata is only waited for and freed: its struct stays opaque.
-struct rd_kafka_metadata;
-rd_kafka_resp_err_t rd_kafka_metadata(rd_kafka_t *rk, int all_topics, rd_kafka_topic_t *only_rkt,
-                                      const struct rd_kafka_metadata **metadatap, int timeout_ms);
-void rd_kafka_metadata_destroy(const struct rd_kafka_metadata *metadata);
 rd_kafka_queue_t *rd_kafka_queue_get_consumer(rd_kafka_t *rk);
 void rd_kafka_queue_destroy(rd_kafka_queue_t *rkqu);
 rd_kafka_event_t *rd_kafka_queue_poll(rd_kafka_queue_t *rkqu, int timeout_ms);
@@ -185,7 +180,6 @@ int weir_consume_msgs(rd_kafka_queue_t *rkq, int timeout_ms, weir_held *h, weir_
 void weir_held_free(weir_held *h);
 void weir_wake_on(rd_kafka_queue_t *consumerq, rd_kafka_queue_t *fetchq);
 #define WEIR_PRODUCE_BATCH 256
-int weir_metadata(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int timeout_ms);
 int weir_produce(rd_kafka_topic_t *rkt, int32_t partition, char *buf, int64_t *koff, int32_t *klen, int32_t *vlen,
                  int n, void *opaque, int *err);
 
